@@ -1,0 +1,179 @@
+//! `pmedit edit`: apply ROME / r-ROME / MEMIT / EMMET to a model and write the edited copy.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use pmedit_engine::edit::stats::stats_from_bytes;
+use pmedit_engine::edit::values::target_ids;
+use pmedit_engine::edit::{
+    Algorithm, ContextTemplates, EditEvent, EditRequest, Preservation, apply_edits, presets::preset,
+};
+use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
+use serde_json::json;
+
+use crate::device::DeviceChoice;
+use crate::output::write_atomic;
+
+pub struct EditArgs {
+    pub model: PathBuf,
+    pub requests: PathBuf,
+    pub algo: String,
+    pub layers: Option<Vec<usize>>,
+    pub stats: Option<PathBuf>,
+    pub lambda: Option<f64>,
+    pub alpha: Option<f64>,
+    pub steps: Option<usize>,
+    pub templates: Option<String>,
+    pub seed: u64,
+    pub limit: Option<usize>,
+    pub out: PathBuf,
+    pub save_delta: Option<PathBuf>,
+    pub overwrite: bool,
+    pub json: bool,
+}
+
+/// Reads requests (any accepted shape) from a file.
+pub fn read_requests(path: &Path, limit: Option<usize>) -> Result<Vec<EditRequest>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading requests {}", path.display()))?;
+    let mut reqs = EditRequest::parse_many(&text, &path.display().to_string())?;
+    if let Some(n) = limit {
+        reqs.truncate(n);
+    }
+    Ok(reqs)
+}
+
+/// The stats file next to the model (`<model>/stats.safetensors`) unless one is given.
+fn stats_path(model: &Path, given: Option<&Path>) -> PathBuf {
+    given.map_or_else(|| model.join("stats.safetensors"), Path::to_path_buf)
+}
+
+/// P(first target token | filled prompt).
+fn target_prob(m: &pmedit_engine::load::LoadedModel, r: &EditRequest) -> Result<f32> {
+    let ids = encode_prompt(&m.model, &m.tokenizer, &r.filled_prompt())?;
+    let t = target_ids(&m.tokenizer, r)?[0] as usize;
+    Ok(next_token_logprobs(&m.model, &ids)?[t].exp())
+}
+
+pub fn run(args: EditArgs, choice: DeviceChoice) -> Result<()> {
+    if args.out.exists() && !args.overwrite {
+        bail!("{} already exists (pass --overwrite to replace it)", args.out.display());
+    }
+    let algorithm = Algorithm::parse(&args.algo)?;
+    let requests = read_requests(&args.requests, args.limit)?;
+    let (mut m, sel) = super::load(&args.model, choice)?;
+
+    let mut hp = preset(algorithm, &m.config);
+    if let Some(l) = args.layers {
+        hp.layers = l;
+    }
+    if let Some(x) = args.lambda {
+        hp.lambda = x;
+    }
+    if let Some(x) = args.alpha {
+        hp.alpha = x;
+    }
+    if let Some(x) = args.steps {
+        hp.value.steps = x;
+    }
+
+    // C0 for every edited layer.
+    let sp = stats_path(&args.model, args.stats.as_deref());
+    let bytes = std::fs::read(&sp).with_context(|| {
+        format!(
+            "reading C0 statistics {} (compute them with `pmedit stats --model {} --corpus FILE --layers {} --out {}`)",
+            sp.display(),
+            args.model.display(),
+            hp.layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
+            sp.display()
+        )
+    })?;
+    let (layer_stats, _meta) = stats_from_bytes(&bytes, &sp.to_string_lossy(), &sel.device)?;
+    let mut stats = HashMap::new();
+    for &l in &hp.layers {
+        let s = layer_stats
+            .iter()
+            .find(|s| s.layer == l)
+            .with_context(|| format!("{} has no statistics for layer {l}", sp.display()))?;
+        stats.insert(l, Preservation::new(s.c0()?, hp.lambda)?);
+    }
+
+    let templates = match args.templates.as_deref() {
+        Some("none") => ContextTemplates::bare(),
+        Some(file) => ContextTemplates::from_json(&std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?)?,
+        None => {
+            eprintln!("sampling context templates (seed {})", args.seed);
+            ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), args.seed)?
+        }
+    };
+
+    let before: Vec<f32> = requests.iter().take(16).map(|r| target_prob(&m, r)).collect::<Result<_>>()?;
+    let bar = ProgressBar::new((requests.len() * hp.value.steps) as u64);
+    bar.set_style(ProgressStyle::with_template("{msg:30} {bar:30} {pos}/{len} eta {eta}")?);
+    let start = std::time::Instant::now();
+    let outcome = apply_edits(&mut m.model, &m.tokenizer, &requests, algorithm, &hp, &templates, &stats, |e| match e {
+        EditEvent::ValueStep { request, loss } => {
+            bar.set_message(format!("value {request}: loss {:.3}", loss.total));
+            bar.inc(1);
+        }
+        EditEvent::ValueDone { request } => {
+            bar.set_position(((request + 1) * hp.value.steps) as u64);
+        }
+        EditEvent::Layer { layer } => bar.set_message(format!("solving layer {layer}")),
+    })?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let after: Vec<f32> = requests.iter().take(16).map(|r| target_prob(&m, r)).collect::<Result<_>>()?;
+
+    let record = json!({
+        "algorithm": algorithm.name(),
+        "hparams": hp,
+        "templates": templates,
+        "requests": requests,
+        "seconds": secs,
+        "device": sel.description,
+        "final_value_loss": outcome.losses.iter().map(|l| l.last().map(|s| s.total)).collect::<Vec<_>>(),
+    });
+    pmedit_engine::save::save_model_dir(
+        &m.model,
+        &args.model,
+        &args.out,
+        args.overwrite,
+        &[("pmedit-edit.json", serde_json::to_vec_pretty(&record)?)],
+    )?;
+    if let Some(path) = &args.save_delta {
+        write_atomic(path, &delta_bytes(&outcome.deltas)?)?;
+    }
+
+    if args.json {
+        let rows: Vec<_> = requests
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|(r, (b, a))| json!({"prompt": r.filled_prompt(), "target_new": r.target_new, "p_before": b, "p_after": a}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"edit": record, "targets": rows, "out": args.out}))?);
+    } else {
+        println!("{} edited {} request(s) at layers {:?} in {secs:.1} s on {}", algorithm.name(), requests.len(), hp.layers, sel.description);
+        for (r, (b, a)) in requests.iter().zip(before.iter().zip(&after)) {
+            println!("  {:50} → {:15} p {:.4} → {:.4}", r.filled_prompt(), r.target_new, b, a);
+        }
+        println!("wrote {}", args.out.display());
+    }
+    Ok(())
+}
+
+/// Δ per layer (summed over sequential requests) as safetensors.
+fn delta_bytes(deltas: &[pmedit_engine::edit::LayerDelta]) -> Result<Vec<u8>> {
+    let mut per_layer: std::collections::BTreeMap<usize, burn::prelude::Tensor<2>> = Default::default();
+    for d in deltas {
+        let sum = match per_layer.remove(&d.layer) {
+            Some(t) => t + d.delta.clone(),
+            None => d.delta.clone(),
+        };
+        per_layer.insert(d.layer, sum);
+    }
+    let named = per_layer.into_iter().map(|(l, t)| (format!("layer.{l}.delta"), t)).collect();
+    let meta = HashMap::from([("format".to_string(), "pmedit-delta-1".to_string())]);
+    Ok(pmedit_engine::save::tensors_to_bytes(named, meta)?)
+}

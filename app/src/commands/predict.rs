@@ -1,0 +1,37 @@
+//! `pmedit predict`.
+
+use std::path::Path;
+
+use anyhow::Result;
+use pmedit_engine::predict::top_k;
+use serde_json::json;
+
+use crate::device::DeviceChoice;
+
+pub fn run(dir: &Path, prompt: &str, k: usize, choice: DeviceChoice, as_json: bool) -> Result<()> {
+    let (m, sel) = super::load(dir, choice)?;
+    let ids = m.tokenizer.encode(prompt)?;
+    let top = top_k(&m.model, &m.tokenizer, prompt, k)?;
+    if as_json {
+        let out = json!({
+            "prompt": prompt,
+            "prompt_ids": ids,
+            "device": sel.description,
+            "top_k": top,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{prompt:?} on {}", sel.description);
+        for (rank, t) in top.iter().enumerate() {
+            println!(
+                "{:>3}. {:<20} id {:>6}  logprob {:>9.4}  p {:.4}",
+                rank + 1,
+                format!("{:?}", t.token),
+                t.id,
+                t.logprob,
+                t.logprob.exp()
+            );
+        }
+    }
+    Ok(())
+}

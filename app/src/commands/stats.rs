@@ -1,0 +1,109 @@
+//! `pmedit stats`: C0 statistics over a corpus, resumable.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use pmedit_engine::edit::stats::{
+    LayerStats, StatsMeta, accumulate, fingerprint, stats_from_bytes, stats_to_bytes, windows,
+};
+
+use crate::device::DeviceChoice;
+use crate::output::write_atomic;
+
+pub struct StatsArgs<'a> {
+    pub model: &'a Path,
+    pub corpus: &'a Path,
+    pub layers: Vec<usize>,
+    pub max_tokens: Option<usize>,
+    pub window: Option<usize>,
+    pub batch: usize,
+    pub out: &'a Path,
+    pub resume: bool,
+}
+
+/// Reads a corpus: plain text, or JSON lines with a `text` field.
+pub fn read_corpus(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
+    if bytes.is_empty() {
+        bail!("corpus {} is empty", path.display());
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        anyhow::anyhow!("corpus {} is not UTF-8 text (binary file?)", path.display())
+    })?;
+    if text.contains('\0') {
+        bail!("corpus {} contains NUL bytes: it looks binary", path.display());
+    }
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if first.trim_start().starts_with('{') {
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
+            let t = v["text"].as_str().with_context(|| format!("{} line {}: no `text` field", path.display(), i + 1))?;
+            out.push_str(t);
+            out.push('\n');
+        }
+        return Ok(out);
+    }
+    Ok(text)
+}
+
+pub fn run(args: StatsArgs, choice: DeviceChoice) -> Result<()> {
+    let (m, sel) = super::load(args.model, choice)?;
+    let text = read_corpus(args.corpus)?;
+    let mut ids = m.tokenizer.encode(&text)?;
+    if let Some(max) = args.max_tokens {
+        ids.truncate(max);
+    }
+    let window = args.window.unwrap_or(m.config.n_positions).min(m.config.n_positions);
+    let seqs = windows(&ids, window);
+    let fp = fingerprint(&m.model);
+    let corpus_name = args.corpus.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let d_inner = m.config.d_inner();
+
+    let (mut stats, mut meta) = if args.resume && args.out.exists() {
+        let bytes = std::fs::read(args.out)?;
+        let (stats, meta) = stats_from_bytes(&bytes, &args.out.to_string_lossy(), &sel.device)?;
+        if meta.model != fp {
+            bail!("{} was computed on another model (fingerprint {} ≠ {fp})", args.out.display(), meta.model);
+        }
+        let have: Vec<usize> = stats.iter().map(|s| s.layer).collect();
+        if have != args.layers {
+            bail!("{} holds layers {have:?}, not {:?}", args.out.display(), args.layers);
+        }
+        eprintln!("resuming after {} windows", meta.windows_done);
+        (stats, meta)
+    } else {
+        let stats = args.layers.iter().map(|&l| LayerStats::new(l, d_inner, &sel.device)).collect();
+        (stats, StatsMeta { model: fp, corpus: corpus_name, windows_done: 0 })
+    };
+
+    let todo = &seqs[(meta.windows_done as usize).min(seqs.len())..];
+    let bar = ProgressBar::new(todo.iter().map(|s| s.len() as u64).sum());
+    bar.set_style(ProgressStyle::with_template("stats {bar:40} {pos}/{len} tokens {per_sec} eta {eta}")?);
+    let start = std::time::Instant::now();
+    let save_every = 64usize;
+    for (i, chunk) in todo.chunks(args.batch).enumerate() {
+        accumulate(&m.model, chunk, args.batch, &mut stats)?;
+        meta.windows_done += chunk.len() as u64;
+        bar.inc(chunk.iter().map(|s| s.len() as u64).sum());
+        if (i + 1) % save_every == 0 {
+            write_atomic(args.out, &stats_to_bytes(&stats, &meta)?)?;
+        }
+    }
+    bar.finish_and_clear();
+    write_atomic(args.out, &stats_to_bytes(&stats, &meta)?)?;
+    let tokens: u64 = todo.iter().map(|s| s.len() as u64).sum();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{} tokens at layers {:?} in {:.1} s ({:.0} tokens/s) on {} → {}",
+        stats[0].count,
+        args.layers,
+        secs,
+        tokens as f64 / secs.max(1e-9),
+        sel.description,
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! `pmedit`: edit facts inside GPT-2 models with ROME, r-ROME, MEMIT and EMMET.
+
+mod commands;
+mod device;
+mod output;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use device::DeviceChoice;
+
+#[derive(Parser)]
+#[command(name = "pmedit", version, about = "Edit facts inside GPT-2 language models (ROME, r-ROME, MEMIT, EMMET)")]
+struct Cli {
+    /// Where the math runs: a hardware GPU if present (auto), wgpu's default adapter (gpu), or the CPU.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model directory's config, parameter count, dtype and the device in use.
+    Info {
+        /// Hugging Face GPT-2 model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Next-token top-k predictions with log-probabilities.
+    Predict {
+        /// Hugging Face GPT-2 model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        /// How many tokens to list.
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Print JSON (token ids, token strings, log-probs).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compute C0 statistics (uncentred second moment of the keys) over a text corpus.
+    Stats {
+        /// Hugging Face GPT-2 model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// Plain text, or JSON lines with a `text` field.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Layers: `17`, `13-17` or `3,5`.
+        #[arg(long)]
+        layers: String,
+        /// Stop after this many tokens.
+        #[arg(long)]
+        max_tokens: Option<usize>,
+        /// Tokens per window (default: the model's context).
+        #[arg(long)]
+        window: Option<usize>,
+        /// Windows per forward pass.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Output safetensors file (written atomically, checkpointed while running).
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue an interrupted run from `--out`.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Edit facts: apply ROME, r-ROME, MEMIT or EMMET and write the edited model directory.
+    Edit {
+        /// Hugging Face GPT-2 model directory (never modified).
+        #[arg(long)]
+        model: PathBuf,
+        /// Requests: JSON array/object/lines; pmedit, ROME/MEMIT CounterFact or EasyEdit shape.
+        #[arg(long)]
+        requests: PathBuf,
+        /// rome | r-rome | memit | emmet.
+        #[arg(long, default_value = "emmet")]
+        algo: String,
+        /// Layers to edit (`17`, `13-17`); default from the presets.
+        #[arg(long)]
+        layers: Option<String>,
+        /// C0 statistics file (default: <model>/stats.safetensors).
+        #[arg(long)]
+        stats: Option<PathBuf>,
+        /// λ (mom2_update_weight).
+        #[arg(long)]
+        lambda: Option<f64>,
+        /// α (EMMET's regulariser).
+        #[arg(long)]
+        alpha: Option<f64>,
+        /// Value optimisation steps.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Context templates: a JSON file, or `none` for the bare prompt (default: sampled).
+        #[arg(long)]
+        templates: Option<String>,
+        /// Seed for template sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Use only the first N requests.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Output model directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write Δ per layer as safetensors.
+        #[arg(long)]
+        save_delta: Option<PathBuf>,
+        /// Replace `--out` if it exists.
+        #[arg(long)]
+        overwrite: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a continuation (KV cache, seeded top-k sampling).
+    Generate {
+        /// Hugging Face GPT-2 model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 40)]
+        max_new_tokens: usize,
+        /// Sample among the k most likely tokens (1 = greedy).
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Softmax temperature.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// RNG seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info { model, json } => commands::info::run(&model, cli.device, json),
+        Command::Predict {
+            model,
+            prompt,
+            top_k,
+            json,
+        } => commands::predict::run(&model, &prompt, top_k, cli.device, json),
+        Command::Stats {
+            model,
+            corpus,
+            layers,
+            max_tokens,
+            window,
+            batch,
+            out,
+            resume,
+        } => commands::stats::run(
+            commands::stats::StatsArgs {
+                model: &model,
+                corpus: &corpus,
+                layers: output::parse_layers(&layers)?,
+                max_tokens,
+                window,
+                batch,
+                out: &out,
+                resume,
+            },
+            cli.device,
+        ),
+        Command::Edit {
+            model,
+            requests,
+            algo,
+            layers,
+            stats,
+            lambda,
+            alpha,
+            steps,
+            templates,
+            seed,
+            limit,
+            out,
+            save_delta,
+            overwrite,
+            json,
+        } => commands::edit::run(
+            commands::edit::EditArgs {
+                model,
+                requests,
+                algo,
+                layers: layers.as_deref().map(output::parse_layers).transpose()?,
+                stats,
+                lambda,
+                alpha,
+                steps,
+                templates,
+                seed,
+                limit,
+                out,
+                save_delta,
+                overwrite,
+                json,
+            },
+            cli.device,
+        ),
+        Command::Generate {
+            model,
+            prompt,
+            max_new_tokens,
+            top_k,
+            temperature,
+            seed,
+            json,
+        } => {
+            let opts = pmedit_engine::generate::GenerateOptions {
+                max_new_tokens,
+                top_k,
+                temperature,
+                seed,
+                stop_at_eos: true,
+            };
+            commands::generate::run(&model, &prompt, &opts, cli.device, json)
+        }
+    }
+}

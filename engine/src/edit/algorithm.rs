@@ -1,0 +1,187 @@
+//! The four algorithms as (objective, distribution, key recipe) choices, their hyper-parameters,
+//! and the driver that applies a batch of requests to a model.
+
+use std::collections::HashMap;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::distribute::{LayerDelta, Solver, bare_prompts, distribute};
+use super::keys::KEY_BATCH;
+use super::objective::{Objective, Preservation};
+use super::prompts::activations_at;
+use super::request::EditRequest;
+use super::templates::{ContextTemplates, TemplateRecipe};
+use super::values::{StepLoss, ValueHparams, compute_value};
+use crate::error::{EngineError, Result};
+use crate::model::{Gpt2, Site};
+use crate::tokenizer::Gpt2Tokenizer;
+
+/// The editing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    /// ROME (eq. 3), one request at a time.
+    Rome,
+    /// r-ROME: ROME with consistent keys.
+    RRome,
+    /// MEMIT (eq. 5).
+    Memit,
+    /// EMMET (eq. 9).
+    Emmet,
+}
+
+impl Algorithm {
+    /// Parses `rome`, `r-rome`, `memit`, `emmet`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "rome" => Ok(Self::Rome),
+            "r-rome" | "rrome" => Ok(Self::RRome),
+            "memit" => Ok(Self::Memit),
+            "emmet" => Ok(Self::Emmet),
+            other => Err(EngineError::Input(format!(
+                "unknown algorithm `{other}` (rome, r-rome, memit, emmet)"
+            ))),
+        }
+    }
+
+    /// The name as written on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Rome => "rome",
+            Self::RRome => "r-rome",
+            Self::Memit => "memit",
+            Self::Emmet => "emmet",
+        }
+    }
+
+    /// Where δ is added during value optimisation (only the norm of v_init differs).
+    pub fn value_site(&self) -> Site {
+        match self {
+            Self::Rome | Self::RRome => Site::MlpOut,
+            Self::Memit | Self::Emmet => Site::BlockOut,
+        }
+    }
+
+    /// Which context-template recipe it uses.
+    pub fn template_recipe(&self) -> TemplateRecipe {
+        match self {
+            Self::Rome | Self::RRome => TemplateRecipe::Rome,
+            Self::Memit | Self::Emmet => TemplateRecipe::Memit,
+        }
+    }
+
+    /// How each layer's Δ is solved.
+    pub fn solver(&self, alpha: f64) -> Solver {
+        match self {
+            Self::Rome => Solver::RankOne { consistent_keys: false },
+            Self::RRome => Solver::RankOne { consistent_keys: true },
+            Self::Memit => Solver::Batch(Objective::Memit),
+            Self::Emmet => Solver::Batch(Objective::Emmet { alpha }),
+        }
+    }
+}
+
+/// Hyper-parameters of one algorithm on one model (PAPER.md's table for GPT2-XL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditHparams {
+    /// Layers edited (the last one is where δ is optimised).
+    pub layers: Vec<usize>,
+    /// λ (`mom2_update_weight`).
+    pub lambda: f64,
+    /// α (EMMET's D regulariser).
+    pub alpha: f64,
+    /// Value optimisation.
+    pub value: ValueHparams,
+}
+
+/// Progress of an edit, for progress bars and the web page.
+#[derive(Debug, Clone)]
+pub enum EditEvent {
+    /// Value optimisation of request `request` made a step.
+    ValueStep {
+        /// Index of the request.
+        request: usize,
+        /// The step's loss.
+        loss: StepLoss,
+    },
+    /// A request's value is done.
+    ValueDone {
+        /// Index of the request.
+        request: usize,
+    },
+    /// Solving and applying layer `layer`.
+    Layer {
+        /// The layer.
+        layer: usize,
+    },
+}
+
+/// What an edit did.
+#[derive(Debug, Clone, Default)]
+pub struct EditOutcome {
+    /// Δ per layer (ROME: per request and layer, in order of application).
+    pub deltas: Vec<LayerDelta>,
+    /// Loss curve of each request's value optimisation.
+    pub losses: Vec<Vec<StepLoss>>,
+}
+
+/// Applies `requests` to `model` in place.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_edits(
+    model: &mut Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    requests: &[EditRequest],
+    algorithm: Algorithm,
+    hp: &EditHparams,
+    templates: &ContextTemplates,
+    stats: &HashMap<usize, Preservation>,
+    mut on_event: impl FnMut(EditEvent),
+) -> Result<EditOutcome> {
+    if requests.is_empty() {
+        return Err(EngineError::Input("no edit requests".into()));
+    }
+    let mut layers = hp.layers.clone();
+    layers.sort_unstable();
+    layers.dedup();
+    let last = *layers.last().ok_or_else(|| EngineError::Input("no layer to edit".into()))?;
+    if last >= model.n_layer() {
+        return Err(EngineError::Input(format!(
+            "layer {last} does not exist (the model has {} layers)",
+            model.n_layer()
+        )));
+    }
+    let solver = algorithm.solver(hp.alpha);
+    let site = algorithm.value_site();
+    let mut outcome = EditOutcome::default();
+    // ROME and r-ROME apply requests one after another; MEMIT and EMMET solve the batch jointly.
+    let batches: Vec<&[EditRequest]> = match solver {
+        Solver::RankOne { .. } => requests.chunks(1).collect(),
+        Solver::Batch(_) => vec![requests],
+    };
+    let mut index = 0;
+    for batch in batches {
+        let mut deltas = Vec::with_capacity(batch.len());
+        for (j, request) in batch.iter().enumerate() {
+            let value = compute_value(model, tokenizer, request, templates, last, site, &hp.value, |loss| {
+                on_event(EditEvent::ValueStep {
+                    request: index + j,
+                    loss: *loss,
+                })
+            })?;
+            on_event(EditEvent::ValueDone { request: index + j });
+            deltas.push((value.v - value.v_init).unsqueeze_dim::<2>(0));
+            outcome.losses.push(value.losses);
+        }
+        // Targets at the last layer's block output (adding δ to the MLP output or to the block
+        // output of layer L changes the block output identically).
+        let bare = bare_prompts(tokenizer, batch)?;
+        let z = activations_at(model, &bare, last, Site::BlockOut, KEY_BATCH)? + Tensor::cat(deltas, 0);
+        let applied = distribute(model, tokenizer, batch, z, &layers, solver, templates, stats, |layer| {
+            on_event(EditEvent::Layer { layer })
+        })?;
+        outcome.deltas.extend(applied);
+        index += batch.len();
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,124 @@
+//! Edit distribution over layers (PAPER.md §4, eq. 6/7).
+//!
+//! For layers l₁ < … < L in order: recompute the keys at l on the current (partly edited) model,
+//! take the residual of the target hidden state at the last layer L (the block output, where
+//! MEMIT adds δ) divided by the number of layers left, solve that layer's PM problem and apply
+//! Δˡ before going on. Any objective can be distributed — "ROME on 5 layers" and "MEMIT on one
+//! layer" are both valid — because objective and distribution are independent choices.
+
+use std::collections::HashMap;
+
+use burn::module::Param;
+use burn::prelude::*;
+
+use super::keys::{KEY_BATCH, compute_keys};
+use super::objective::{Objective, Preservation, ensure_finite, solve_delta};
+use super::prompts::{SubjectPrompt, activations_at, subject_prompt};
+use super::request::EditRequest;
+use super::templates::ContextTemplates;
+use crate::error::{EngineError, Result};
+use crate::model::{Gpt2, Site};
+use crate::tokenizer::Gpt2Tokenizer;
+
+/// How a layer's Δ is solved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Solver {
+    /// Eq. 3, one request at a time. `consistent_keys = false` is ROME (the bare-prompt key in the
+    /// denominator and the residual), `true` is r-ROME (the averaged key k* in both).
+    RankOne {
+        /// r-ROME's fix.
+        consistent_keys: bool,
+    },
+    /// MEMIT (eq. 5) or EMMET (eq. 9).
+    Batch(Objective),
+}
+
+/// The Δ applied to one layer.
+#[derive(Debug, Clone)]
+pub struct LayerDelta {
+    /// The layer.
+    pub layer: usize,
+    /// Δᵀ `[d_inner, d]`, added to `mlp.c_proj.weight`.
+    pub delta: Tensor<2>,
+}
+
+/// Bare prompts (template "{}") of `requests`, for reading the current hidden state.
+pub fn bare_prompts(tokenizer: &Gpt2Tokenizer, requests: &[EditRequest]) -> Result<Vec<SubjectPrompt>> {
+    requests
+        .iter()
+        .map(|r| subject_prompt(tokenizer, &r.prompt, &r.subject))
+        .collect()
+}
+
+/// Adds Δᵀ to `mlp.c_proj.weight` of `layer`.
+pub fn apply_delta(model: &mut Gpt2, layer: usize, delta: Tensor<2>) {
+    let w = &mut model.h[layer].mlp.c_proj.weight;
+    let updated = w.val() + delta;
+    *w = Param::from_tensor(updated);
+}
+
+/// Writes the targets `z` (`[E, d]`, block output of the last layer at each request's bare
+/// prompt) into `layers`, distributing the residual as in eq. 6/7. Returns the Δ of each layer.
+#[allow(clippy::too_many_arguments)]
+pub fn distribute(
+    model: &mut Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    requests: &[EditRequest],
+    z: Tensor<2>,
+    layers: &[usize],
+    solver: Solver,
+    key_templates: &ContextTemplates,
+    stats: &HashMap<usize, Preservation>,
+    mut on_layer: impl FnMut(usize),
+) -> Result<Vec<LayerDelta>> {
+    let last = *layers.last().ok_or_else(|| EngineError::Input("no layer to edit".into()))?;
+    if layers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(EngineError::Input(format!("layers {layers:?} must be strictly increasing")));
+    }
+    let bare = bare_prompts(tokenizer, requests)?;
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, &l) in layers.iter().enumerate() {
+        on_layer(l);
+        let pres = stats.get(&l).ok_or_else(|| {
+            EngineError::Input(format!("no C0 statistics for layer {l}: run `pmedit stats --layers {l}`"))
+        })?;
+        let keys = compute_keys(model, tokenizer, l, requests, key_templates)?; // k*, [n, E]
+        let current = activations_at(model, &bare, last, Site::BlockOut, KEY_BATCH)?;
+        let mut residual = (z.clone() - current) / (layers.len() - i) as f64; // [E, d]
+        let delta = match solver {
+            Solver::Batch(objective) => solve_delta(pres, objective, keys, residual)?,
+            Solver::RankOne { consistent_keys } => {
+                if requests.len() != 1 {
+                    return Err(EngineError::Input("ROME edits one request at a time".into()));
+                }
+                let bare_key = compute_keys(model, tokenizer, l, requests, &ContextTemplates::bare())?;
+                let k_den = if consistent_keys {
+                    // r-ROME: the residual is taken against the output for k* (averaged outputs).
+                    let w = model.h[l].mlp.c_proj.weight.val();
+                    residual = residual + (bare_key - keys.clone()).transpose().matmul(w);
+                    keys.clone()
+                } else {
+                    bare_key
+                };
+                rank_one(pres, keys, k_den, residual)?
+            }
+        };
+        apply_delta(model, l, delta.clone());
+        out.push(LayerDelta { layer: l, delta });
+    }
+    Ok(out)
+}
+
+/// Eq. 3: Δᵀ = C⁻¹k* rᵀ / (k_denᵀ C⁻¹ k*), for `k_star`, `k_den`: `[n, 1]` and `r`: `[1, d]`.
+pub fn rank_one(pres: &Preservation, k_star: Tensor<2>, k_den: Tensor<2>, r: Tensor<2>) -> Result<Tensor<2>> {
+    let q = pres.solve(k_star); // [n, 1]
+    let denom = k_den.transpose().matmul(q.clone()).into_scalar::<f64>();
+    if !(denom.abs() > 1e-30) || !denom.is_finite() {
+        return Err(EngineError::Numerical(format!(
+            "ROME's denominator kᵀC⁻¹k* is {denom:e}: the key is degenerate"
+        )));
+    }
+    let delta = q.matmul(r) / denom;
+    ensure_finite(&delta, "Δ")?;
+    Ok(delta)
+}

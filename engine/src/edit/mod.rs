@@ -1,0 +1,20 @@
+//! Model editing with the preservation–memorization family: requests, keys, values, C0
+//! statistics, the closed-form solutions and their distribution over layers.
+
+pub mod algorithm;
+pub mod distribute;
+pub mod keys;
+pub mod objective;
+pub mod presets;
+pub mod prompts;
+pub mod request;
+pub mod stats;
+pub mod templates;
+pub mod values;
+
+pub use algorithm::{Algorithm, EditEvent, EditHparams, EditOutcome, apply_edits};
+pub use distribute::{LayerDelta, Solver, distribute};
+pub use objective::{Objective, Preservation, solve_delta};
+pub use request::EditRequest;
+pub use templates::{ContextTemplates, TemplateRecipe};
+pub use values::{StepLoss, ValueHparams};

@@ -1,0 +1,158 @@
+//! Cholesky factorisation and SPD solves on the device, from burn tensor ops.
+//!
+//! burn 0.22 has no solve, inverse or Cholesky, so this is a blocked right-looking Cholesky:
+//! each `nb × nb` diagonal block is factored and inverted on the host in f64 (one small round
+//! trip per block), while the panels (`L21 = A21 L11⁻ᵀ`) and the trailing updates
+//! (`A22 −= L21 L21ᵀ`) — all of the O(n³) work — are matmuls on the device. Solves reuse the
+//! inverted diagonal blocks, so a factor computed once per layer serves every batch.
+//!
+//! Works in the dtype of its input: f64 where the device has it (flex, Vulkan), f32 on WebGPU.
+
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use super::host::{Mat, cholesky as host_cholesky, invert_lower};
+
+/// Block size of the factorisation.
+pub const DEFAULT_BLOCK: usize = 256;
+
+/// Why a factorisation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LinalgError {
+    /// The matrix is not (numerically) positive definite: pivot `index` was `pivot`.
+    #[error("matrix is not positive definite (pivot {index} is {pivot:e})")]
+    NotPositiveDefinite {
+        /// Row of the failing pivot.
+        index: usize,
+        /// Its value.
+        pivot: f64,
+    },
+    /// The input holds NaN or infinity.
+    #[error("matrix holds non-finite values")]
+    NonFinite,
+    /// Reading a tensor back from the device failed.
+    #[error("device read failed: {0}")]
+    Device(String),
+}
+
+/// `L` with `A = L Lᵀ`, plus what solves need.
+#[derive(Debug, Clone)]
+pub struct CholeskyFactor {
+    /// The lower-triangular factor `[n, n]`.
+    pub l: Tensor<2>,
+    /// Inverses of the diagonal blocks of `L`.
+    diag_inv: Vec<Tensor<2>>,
+    block: usize,
+    /// Largest and smallest diagonal entry of `L`: `(max/min)²` is a lower bound of cond(A).
+    pub diag_range: (f64, f64),
+}
+
+pub(crate) fn to_host(t: Tensor<2>) -> Result<Mat, LinalgError> {
+    let [r, c] = t.dims();
+    let data = t.try_into_data().map_err(|e| LinalgError::Device(format!("{e:?}")))?;
+    Ok(Mat::new(r, c, data.iter::<f64>().collect()))
+}
+
+pub(crate) fn to_device(m: &Mat, device: &Device, dtype: DType) -> Tensor<2> {
+    Tensor::<2>::from_data(TensorData::new(m.data.clone(), [m.rows, m.cols]), (device, DType::F64)).cast(dtype)
+}
+
+impl CholeskyFactor {
+    /// Factors the SPD matrix `a` (`[n, n]`) with blocks of `block` rows.
+    pub fn new(a: Tensor<2>, block: usize) -> Result<Self, LinalgError> {
+        let [n, m] = a.dims();
+        assert_eq!(n, m, "Cholesky of a non-square matrix");
+        let (device, dtype) = (a.device(), a.dtype());
+        let block = block.max(1);
+        let mut l = Tensor::<2>::zeros([n, n], (&device, dtype));
+        let mut diag_inv = Vec::new();
+        let (mut dmax, mut dmin) = (0.0f64, f64::INFINITY);
+        let mut rest = a; // trailing matrix still to factor
+        let mut k0 = 0;
+        while k0 < n {
+            let kb = block.min(n - k0);
+            let akk = to_host(rest.clone().slice([0..kb, 0..kb]))?;
+            if akk.data.iter().any(|v| !v.is_finite()) {
+                return Err(LinalgError::NonFinite);
+            }
+            let lkk = host_cholesky(&akk).map_err(|(i, pivot)| LinalgError::NotPositiveDefinite {
+                index: k0 + i,
+                pivot,
+            })?;
+            for i in 0..kb {
+                dmax = dmax.max(lkk[(i, i)]);
+                dmin = dmin.min(lkk[(i, i)]);
+            }
+            let inv = to_device(&invert_lower(&lkk), &device, dtype);
+            l = l.slice_assign([k0..k0 + kb, k0..k0 + kb], to_device(&lkk, &device, dtype));
+            if k0 + kb < n {
+                let a21 = rest.clone().slice([kb..n - k0, 0..kb]);
+                let l21 = a21.matmul(inv.clone().transpose());
+                l = l.slice_assign([k0 + kb..n, k0..k0 + kb], l21.clone());
+                rest = rest.slice([kb..n - k0, kb..n - k0]) - l21.clone().matmul(l21.transpose());
+            }
+            diag_inv.push(inv);
+            k0 += kb;
+        }
+        Ok(Self {
+            l,
+            diag_inv,
+            block,
+            diag_range: (dmax, dmin),
+        })
+    }
+
+    /// Size n.
+    pub fn n(&self) -> usize {
+        self.l.dims()[0]
+    }
+
+    /// A cheap lower bound of the condition number of `A`: `(max Lᵢᵢ / min Lᵢᵢ)²`.
+    pub fn condition_estimate(&self) -> f64 {
+        (self.diag_range.0 / self.diag_range.1).powi(2)
+    }
+
+    /// Solves `L X = B` (`B` is `[n, m]`) by blocked forward substitution.
+    pub fn solve_lower(&self, b: Tensor<2>) -> Tensor<2> {
+        let n = self.n();
+        let mut x: Vec<Tensor<2>> = Vec::with_capacity(self.diag_inv.len());
+        for (i, inv) in self.diag_inv.iter().enumerate() {
+            let (r0, r1) = (i * self.block, ((i + 1) * self.block).min(n));
+            let mut rhs = b.clone().slice([r0..r1]);
+            if r0 > 0 {
+                let done = Tensor::cat(x.clone(), 0);
+                rhs = rhs - self.l.clone().slice([r0..r1, 0..r0]).matmul(done);
+            }
+            x.push(inv.clone().matmul(rhs));
+        }
+        Tensor::cat(x, 0)
+    }
+
+    /// Solves `Lᵀ X = B` by blocked backward substitution.
+    pub fn solve_upper(&self, b: Tensor<2>) -> Tensor<2> {
+        let n = self.n();
+        let nblocks = self.diag_inv.len();
+        let mut x: Vec<Tensor<2>> = Vec::with_capacity(nblocks);
+        for i in (0..nblocks).rev() {
+            let (r0, r1) = (i * self.block, ((i + 1) * self.block).min(n));
+            let mut rhs = b.clone().slice([r0..r1]);
+            if r1 < n {
+                let done = Tensor::cat(x.iter().rev().cloned().collect(), 0);
+                rhs = rhs - self.l.clone().slice([r1..n, r0..r1]).transpose().matmul(done);
+            }
+            x.push(self.diag_inv[i].clone().transpose().matmul(rhs));
+        }
+        x.reverse();
+        Tensor::cat(x, 0)
+    }
+
+    /// Solves `A X = B`.
+    pub fn solve(&self, b: Tensor<2>) -> Tensor<2> {
+        self.solve_upper(self.solve_lower(b))
+    }
+}
+
+/// Solves `A X = B` for SPD `A` (factor computed and discarded).
+pub fn spd_solve(a: Tensor<2>, b: Tensor<2>) -> Result<Tensor<2>, LinalgError> {
+    Ok(CholeskyFactor::new(a, DEFAULT_BLOCK)?.solve(b))
+}

@@ -1,0 +1,16 @@
+//! Loading models: byte sources, safetensors parsing, weight assembly (kept apart from the
+//! model code, which knows nothing about files).
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod model_dir;
+pub mod safetensors;
+pub mod source;
+pub mod weights;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use model_dir::{LoadedModel, load_model_dir, read_config};
+pub use safetensors::SafetensorsFile;
+pub use source::{ByteSource, MemorySource};
+#[cfg(not(target_arch = "wasm32"))]
+pub use source::FileSource;
+pub use weights::{WeightFiles, build_gpt2};

@@ -1,0 +1,126 @@
+//! Loading a Hugging Face model directory from disk: `config.json`, `model.safetensors` or a
+//! sharded `model.safetensors.index.json`, and the tokenizer files.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+use super::safetensors::SafetensorsFile;
+use super::source::FileSource;
+use super::weights::{WeightFiles, build_gpt2};
+use crate::error::{EngineError, Result};
+use crate::model::{Gpt2, Gpt2Config};
+use crate::tokenizer::Gpt2Tokenizer;
+
+/// A model directory loaded onto a device.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The directory it came from.
+    pub dir: PathBuf,
+    /// Its config.
+    pub config: Gpt2Config,
+    /// The network, on the device it was loaded to.
+    pub model: Gpt2,
+    /// Its tokenizer.
+    pub tokenizer: Gpt2Tokenizer,
+    /// Storage dtype of the weights (`F32`, `F16`, `BF16`).
+    pub dtype: String,
+    /// The weight files read.
+    pub weight_files: Vec<PathBuf>,
+}
+
+/// Reads and validates `dir/config.json`.
+pub fn read_config(dir: &Path) -> Result<Gpt2Config> {
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Err(EngineError::MissingFile {
+            dir: dir.to_path_buf(),
+            what: "model config".into(),
+            expected: "config.json".into(),
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    Gpt2Config::from_json(&text).map_err(|e| match e {
+        EngineError::Config { reason, .. } => EngineError::Config { path, reason },
+        other => other,
+    })
+}
+
+/// The safetensors files of `dir`: the shards named by `model.safetensors.index.json`, or
+/// `model.safetensors`.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| EngineError::io(&index, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| EngineError::Safetensors {
+            path: index.clone(),
+            reason: e.to_string(),
+        })?;
+        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| EngineError::Safetensors {
+            path: index.clone(),
+            reason: "no `weight_map` object".into(),
+        })?;
+        let mut shards = BTreeSet::new();
+        for (name, file) in map {
+            let file = file.as_str().filter(|f| is_plain_name(f)).ok_or_else(|| EngineError::Safetensors {
+                path: index.clone(),
+                reason: format!("weight_map entry for `{name}` is not a file name in the directory"),
+            })?;
+            shards.insert(dir.join(file));
+        }
+        return Ok(shards.into_iter().collect());
+    }
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    Err(EngineError::MissingFile {
+        dir: dir.to_path_buf(),
+        what: "weights".into(),
+        expected: "model.safetensors or model.safetensors.index.json".into(),
+    })
+}
+
+fn is_plain_name(f: &str) -> bool {
+    !f.is_empty() && !f.contains('/') && !f.contains('\\') && f != "." && f != ".."
+}
+
+/// Loads config, weights and tokenizer of a Hugging Face GPT-2 directory onto `device`.
+pub fn load_model_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    if !dir.is_dir() {
+        return Err(EngineError::MissingFile {
+            dir: dir.to_path_buf(),
+            what: "model directory".into(),
+            expected: "a directory with config.json, model.safetensors and tokenizer files".into(),
+        });
+    }
+    let config = read_config(dir)?;
+    let tokenizer = Gpt2Tokenizer::from_dir(dir)?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(EngineError::Tokenizer {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "the tokenizer has {} tokens but the model's vocab_size is {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            ),
+        });
+    }
+    let paths = weight_files(dir)?;
+    let files = paths
+        .iter()
+        .map(|p| FileSource::open(p).and_then(SafetensorsFile::open))
+        .collect::<Result<Vec<_>>>()?;
+    let mut weights = WeightFiles::new(files, paths[0].clone());
+    let dtype = weights.dtype();
+    let model = build_gpt2(&config, &mut weights, device)?;
+    Ok(LoadedModel {
+        dir: dir.to_path_buf(),
+        config,
+        model,
+        tokenizer,
+        dtype,
+        weight_files: paths,
+    })
+}

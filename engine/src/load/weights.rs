@@ -1,0 +1,103 @@
+//! Assembling a [`Gpt2`] from named tensors, whichever key layout the files use.
+//!
+//! Hugging Face writes GPT-2 in two layouts: the original hub files (`h.0.attn.c_attn.weight`,
+//! sometimes with `attn.bias` buffers and `lm_head.weight`) and transformers ≥ 5
+//! (`transformer.h.0…`, no `lm_head`). Conv1D weights are `[in, out]` in both, which is burn's
+//! `Linear` layout, so no tensor is transposed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use burn::module::Param;
+use burn::prelude::*;
+
+use super::safetensors::SafetensorsFile;
+use super::source::ByteSource;
+use crate::error::{EngineError, Result};
+use crate::model::{Gpt2, Gpt2Config};
+
+/// Named tensors spread over one or more safetensors files (shards).
+pub struct WeightFiles<S> {
+    files: Vec<SafetensorsFile<S>>,
+    /// canonical name (no `transformer.` prefix) → (file index, name in that file)
+    index: HashMap<String, (usize, String)>,
+    origin: PathBuf,
+}
+
+impl<S: ByteSource> WeightFiles<S> {
+    /// Indexes the tensors of `files`, accepting both key layouts.
+    pub fn new(files: Vec<SafetensorsFile<S>>, origin: PathBuf) -> Self {
+        let mut index = HashMap::new();
+        for (i, f) in files.iter().enumerate() {
+            for name in f.names() {
+                let canon = name.strip_prefix("transformer.").unwrap_or(name);
+                index.insert(canon.to_string(), (i, name.to_string()));
+            }
+        }
+        Self { files, index, origin }
+    }
+
+    /// Reads a tensor by canonical name as f32, checking its shape.
+    fn take(&mut self, name: &str, expected: &[usize]) -> Result<TensorData> {
+        let (file, key) = self.index.get(name).cloned().ok_or_else(|| EngineError::MissingTensor {
+            name: name.into(),
+            path: self.origin.clone(),
+        })?;
+        let (values, shape) = self.files[file].read_f32(&key)?;
+        if shape != expected {
+            return Err(EngineError::ShapeMismatch {
+                name: key,
+                expected: expected.to_vec(),
+                found: shape,
+            });
+        }
+        if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
+            return Err(EngineError::Safetensors {
+                path: self.origin.clone(),
+                reason: format!("tensor `{key}` holds a non-finite value ({}) at element {pos}", values[pos]),
+            });
+        }
+        Ok(TensorData::new(values, shape))
+    }
+
+    /// The dtype of the first weight, for `pmedit info`.
+    pub fn dtype(&self) -> String {
+        self.index
+            .get("wte.weight")
+            .and_then(|(f, k)| self.files[*f].info(k))
+            .map_or_else(|| "unknown".into(), |i| format!("{:?}", i.dtype))
+    }
+}
+
+fn param<const D: usize>(data: TensorData, device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::from_data(data, device))
+}
+
+/// Builds the model on `device`, reading one tensor at a time so peak memory stays near the
+/// model's own size plus its largest tensor.
+pub fn build_gpt2<S: ByteSource>(config: &Gpt2Config, w: &mut WeightFiles<S>, device: &Device) -> Result<Gpt2> {
+    config.validate()?;
+    let (d, f, v) = (config.n_embd, config.d_inner(), config.vocab_size);
+    // `init` only declares lazily-initialised parameters; each is replaced before first use.
+    let mut model = config.init(device);
+    model.wte.weight = param(w.take("wte.weight", &[v, d])?, device);
+    model.wpe.weight = param(w.take("wpe.weight", &[config.n_positions, d])?, device);
+    for (l, block) in model.h.iter_mut().enumerate() {
+        let mut t = |suffix: &str, shape: &[usize]| w.take(&format!("h.{l}.{suffix}"), shape);
+        block.ln_1.gamma = param(t("ln_1.weight", &[d])?, device);
+        block.ln_1.beta = Some(param(t("ln_1.bias", &[d])?, device));
+        block.attn.c_attn.weight = param(t("attn.c_attn.weight", &[d, 3 * d])?, device);
+        block.attn.c_attn.bias = Some(param(t("attn.c_attn.bias", &[3 * d])?, device));
+        block.attn.c_proj.weight = param(t("attn.c_proj.weight", &[d, d])?, device);
+        block.attn.c_proj.bias = Some(param(t("attn.c_proj.bias", &[d])?, device));
+        block.ln_2.gamma = param(t("ln_2.weight", &[d])?, device);
+        block.ln_2.beta = Some(param(t("ln_2.bias", &[d])?, device));
+        block.mlp.c_fc.weight = param(t("mlp.c_fc.weight", &[d, f])?, device);
+        block.mlp.c_fc.bias = Some(param(t("mlp.c_fc.bias", &[f])?, device));
+        block.mlp.c_proj.weight = param(t("mlp.c_proj.weight", &[f, d])?, device);
+        block.mlp.c_proj.bias = Some(param(t("mlp.c_proj.bias", &[d])?, device));
+    }
+    model.ln_f.gamma = param(w.take("ln_f.weight", &[d])?, device);
+    model.ln_f.beta = Some(param(w.take("ln_f.bias", &[d])?, device));
+    Ok(model)
+}

@@ -1,0 +1,167 @@
+//! The GPT-2 language model (Hugging Face `GPT2LMHeadModel`, lm_head tied to `wte`).
+
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+
+use super::attention::LayerCache;
+use super::block::{Block, BlockConfig};
+use super::config::Gpt2Config;
+use super::hooks::Hooks;
+
+/// GPT-2: token + position embeddings, `n_layer` blocks, final LayerNorm, tied LM head.
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    /// Token embeddings `[vocab, d]`, also the (tied) LM head.
+    pub wte: Embedding,
+    /// Position embeddings `[n_positions, d]`.
+    pub wpe: Embedding,
+    /// The blocks.
+    pub h: Vec<Block>,
+    /// Final LayerNorm.
+    pub ln_f: LayerNorm,
+}
+
+/// Key/value cache for incremental decoding, one entry per layer.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<LayerCache>>,
+}
+
+impl KvCache {
+    /// Number of tokens already processed.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|c| c.as_ref())
+            .map_or(0, |c| c.k.dims()[2])
+    }
+
+    /// Whether no token was processed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a hooked forward pass returns.
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// Logits `[batch, seq, vocab]`, absent when the hooks asked to skip them.
+    pub logits: Option<Tensor<3>>,
+    /// The probed activations, in the order of `Hooks::probes`.
+    pub probes: Vec<Tensor<3>>,
+}
+
+impl Gpt2Config {
+    /// Creates a GPT-2 with random weights on `device` (burn's default initialisers).
+    pub fn init(&self, device: &Device) -> Gpt2 {
+        let block = BlockConfig::new(self.n_embd, self.d_inner(), self.n_head, self.layer_norm_epsilon);
+        Gpt2 {
+            wte: EmbeddingConfig::new(self.vocab_size, self.n_embd).init(device),
+            wpe: EmbeddingConfig::new(self.n_positions, self.n_embd).init(device),
+            h: (0..self.n_layer).map(|_| block.init(device)).collect(),
+            ln_f: LayerNormConfig::new(self.n_embd)
+                .with_epsilon(self.layer_norm_epsilon)
+                .init(device),
+        }
+    }
+}
+
+impl Gpt2 {
+    /// Number of blocks.
+    pub fn n_layer(&self) -> usize {
+        self.h.len()
+    }
+
+    /// Maximum context length.
+    pub fn n_positions(&self) -> usize {
+        self.wpe.weight.dims()[0]
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.wte.weight.dims()[0]
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.wte.weight.device()
+    }
+
+    /// Logits for every position of `tokens` (`[batch, seq]`, right-padded).
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let out = self.forward_hooked(tokens, &Hooks::default());
+        out.logits.expect("logits are computed when not skipped")
+    }
+
+    /// Forward pass with hooks: probes activations and adds edits (see [`Hooks`]).
+    pub fn forward_hooked(&self, tokens: Tensor<2, Int>, hooks: &Hooks) -> ForwardOutput {
+        let (hidden, probes) = self.run(tokens, hooks, None);
+        ForwardOutput {
+            logits: hidden.map(|h| self.lm_head(h)),
+            probes,
+        }
+    }
+
+    /// Like [`forward_hooked`](Self::forward_hooked) but returns the final hidden states (after
+    /// `ln_f`, `[batch, seq, d]`) instead of logits, so callers can apply [`lm_head`](Self::lm_head)
+    /// to the few positions they score.
+    pub fn forward_final_hidden(&self, tokens: Tensor<2, Int>, hooks: &Hooks) -> (Tensor<3>, Vec<Tensor<3>>) {
+        let hooks = Hooks {
+            skip_logits: false,
+            ..hooks.clone()
+        };
+        let (hidden, probes) = self.run(tokens, &hooks, None);
+        (hidden.expect("hidden states are computed when logits are not skipped"), probes)
+    }
+
+    /// Logits of the new `tokens` given the tokens already in `cache` (which is extended).
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        let (hidden, _) = self.run(tokens, &Hooks::default(), Some(cache));
+        self.lm_head(hidden.expect("hidden states are computed when logits are not skipped"))
+    }
+
+    /// The tied LM head: `h · wteᵀ`.
+    pub fn lm_head(&self, h: Tensor<3>) -> Tensor<3> {
+        let [b, s, d] = h.dims();
+        let wte = self.wte.weight.val();
+        let v = wte.dims()[0];
+        h.reshape([b * s, d]).matmul(wte.transpose()).reshape([b, s, v])
+    }
+
+    /// Final hidden states (after `ln_f`, unless the hooks skip them) and the probes.
+    fn run(
+        &self,
+        tokens: Tensor<2, Int>,
+        hooks: &Hooks,
+        cache: Option<&mut KvCache>,
+    ) -> (Option<Tensor<3>>, Vec<Tensor<3>>) {
+        let [_, seq] = tokens.dims();
+        let mut cache = cache;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if let Some(c) = cache.as_mut()
+            && c.layers.len() != self.h.len()
+        {
+            c.layers = vec![None; self.h.len()];
+        }
+        let pos = self.wpe.weight.val().narrow(0, past, seq).unsqueeze_dim::<3>(0);
+        let mut h = self.wte.forward(tokens) + pos;
+
+        let mut probes: Vec<Option<Tensor<3>>> = vec![None; hooks.probes.len()];
+        let last = if hooks.skip_logits {
+            hooks.last_layer().map_or(0, |l| l + 1)
+        } else {
+            self.h.len()
+        };
+        for (layer, block) in self.h.iter().enumerate().take(last) {
+            let slot = cache.as_mut().map(|c| &mut c.layers[layer]);
+            h = block.forward(layer, h, slot, hooks, &mut probes);
+        }
+        let hidden = (!hooks.skip_logits).then(|| self.ln_f.forward(h));
+        let probes = probes
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| p.unwrap_or_else(|| panic!("probe {:?} names a layer beyond the model", hooks.probes[i])))
+            .collect();
+        (hidden, probes)
+    }
+}

@@ -1,0 +1,66 @@
+//! Per-layer hooks: read activations at chosen sites and add vectors to them. This is how the
+//! editing code reaches inside the network without copying its forward pass.
+
+use burn::prelude::*;
+
+/// A place inside block `l` where an activation can be read or modified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Site {
+    /// Input of `mlp.c_proj` (after GELU), `[batch, seq, d_inner]`: the key k.
+    MlpKey,
+    /// Output of `mlp.c_proj` (before the residual add), `[batch, seq, d]`: the MLP value.
+    MlpOut,
+    /// Residual stream after the block, `[batch, seq, d]` (HF `hidden_states[l + 1]`).
+    BlockOut,
+}
+
+/// What to read and what to add during one forward pass.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Activations to return, in this order, as `(layer, site)`.
+    pub probes: Vec<(usize, Site)>,
+    /// Tensors added to an activation, broadcast to its shape (e.g. `mask ⊗ δ` to change one
+    /// position per prompt). Several edits at one site are summed.
+    pub edits: Vec<(usize, Site, Tensor<3>)>,
+    /// Skip the layers after the last probe and the LM head (for keys and statistics).
+    pub skip_logits: bool,
+}
+
+impl Hooks {
+    /// Hooks that only read `(layer, site)` activations and need no logits.
+    pub fn probe_only(probes: Vec<(usize, Site)>) -> Self {
+        Self {
+            probes,
+            edits: Vec::new(),
+            skip_logits: true,
+        }
+    }
+
+    /// Adds `delta` (broadcast) at `(layer, site)`.
+    pub fn with_edit(mut self, layer: usize, site: Site, delta: Tensor<3>) -> Self {
+        self.edits.push((layer, site, delta));
+        self
+    }
+
+    /// The last layer any hook touches.
+    pub fn last_layer(&self) -> Option<usize> {
+        let p = self.probes.iter().map(|(l, _)| *l);
+        let e = self.edits.iter().map(|(l, _, _)| *l);
+        p.chain(e).max()
+    }
+
+    /// Applies the edits registered at `(layer, site)` to `x`, then records it if probed.
+    pub(crate) fn visit(&self, layer: usize, site: Site, mut x: Tensor<3>, out: &mut [Option<Tensor<3>>]) -> Tensor<3> {
+        for (l, s, delta) in &self.edits {
+            if *l == layer && *s == site {
+                x = x + delta.clone();
+            }
+        }
+        for (i, (l, s)) in self.probes.iter().enumerate() {
+            if *l == layer && *s == site {
+                out[i] = Some(x.clone());
+            }
+        }
+        x
+    }
+}

@@ -1,0 +1,13 @@
+//! GPT-2 as burn modules, matching Hugging Face's `GPT2LMHeadModel` exactly: pre-LayerNorm blocks,
+//! `gelu_new`, causal attention and an LM head tied to the token embeddings.
+
+pub mod attention;
+pub mod block;
+pub mod config;
+pub mod gpt2;
+pub mod hooks;
+pub mod mlp;
+
+pub use config::Gpt2Config;
+pub use gpt2::{ForwardOutput, Gpt2, KvCache};
+pub use hooks::{Hooks, Site};

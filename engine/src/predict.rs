@@ -1,0 +1,84 @@
+//! Next-token predictions: the top-k tokens after a prompt with their log-probabilities.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::model::Gpt2;
+use crate::tokenizer::Gpt2Tokenizer;
+
+/// One candidate next token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogProb {
+    /// Token id.
+    pub id: u32,
+    /// The token's text (decoded, e.g. `" Paris"`).
+    pub token: String,
+    /// Natural-log probability.
+    pub logprob: f32,
+}
+
+/// Encodes `prompt` and checks it fits the model's context.
+pub fn encode_prompt(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str) -> Result<Vec<u32>> {
+    let ids = tokenizer.encode(prompt)?;
+    if ids.is_empty() {
+        return Err(EngineError::Input("the prompt is empty".into()));
+    }
+    if ids.len() > model.n_positions() {
+        return Err(EngineError::Input(format!(
+            "the prompt has {} tokens, more than the model's context of {}",
+            ids.len(),
+            model.n_positions()
+        )));
+    }
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= model.vocab_size()) {
+        return Err(EngineError::Input(format!(
+            "token id {bad} is outside the model's vocabulary of {}",
+            model.vocab_size()
+        )));
+    }
+    Ok(ids)
+}
+
+/// A `[1, n]` token tensor.
+pub fn token_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
+    let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+    Tensor::<1, Int>::from_data(TensorData::new(data, [ids.len()]), device).unsqueeze_dim(0)
+}
+
+/// Log-probabilities of the next token after `ids`, `[vocab]`, on the host.
+pub fn next_token_logprobs(model: &Gpt2, ids: &[u32]) -> Result<Vec<f32>> {
+    let device = model.device();
+    let logits = model.forward(token_tensor(ids, &device));
+    let [_, seq, vocab] = logits.dims();
+    let last = logits.narrow(1, seq - 1, 1).reshape([vocab]);
+    log_softmax(last, 0)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| EngineError::Backend(format!("{e:?}")))
+}
+
+/// The `k` most likely next tokens after `prompt`, most likely first.
+pub fn top_k(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str, k: usize) -> Result<Vec<TokenLogProb>> {
+    let ids = encode_prompt(model, tokenizer, prompt)?;
+    let logprobs = next_token_logprobs(model, &ids)?;
+    top_k_of(tokenizer, &logprobs, k)
+}
+
+/// The `k` largest entries of `logprobs` as tokens (ties broken by the lower id).
+pub fn top_k_of(tokenizer: &Gpt2Tokenizer, logprobs: &[f32], k: usize) -> Result<Vec<TokenLogProb>> {
+    let mut order: Vec<usize> = (0..logprobs.len()).collect();
+    order.sort_by(|&a, &b| logprobs[b].total_cmp(&logprobs[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| {
+            Ok(TokenLogProb {
+                id: i as u32,
+                token: tokenizer.decode(&[i as u32])?,
+                logprob: logprobs[i],
+            })
+        })
+        .collect()
+}

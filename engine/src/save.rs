@@ -1,0 +1,175 @@
+//! Writing a model directory that `pmedit` and Hugging Face transformers both load, atomically:
+//! everything goes to a temporary sibling directory, is fsynced, then renamed into place, so an
+//! interrupted write leaves either the old state or the complete new one. Weights are streamed
+//! from the device one tensor at a time.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use safetensors::tensor::{Dtype, View};
+
+use crate::error::{EngineError, Result};
+use crate::model::Gpt2;
+
+/// One device tensor, read back only when the writer reaches it.
+struct DeviceView {
+    tensor: Tensor<1>,
+    shape: Vec<usize>,
+}
+
+impl View for DeviceView {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        let data = self.tensor.clone().into_data();
+        Cow::Owned(data.iter::<f32>().flat_map(f32::to_le_bytes).collect())
+    }
+    fn data_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * 4
+    }
+}
+
+fn view<const D: usize>(t: Tensor<D>) -> DeviceView {
+    let shape = t.dims().to_vec();
+    let n = shape.iter().product::<usize>();
+    DeviceView {
+        tensor: t.reshape([n]),
+        shape,
+    }
+}
+
+/// The model's tensors under transformers-5 names (`transformer.h.0…`; lm_head is tied).
+fn named_tensors(model: &Gpt2) -> Vec<(String, DeviceView)> {
+    let mut v = vec![
+        ("transformer.wte.weight".to_string(), view(model.wte.weight.val())),
+        ("transformer.wpe.weight".to_string(), view(model.wpe.weight.val())),
+        ("transformer.ln_f.weight".to_string(), view(model.ln_f.gamma.val())),
+    ];
+    if let Some(b) = &model.ln_f.beta {
+        v.push(("transformer.ln_f.bias".into(), view(b.val())));
+    }
+    for (l, block) in model.h.iter().enumerate() {
+        let p = |s: &str| format!("transformer.h.{l}.{s}");
+        v.push((p("ln_1.weight"), view(block.ln_1.gamma.val())));
+        v.push((p("ln_2.weight"), view(block.ln_2.gamma.val())));
+        for (name, lin) in [
+            ("attn.c_attn", &block.attn.c_attn),
+            ("attn.c_proj", &block.attn.c_proj),
+            ("mlp.c_fc", &block.mlp.c_fc),
+            ("mlp.c_proj", &block.mlp.c_proj),
+        ] {
+            v.push((p(&format!("{name}.weight")), view(lin.weight.val())));
+            if let Some(b) = &lin.bias {
+                v.push((p(&format!("{name}.bias")), view(b.val())));
+            }
+        }
+        for (name, ln) in [("ln_1", &block.ln_1), ("ln_2", &block.ln_2)] {
+            if let Some(b) = &ln.beta {
+                v.push((p(&format!("{name}.bias")), view(b.val())));
+            }
+        }
+    }
+    v
+}
+
+/// Serialises named tensors (f32) and metadata to safetensors bytes, reading them back from the
+/// device one at a time.
+pub fn tensors_to_bytes<const D: usize>(
+    tensors: Vec<(String, Tensor<D>)>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let views: Vec<(String, DeviceView)> = tensors.into_iter().map(|(n, t)| (n, view(t))).collect();
+    safetensors::serialize(views, Some(metadata)).map_err(|e| EngineError::Input(format!("serialising tensors: {e}")))
+}
+
+/// The whole model as safetensors bytes (transformers-5 names, f32), e.g. for a browser download.
+pub fn model_to_bytes(model: &Gpt2) -> Result<Vec<u8>> {
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(named_tensors(model), Some(meta)).map_err(|e| EngineError::Input(format!("serialising the model: {e}")))
+}
+
+/// Writes `model` (f32) to `out` as a Hugging Face directory. The config and tokenizer files are
+/// copied from `source` (the directory the model was loaded from), `extra` files are added.
+/// `out` must not exist unless `overwrite`, and may never be `source`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn save_model_dir(
+    model: &Gpt2,
+    source: &Path,
+    out: &Path,
+    overwrite: bool,
+    extra: &[(&str, Vec<u8>)],
+) -> Result<()> {
+    let io = |p: &Path, e| EngineError::io(p, e);
+    if let (Ok(a), Ok(b)) = (source.canonicalize(), out.canonicalize())
+        && a == b
+    {
+        return Err(EngineError::Input(format!(
+            "refusing to write over the input model {}: choose another --out",
+            out.display()
+        )));
+    }
+    if out.exists() && !overwrite {
+        return Err(EngineError::Input(format!(
+            "{} already exists (pass --overwrite to replace it)",
+            out.display()
+        )));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
+    let result = (|| {
+        for entry in std::fs::read_dir(source).map_err(|e| io(source, e))? {
+            let entry = entry.map_err(|e| io(source, e))?;
+            let fname = entry.file_name().to_string_lossy().into_owned();
+            let is_weights = fname.ends_with(".safetensors") || fname == "model.safetensors.index.json";
+            if entry.path().is_file() && !is_weights && !fname.starts_with('.') {
+                std::fs::copy(entry.path(), tmp.join(&fname)).map_err(|e| io(&entry.path(), e))?;
+            }
+        }
+        for (fname, bytes) in extra {
+            std::fs::write(tmp.join(fname), bytes).map_err(|e| io(&tmp.join(fname), e))?;
+        }
+        let weights = tmp.join("model.safetensors");
+        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(named_tensors(model), Some(meta), &weights).map_err(|e| {
+            EngineError::Safetensors {
+                path: weights.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        for entry in std::fs::read_dir(&tmp).map_err(|e| io(&tmp, e))? {
+            let path = entry.map_err(|e| io(&tmp, e))?.path();
+            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| io(&path, e))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    // Swap into place: the old directory is removed only once the new one is complete.
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    if out.exists() {
+        std::fs::rename(out, &old).map_err(|e| io(out, e))?;
+    }
+    std::fs::rename(&tmp, out).map_err(|e| io(out, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! GPT-2 byte-level BPE tokenizer, built with the `tokenizers` crate from either a
+//! `tokenizer.json` or the original `vocab.json` + `merges.txt` pair. Works on bytes so the
+//! browser can hand over file contents.
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+use crate::error::{EngineError, Result};
+
+/// A GPT-2 tokenizer (no BOS is added; `<|endoftext|>` is a normal token).
+#[derive(Clone)]
+pub struct Gpt2Tokenizer {
+    inner: Tokenizer,
+    eos: Option<u32>,
+}
+
+impl std::fmt::Debug for Gpt2Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpt2Tokenizer(vocab={})", self.vocab_size())
+    }
+}
+
+fn tok_err(path: &Path, reason: impl ToString) -> EngineError {
+    EngineError::Tokenizer {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Gpt2Tokenizer {
+    /// From the contents of a Hugging Face `tokenizer.json`.
+    pub fn from_tokenizer_json(bytes: &[u8]) -> Result<Self> {
+        let path = Path::new("tokenizer.json");
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| tok_err(path, e))?;
+        Ok(Self::wrap(inner))
+    }
+
+    /// From the contents of `vocab.json` and `merges.txt` (GPT-2's original files).
+    pub fn from_vocab_merges(vocab: &[u8], merges: &[u8]) -> Result<Self> {
+        let vocab: tokenizers::models::bpe::Vocab =
+            serde_json::from_slice(vocab).map_err(|e| tok_err(Path::new("vocab.json"), e))?;
+        let merges_path = Path::new("merges.txt");
+        let text = std::str::from_utf8(merges).map_err(|e| tok_err(merges_path, e))?;
+        let mut pairs = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.starts_with("#version") || line.trim().is_empty() {
+                continue;
+            }
+            let mut parts = line.split(' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(a), Some(b), None) => pairs.push((a.to_string(), b.to_string())),
+                _ => return Err(tok_err(merges_path, format!("line {} is not a merge pair: {line:?}", i + 1))),
+            }
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, pairs)
+            .build()
+            .map_err(|e| tok_err(merges_path, e))?;
+        let mut inner = Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        // GPT-2's only special token, as in the hub's tokenizer.json.
+        if inner.token_to_id("<|endoftext|>").is_some() {
+            inner.add_special_tokens(&[AddedToken::from("<|endoftext|>", true)]);
+        }
+        Ok(Self::wrap(inner))
+    }
+
+    /// From a model directory: `tokenizer.json` if present, else `vocab.json` + `merges.txt`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let read = |p: PathBuf| std::fs::read(&p).map_err(|e| EngineError::io(p, e));
+        let json = dir.join("tokenizer.json");
+        if json.is_file() {
+            return Self::from_tokenizer_json(&read(json.clone())?).map_err(|e| relabel(e, &json));
+        }
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        if vocab.is_file() && merges.is_file() {
+            return Self::from_vocab_merges(&read(vocab)?, &read(merges)?).map_err(|e| relabel(e, dir));
+        }
+        Err(EngineError::MissingFile {
+            dir: dir.to_path_buf(),
+            what: "tokenizer".into(),
+            expected: "tokenizer.json, or vocab.json and merges.txt".into(),
+        })
+    }
+
+    fn wrap(inner: Tokenizer) -> Self {
+        let eos = inner.token_to_id("<|endoftext|>");
+        Self { inner, eos }
+    }
+
+    /// Token ids of `text` (no special tokens added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| EngineError::Input(format!("cannot tokenize {text:?}: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| EngineError::Input(format!("cannot decode {ids:?}: {e}")))
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Id of `<|endoftext|>`, if the vocabulary has it.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// The underlying `tokenizers` tokenizer (for saving as `tokenizer.json`).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn relabel(e: EngineError, path: &Path) -> EngineError {
+    match e {
+        EngineError::Tokenizer { reason, .. } => EngineError::Tokenizer {
+            path: path.to_path_buf(),
+            reason,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,88 @@
+//! The forward pass against Hugging Face transformers' log-probabilities.
+
+mod common;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use common::{fixture, floats, ids, on_all_devices, reference};
+use pmedit_engine::load::load_model_dir;
+use pmedit_engine::predict::token_tensor;
+
+/// Largest |ours − reference| over every position and the 256 reference vocabulary ids, plus
+/// whether the top-10 at the last position agree.
+fn compare(dir: &str, device: &Device, reference_key: &str) -> (f64, bool) {
+    let r = reference();
+    let subset: Vec<usize> = ids(&r["vocab_subset"]).into_iter().map(|i| i as usize).collect();
+    let m = load_model_dir(&fixture(dir), device).expect("fixture loads");
+    let mut worst = 0.0f64;
+    let mut top_ok = true;
+    for case in r[reference_key].as_array().unwrap() {
+        let prompt_ids = ids(&case["ids"]);
+        assert_eq!(m.tokenizer.encode(case["prompt"].as_str().unwrap()).unwrap(), prompt_ids);
+        let logits = m.model.forward(token_tensor(&prompt_ids, device));
+        let [_, seq, vocab] = logits.dims();
+        let lp = log_softmax(logits, 2).into_data().try_to_vec::<f32>().unwrap();
+        for (pos, row) in case["subset_logprobs"].as_array().unwrap().iter().enumerate() {
+            for (j, want) in floats(row).into_iter().enumerate() {
+                let got = lp[pos * vocab + subset[j]] as f64;
+                worst = worst.max((got - want).abs());
+            }
+        }
+        let last = &lp[(seq - 1) * vocab..seq * vocab];
+        let mut order: Vec<usize> = (0..vocab).collect();
+        order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
+        let want_top = ids(&case["top10_ids"]);
+        let got_top: Vec<u32> = order[..10].iter().map(|&i| i as u32).collect();
+        top_ok &= got_top == want_top;
+        for (id, want) in want_top.iter().zip(floats(&case["top10_logprobs"])) {
+            worst = worst.max((last[*id as usize] as f64 - want).abs());
+        }
+    }
+    (worst, top_ok)
+}
+
+#[test]
+fn transformers5_layout_matches_reference() {
+    on_all_devices(|name, device| {
+        let (err, top) = compare("tiny-gpt2", device, "f32");
+        assert!(err < 1e-4, "{name}: max |Δ logprob| = {err:e}");
+        assert!(top, "{name}: top-10 differs");
+    });
+}
+
+#[test]
+fn hub_layout_matches_reference() {
+    on_all_devices(|name, device| {
+        let (err, top) = compare("tiny-gpt2-hub", device, "f32");
+        assert!(err < 1e-4, "{name}: max |Δ logprob| = {err:e}");
+        assert!(top, "{name}: top-10 differs");
+    });
+}
+
+/// An f16 file is widened to f32 exactly, so it matches transformers run on the same f16 weights
+/// in f32 to 1e-4, and the f32 model to 1e-2: f16 keeps 11 significant bits (relative rounding
+/// 2⁻¹¹ ≈ 4.9e-4 per weight), which over a 2-layer net with logits of magnitude ~10 moves
+/// log-probs by a few 1e-3.
+#[test]
+fn f16_file_matches_reference() {
+    on_all_devices(|name, device| {
+        let (err, top) = compare("tiny-gpt2-f16", device, "f16_weights_in_f32");
+        assert!(err < 1e-4, "{name}: f16 weights, max |Δ| = {err:e}");
+        assert!(top, "{name}: top-10 differs");
+        let (err, _) = compare("tiny-gpt2-f16", device, "f32");
+        assert!(err < 1e-2, "{name}: f16 vs f32 reference, max |Δ| = {err:e}");
+    });
+}
+
+/// Attention must matter: the same last token after different contexts gives different
+/// predictions, so a model that ignored attention could not pass the reference tests.
+#[test]
+fn context_changes_the_prediction() {
+    on_all_devices(|name, device| {
+        let m = load_model_dir(&fixture("tiny-gpt2"), device).unwrap();
+        let a = pmedit_engine::predict::next_token_logprobs(&m.model, &[464, 1748, 286]).unwrap();
+        let b = pmedit_engine::predict::next_token_logprobs(&m.model, &[8765, 5140, 286]).unwrap();
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff > 0.1, "{name}: context barely matters ({diff})");
+    });
+}

@@ -1,0 +1,74 @@
+//! Device Cholesky and SPD solves against the f64 host reference.
+
+mod common;
+
+use burn::tensor::DType;
+use common::{download, on_all_devices, randn, rel_err, upload};
+use pmedit_engine::linalg::host::{self, Mat};
+use pmedit_engine::linalg::{CholeskyFactor, LinalgError};
+
+/// A well-conditioned SPD matrix `X Xᵀ / m + 0.1 I`.
+fn spd(n: usize, seed: u64) -> Mat {
+    let m = 2 * n;
+    let x = Mat::new(n, m, randn(seed, n * m));
+    let mut a = x.matmul(&x.t());
+    for v in &mut a.data {
+        *v /= m as f64;
+    }
+    a.add_diag(0.1)
+}
+
+#[test]
+fn blocked_factor_matches_host_factor() {
+    on_all_devices(|name, device| {
+        // 40 with blocks of 16: two full blocks and a ragged one.
+        let a = spd(40, 1);
+        let want = host::cholesky(&a).unwrap();
+        for dtype in [DType::F32, DType::F64] {
+            if !device.supports_dtype(dtype) {
+                continue;
+            }
+            let f = CholeskyFactor::new(upload(&a, device, dtype), 16).unwrap();
+            let got = download(f.l.clone());
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+            assert!(rel_err(&got, &want) < tol, "{name} {dtype:?}: {}", rel_err(&got, &want));
+        }
+    });
+}
+
+#[test]
+fn solves_match_host_solve() {
+    on_all_devices(|name, device| {
+        let a = spd(37, 2);
+        let b = Mat::new(37, 5, randn(3, 37 * 5));
+        let want = host::spd_solve(&a, &b).unwrap();
+        let f = CholeskyFactor::new(upload(&a, device, DType::F32), 8).unwrap();
+        let got = download(f.solve(upload(&b, device, DType::F32)));
+        assert!(rel_err(&got, &want) < 1e-4, "{name}: {}", rel_err(&got, &want));
+        // L (Lᵀ X) = B, one triangle at a time.
+        let y = download(f.solve_lower(upload(&b, device, DType::F32)));
+        let l = download(f.l.clone());
+        assert!(rel_err(&l.matmul(&y), &b) < 1e-5, "{name}");
+    });
+}
+
+#[test]
+fn indefinite_matrix_is_reported() {
+    on_all_devices(|name, device| {
+        let mut a = spd(12, 4);
+        a[(7, 7)] = -5.0;
+        let err = CholeskyFactor::new(upload(&a, device, DType::F32), 4).unwrap_err();
+        assert!(matches!(err, LinalgError::NotPositiveDefinite { index: 7, .. }), "{name}: {err}");
+    });
+}
+
+#[test]
+fn condition_estimate_grows_with_conditioning() {
+    let device = burn::prelude::Device::flex();
+    let good = CholeskyFactor::new(upload(&Mat::eye(8), &device, DType::F64), 4).unwrap();
+    assert!((good.condition_estimate() - 1.0).abs() < 1e-12);
+    let mut a = Mat::eye(8);
+    a[(3, 3)] = 1e-8;
+    let bad = CholeskyFactor::new(upload(&a, &device, DType::F64), 4).unwrap();
+    assert!(bad.condition_estimate() > 1e7);
+}
