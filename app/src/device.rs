@@ -26,10 +26,7 @@ fn wgpu(kind: DeviceKind) -> Result<Selected> {
         .device_kind(kind.clone())
         .init()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let name = device
-        .identity()
-        .map(|i| i.name)
-        .unwrap_or_else(|| format!("{kind:?}"));
+    let name = device.identity().map(|i| i.name).unwrap_or_else(|| format!("{kind:?}"));
     Ok(Selected {
         device,
         description: format!("gpu (wgpu: {name})"),

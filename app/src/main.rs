@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use device::DeviceChoice;
 
 #[derive(Parser)]
-#[command(name = "pmedit", version, about = "Edit facts inside GPT-2 language models (ROME, r-ROME, MEMIT, EMMET)")]
+#[command(
+    name = "pmedit",
+    version,
+    about = "Edit facts inside GPT-2 language models (ROME, r-ROME, MEMIT, EMMET)"
+)]
 struct Cli {
     /// Where the math runs: a hardware GPU if present (auto), wgpu's default adapter (gpu), or the CPU.
     #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
@@ -100,6 +104,18 @@ enum Command {
         /// Value optimisation steps.
         #[arg(long)]
         steps: Option<usize>,
+        /// Adam learning rate of the value optimisation (v_lr).
+        #[arg(long)]
+        v_lr: Option<f64>,
+        /// ‖δ‖ ≤ this · ‖v_init‖ (clamp_norm_factor).
+        #[arg(long)]
+        clamp_norm_factor: Option<f64>,
+        /// Weight of the KL term (kl_factor).
+        #[arg(long)]
+        kl_factor: Option<f64>,
+        /// Weight of ‖δ‖/‖v_init‖² (v_weight_decay).
+        #[arg(long)]
+        v_weight_decay: Option<f64>,
         /// Context templates: a JSON file, or `none` for the bare prompt (default: sampled).
         #[arg(long)]
         templates: Option<String>,
@@ -189,6 +205,10 @@ fn main() -> Result<()> {
             lambda,
             alpha,
             steps,
+            v_lr,
+            clamp_norm_factor,
+            kl_factor,
+            v_weight_decay,
             templates,
             seed,
             limit,
@@ -206,6 +226,10 @@ fn main() -> Result<()> {
                 lambda,
                 alpha,
                 steps,
+                v_lr,
+                clamp_norm_factor,
+                kl_factor,
+                v_weight_decay,
                 templates,
                 seed,
                 limit,

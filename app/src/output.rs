@@ -13,10 +13,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).with_context(|| format!("renaming into {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
 }
 
@@ -29,7 +32,10 @@ pub fn parse_layers(s: &str) -> Result<Vec<usize>> {
             anyhow::ensure!(a <= b, "layer range {part} is empty");
             out.extend(a..=b);
         } else {
-            out.push(part.parse().with_context(|| format!("`{part}` is not a layer number"))?);
+            out.push(
+                part.parse()
+                    .with_context(|| format!("`{part}` is not a layer number"))?,
+            );
         }
     }
     anyhow::ensure!(!out.is_empty(), "no layers given");
@@ -59,6 +65,10 @@ mod tests {
         write_atomic(&p, b"first").unwrap();
         write_atomic(&p, b"second").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left behind"
+        );
     }
 }

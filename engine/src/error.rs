@@ -94,6 +94,7 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

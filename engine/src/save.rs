@@ -92,7 +92,8 @@ pub fn tensors_to_bytes<const D: usize>(
 /// The whole model as safetensors bytes (transformers-5 names, f32), e.g. for a browser download.
 pub fn model_to_bytes(model: &Gpt2) -> Result<Vec<u8>> {
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize(named_tensors(model), Some(meta)).map_err(|e| EngineError::Input(format!("serialising the model: {e}")))
+    safetensors::serialize(named_tensors(model), Some(meta))
+        .map_err(|e| EngineError::Input(format!("serialising the model: {e}")))
 }
 
 /// Writes `model` (f32) to `out` as a Hugging Face directory. The config and tokenizer files are
@@ -126,7 +127,10 @@ pub fn save_model_dir(
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
@@ -154,7 +158,9 @@ pub fn save_model_dir(
         })?;
         for entry in std::fs::read_dir(&tmp).map_err(|e| io(&tmp, e))? {
             let path = entry.map_err(|e| io(&tmp, e))?.path();
-            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|e| io(&path, e))?;
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&path, e))?;
         }
         Ok(())
     })();

@@ -2,12 +2,14 @@
 //! `tokenizer.json` or the original `vocab.json` + `merges.txt` pair. Works on bytes so the
 //! browser can hand over file contents.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::PathBuf;
 
-use tokenizers::{AddedToken, Tokenizer};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{EngineError, Result};
 
@@ -53,7 +55,12 @@ impl Gpt2Tokenizer {
             let mut parts = line.split(' ');
             match (parts.next(), parts.next(), parts.next()) {
                 (Some(a), Some(b), None) => pairs.push((a.to_string(), b.to_string())),
-                _ => return Err(tok_err(merges_path, format!("line {} is not a merge pair: {line:?}", i + 1))),
+                _ => {
+                    return Err(tok_err(
+                        merges_path,
+                        format!("line {} is not a merge pair: {line:?}", i + 1),
+                    ));
+                }
             }
         }
         let bpe = BPE::builder()

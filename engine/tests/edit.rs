@@ -1,6 +1,7 @@
-//! End-to-end edits on a fixture model whose outputs are not saturated (transformers' default
-//! init): after ROME, r-ROME, MEMIT and EMMET the new target is the top prediction of the rewrite
-//! prompt, and unrelated prompts barely move.
+//! End-to-end edits of `facts-gpt2`, a small GPT-2 trained on true CounterFact facts
+//! (tests/fixtures/train_edit_fixture.py), with its presets: after ROME, r-ROME, MEMIT and
+//! EMMET the new target is the top prediction of the rewrite prompt, and other facts the model
+//! knows are still predicted.
 
 mod common;
 
@@ -14,15 +15,28 @@ use pmedit_engine::edit::{Algorithm, ContextTemplates, EditRequest, Preservation
 use pmedit_engine::load::{LoadedModel, load_model_dir};
 use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
 
-/// C0 at `layers` over the wikitext excerpt (4k tokens, windows of 64).
+/// C0 at `layers` over the model's own training text: its facts (true objects) and the wikitext
+/// excerpt (windows of 64 tokens), as the paper takes C0 from GPT-2's training distribution.
 fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Preservation> {
-    let text = std::fs::read_to_string(fixture("wikitext-excerpt.txt")).unwrap();
-    let mut ids = m.tokenizer.encode(&text).unwrap();
-    ids.truncate(4096);
+    let mut text = String::new();
+    for r in all_facts() {
+        text.push_str(&format!(
+            "{} {}.\n",
+            r.filled_prompt(),
+            r.target_true.as_deref().unwrap()
+        ));
+    }
+    text.push_str(&std::fs::read_to_string(fixture("wikitext-excerpt.txt")).unwrap());
+    let ids = m.tokenizer.encode(&text).unwrap();
     let device = m.model.device();
-    let mut st: Vec<LayerStats> = layers.iter().map(|&l| LayerStats::new(l, m.config.d_inner(), &device)).collect();
+    let mut st: Vec<LayerStats> = layers
+        .iter()
+        .map(|&l| LayerStats::new(l, m.config.d_inner(), &device))
+        .collect();
     accumulate(&m.model, &windows(&ids, 64), 16, &mut st).unwrap();
-    st.iter().map(|s| (s.layer, Preservation::new(s.c0().unwrap(), lambda).unwrap())).collect()
+    st.iter()
+        .map(|s| (s.layer, Preservation::new(s.c0().unwrap(), lambda).unwrap()))
+        .collect()
 }
 
 fn logprobs(m: &LoadedModel, prompt: &str) -> Vec<f32> {
@@ -33,62 +47,118 @@ fn argmax(v: &[f32]) -> usize {
     (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
 }
 
-fn requests() -> Vec<EditRequest> {
-    vec![
-        EditRequest::new("The Eiffel Tower is located in the city of", "Eiffel Tower", "Rome").unwrap(),
-        EditRequest::new("The mother tongue of {} is", "Danielle Darrieux", "English").unwrap(),
-    ]
+/// The facts the fixture was trained on, as edit requests (with their true objects).
+fn all_facts() -> Vec<EditRequest> {
+    let text = std::fs::read_to_string(fixture("facts-gpt2/facts.json")).unwrap();
+    EditRequest::parse_many(&text, "facts.json").unwrap()
 }
 
-const UNRELATED: [&str; 3] = ["My favourite food is", "The weather today is", "In 1990, the president"];
+fn facts(n: usize) -> Vec<EditRequest> {
+    all_facts().into_iter().take(n).collect()
+}
 
-fn check(algorithm: Algorithm, device: &Device, name: &str, templates: &ContextTemplates) {
-    let mut m = load_model_dir(&fixture("tiny-gpt2-init"), device).unwrap();
+fn first_token(m: &LoadedModel, text: &str) -> usize {
+    m.tokenizer.encode(&format!(" {text}")).unwrap()[0] as usize
+}
+
+/// Edits `requests` with the preset of `algorithm`, returns the edited model.
+fn edit(device: &Device, algorithm: Algorithm, requests: &[EditRequest], templates: &ContextTemplates) -> LoadedModel {
+    let mut m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
     let hp = preset(algorithm, &m.config);
     let pres = stats(&m, &hp.layers, hp.lambda);
-    let before: Vec<Vec<f32>> = UNRELATED.iter().map(|p| logprobs(&m, p)).collect();
-    let reqs = requests();
-    let out = apply_edits(&mut m.model, &m.tokenizer, &reqs, algorithm, &hp, templates, &pres, |_| {}).unwrap();
-    assert!(!out.deltas.is_empty());
-    for r in &reqs {
-        let lp = logprobs(&m, &r.filled_prompt());
-        let target = target_ids(&m.tokenizer, r).unwrap()[0] as usize;
-        assert_eq!(argmax(&lp), target, "{name} {algorithm:?}: {:?} does not predict {:?}", r.filled_prompt(), r.target_new);
-    }
-    for (p, b) in UNRELATED.iter().zip(&before) {
-        let a = logprobs(&m, p);
-        let shift = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(shift < 0.5, "{name} {algorithm:?}: {p:?} moved by {shift}");
-    }
+    apply_edits(
+        &mut m.model,
+        &m.tokenizer,
+        requests,
+        algorithm,
+        &hp,
+        templates,
+        &pres,
+        |_| {},
+    )
+    .unwrap();
+    m
+}
+
+fn single_edit_takes(algorithm: Algorithm, templates: &ContextTemplates, name: &str, device: &Device) {
+    let all = facts(12);
+    let request = &all[0];
+    let m = edit(device, algorithm, std::slice::from_ref(request), templates);
+    let lp = logprobs(&m, &request.filled_prompt());
+    let target = target_ids(&m.tokenizer, request).unwrap()[0] as usize;
+    assert_eq!(
+        argmax(&lp),
+        target,
+        "{name} {algorithm:?}: {:?} does not predict {:?}",
+        request.filled_prompt(),
+        request.target_new
+    );
+    // Other facts (different subjects) keep their true object.
+    let kept = all[1..]
+        .iter()
+        .filter(|r| argmax(&logprobs(&m, &r.filled_prompt())) == first_token(&m, r.target_true.as_deref().unwrap()))
+        .count();
+    eprintln!("{name} {algorithm:?}: {kept}/11 other facts survive");
+    assert!(kept >= 9, "{name} {algorithm:?}: only {kept}/11 other facts survive");
 }
 
 #[test]
 fn rome_edit_takes() {
-    on_all_devices(|name, device| check(Algorithm::Rome, device, name, &ContextTemplates::bare()));
+    on_all_devices(|name, device| single_edit_takes(Algorithm::Rome, &ContextTemplates::bare(), name, device));
 }
 
 #[test]
 fn r_rome_edit_takes() {
-    on_all_devices(|name, device| check(Algorithm::RRome, device, name, &ContextTemplates::bare()));
+    on_all_devices(|name, device| single_edit_takes(Algorithm::RRome, &ContextTemplates::bare(), name, device));
 }
 
 #[test]
 fn memit_edit_takes() {
-    on_all_devices(|name, device| check(Algorithm::Memit, device, name, &ContextTemplates::bare()));
+    on_all_devices(|name, device| single_edit_takes(Algorithm::Memit, &ContextTemplates::bare(), name, device));
 }
 
 #[test]
 fn emmet_edit_takes() {
-    on_all_devices(|name, device| check(Algorithm::Emmet, device, name, &ContextTemplates::bare()));
+    on_all_devices(|name, device| single_edit_takes(Algorithm::Emmet, &ContextTemplates::bare(), name, device));
 }
 
 #[test]
 fn edits_take_with_sampled_templates() {
     let device = Device::flex();
-    let m = load_model_dir(&fixture("tiny-gpt2-init"), &device).unwrap();
-    for recipe in [Algorithm::Rome, Algorithm::Emmet] {
-        let t = ContextTemplates::generate(&m.model, &m.tokenizer, recipe.template_recipe(), 3).unwrap();
-        assert_eq!(t.len(), if recipe == Algorithm::Rome { 21 } else { 6 });
-        check(recipe, &device, "cpu", &t);
+    let m = load_model_dir(&fixture("facts-gpt2"), &device).unwrap();
+    for algorithm in [Algorithm::Rome, Algorithm::Emmet] {
+        let t = ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), 3).unwrap();
+        assert_eq!(t.len(), if algorithm == Algorithm::Rome { 21 } else { 6 });
+        single_edit_takes(algorithm, &t, "cpu", &device);
+    }
+}
+
+/// A batch of 4 edited jointly: every new object gains probability (×10 at least) and on average
+/// by orders of magnitude. (On this 4-layer, 256-key fixture joint edits interfere more than on
+/// GPT2-XL; the single-edit tests above hold the strict top-1 bar.)
+#[test]
+fn batch_edits_raise_every_target() {
+    let device = Device::flex();
+    let requests = facts(4);
+    let base = load_model_dir(&fixture("facts-gpt2"), &device).unwrap();
+    let before: Vec<f32> = requests
+        .iter()
+        .map(|r| logprobs(&base, &r.filled_prompt())[first_token(&base, &r.target_new)])
+        .collect();
+    for algorithm in [Algorithm::Memit, Algorithm::Emmet] {
+        let m = edit(&device, algorithm, &requests, &ContextTemplates::bare());
+        let mut gain = 0.0;
+        for (r, b) in requests.iter().zip(&before) {
+            let a = logprobs(&m, &r.filled_prompt())[first_token(&m, &r.target_new)];
+            eprintln!("{algorithm:?} {:?}: log p {b:.2} → {a:.2}", r.target_new);
+            assert!(
+                a - b > 10f32.ln(),
+                "{algorithm:?}: {:?} gained only {:.2} nats",
+                r.target_new,
+                a - b
+            );
+            gain += (a - b) / requests.len() as f32;
+        }
+        assert!(gain > 100f32.ln(), "{algorithm:?}: mean gain {gain:.2} nats");
     }
 }

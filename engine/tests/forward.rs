@@ -18,7 +18,10 @@ fn compare(dir: &str, device: &Device, reference_key: &str) -> (f64, bool) {
     let mut top_ok = true;
     for case in r[reference_key].as_array().unwrap() {
         let prompt_ids = ids(&case["ids"]);
-        assert_eq!(m.tokenizer.encode(case["prompt"].as_str().unwrap()).unwrap(), prompt_ids);
+        assert_eq!(
+            m.tokenizer.encode(case["prompt"].as_str().unwrap()).unwrap(),
+            prompt_ids
+        );
         let logits = m.model.forward(token_tensor(&prompt_ids, device));
         let [_, seq, vocab] = logits.dims();
         let lp = log_softmax(logits, 2).into_data().try_to_vec::<f32>().unwrap();
@@ -60,9 +63,9 @@ fn hub_layout_matches_reference() {
 }
 
 /// An f16 file is widened to f32 exactly, so it matches transformers run on the same f16 weights
-/// in f32 to 1e-4, and the f32 model to 1e-2: f16 keeps 11 significant bits (relative rounding
-/// 2⁻¹¹ ≈ 4.9e-4 per weight), which over a 2-layer net with logits of magnitude ~10 moves
-/// log-probs by a few 1e-3.
+/// in f32 to 1e-4. Against the original f32 model the f16 rounding itself shows: 11 significant
+/// bits (relative 2⁻¹¹ ≈ 4.9e-4 per weight) on this fixture's deliberately large weights (logits
+/// of magnitude ~20) move log-probs by up to ~1e-2 (measured 1.06e-2), bounded here by 3e-2.
 #[test]
 fn f16_file_matches_reference() {
     on_all_devices(|name, device| {
@@ -70,7 +73,7 @@ fn f16_file_matches_reference() {
         assert!(err < 1e-4, "{name}: f16 weights, max |Δ| = {err:e}");
         assert!(top, "{name}: top-10 differs");
         let (err, _) = compare("tiny-gpt2-f16", device, "f32");
-        assert!(err < 1e-2, "{name}: f16 vs f32 reference, max |Δ| = {err:e}");
+        assert!(err < 3e-2, "{name}: f16 vs f32 reference, max |Δ| = {err:e}");
     });
 }
 

@@ -23,7 +23,9 @@ fn greedy_with_cache_equals_argmax_of_full_forward() {
         let mut ids = prompt.clone();
         for step in 0..8 {
             let lp = next_token_logprobs(&m.model, &ids).unwrap();
-            let best = (0..lp.len()).max_by(|&a, &b| lp[a].total_cmp(&lp[b]).then(b.cmp(&a))).unwrap() as u32;
+            let best = (0..lp.len())
+                .max_by(|&a, &b| lp[a].total_cmp(&lp[b]).then(b.cmp(&a)))
+                .unwrap() as u32;
             assert_eq!(cached[step], best, "{name}: step {step}");
             ids.push(best);
         }

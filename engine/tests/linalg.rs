@@ -58,7 +58,10 @@ fn indefinite_matrix_is_reported() {
         let mut a = spd(12, 4);
         a[(7, 7)] = -5.0;
         let err = CholeskyFactor::new(upload(&a, device, DType::F32), 4).unwrap_err();
-        assert!(matches!(err, LinalgError::NotPositiveDefinite { index: 7, .. }), "{name}: {err}");
+        assert!(
+            matches!(err, LinalgError::NotPositiveDefinite { index: 7, .. }),
+            "{name}: {err}"
+        );
     });
 }
 

@@ -80,7 +80,11 @@ fn garbage_header_is_refused() {
 fn wrong_shape_names_the_tensor_and_both_shapes() {
     let dir = scratch();
     rewrite(dir.path(), |n, d, s, b| {
-        let s = if n.ends_with("h.1.mlp.c_fc.weight") { vec![s[1], s[0]] } else { s };
+        let s = if n.ends_with("h.1.mlp.c_fc.weight") {
+            vec![s[1], s[0]]
+        } else {
+            s
+        };
         Some((d, s, b))
     });
     match load_err(dir.path()) {
@@ -96,7 +100,9 @@ fn wrong_shape_names_the_tensor_and_both_shapes() {
 #[test]
 fn missing_tensor_is_named() {
     let dir = scratch();
-    rewrite(dir.path(), |n, d, s, b| (!n.ends_with("ln_f.bias")).then_some((d, s, b)));
+    rewrite(dir.path(), |n, d, s, b| {
+        (!n.ends_with("ln_f.bias")).then_some((d, s, b))
+    });
     assert!(matches!(load_err(dir.path()), EngineError::MissingTensor { name, .. } if name == "ln_f.bias"));
 }
 
@@ -126,11 +132,18 @@ fn non_finite_weights_are_refused() {
 #[test]
 fn config_that_is_not_gpt2_is_refused() {
     let dir = scratch();
-    std::fs::copy(fixture("tiny-gpt2/model.safetensors"), dir.path().join("model.safetensors")).unwrap();
+    std::fs::copy(
+        fixture("tiny-gpt2/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
     let cfg = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
     std::fs::write(dir.path().join("config.json"), cfg.replace("\"gpt2\"", "\"llama\"")).unwrap();
     let err = load_err(dir.path());
-    assert!(matches!(&err, EngineError::Config { reason, .. } if reason.contains("llama")), "{err}");
+    assert!(
+        matches!(&err, EngineError::Config { reason, .. } if reason.contains("llama")),
+        "{err}"
+    );
     std::fs::write(dir.path().join("config.json"), "{\"n_embd\": 16").unwrap();
     assert!(matches!(load_err(dir.path()), EngineError::Config { .. }));
 }
@@ -139,10 +152,17 @@ fn config_that_is_not_gpt2_is_refused() {
 fn missing_files_are_named() {
     let dir = scratch();
     assert!(matches!(load_err(dir.path()), EngineError::MissingFile { what, .. } if what == "weights"));
-    std::fs::copy(fixture("tiny-gpt2/model.safetensors"), dir.path().join("model.safetensors")).unwrap();
+    std::fs::copy(
+        fixture("tiny-gpt2/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
     std::fs::remove_file(dir.path().join("merges.txt")).unwrap();
     assert!(matches!(load_err(dir.path()), EngineError::MissingFile { what, .. } if what == "tokenizer"));
-    assert!(matches!(load_err(&dir.path().join("nope")), EngineError::MissingFile { .. }));
+    assert!(matches!(
+        load_err(&dir.path().join("nope")),
+        EngineError::MissingFile { .. }
+    ));
 }
 
 /// HF Conv1D stores `[in, out]`; a square `attn.c_proj` loaded transposed would have the right
@@ -152,7 +172,13 @@ fn square_attention_projection_is_not_transposed() {
     let r = reference();
     let m = load_model_dir(&fixture("tiny-gpt2-hub"), &Device::flex()).unwrap();
     let w = m.model.h[0].attn.c_proj.weight.val();
-    let row: Vec<f32> = w.clone().narrow(0, 0, 1).narrow(1, 0, 4).into_data().try_to_vec().unwrap();
+    let row: Vec<f32> = w
+        .clone()
+        .narrow(0, 0, 1)
+        .narrow(1, 0, 4)
+        .into_data()
+        .try_to_vec()
+        .unwrap();
     let col: Vec<f32> = w.narrow(1, 0, 1).narrow(0, 0, 4).into_data().try_to_vec().unwrap();
     for (got, want) in row.iter().zip(floats(&r["attn_c_proj_h0_first_row"])) {
         assert!((*got as f64 - want).abs() < 1e-7);

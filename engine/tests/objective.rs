@@ -29,7 +29,11 @@ fn scaled(m: &Mat, s: f64) -> Mat {
 fn memit_reference(c0: &Mat, k: &Mat, r: &Mat, lambda: f64) -> Mat {
     let a = scaled(c0, lambda);
     let kk = k.matmul(&k.t());
-    let a = Mat::new(a.rows, a.cols, a.data.iter().zip(&kk.data).map(|(x, y)| x + y).collect());
+    let a = Mat::new(
+        a.rows,
+        a.cols,
+        a.data.iter().zip(&kk.data).map(|(x, y)| x + y).collect(),
+    );
     host::spd_solve(&a, &k.matmul(r)).unwrap()
 }
 
@@ -40,7 +44,15 @@ fn emmet_reference(c0: &Mat, k: &Mat, r: &Mat, lambda: f64, alpha: f64) -> Mat {
     q.matmul(&host::spd_solve(&g, r).unwrap())
 }
 
-fn device_delta(device: &burn::prelude::Device, dtype: DType, c0: &Mat, k: &Mat, r: &Mat, lambda: f64, o: Objective) -> Mat {
+fn device_delta(
+    device: &burn::prelude::Device,
+    dtype: DType,
+    c0: &Mat,
+    k: &Mat,
+    r: &Mat,
+    lambda: f64,
+    o: Objective,
+) -> Mat {
     let pres = Preservation::new(upload(c0, device, dtype), lambda).unwrap();
     download(solve_delta(&pres, o, upload(k, device, dtype), upload(r, device, dtype)).unwrap())
 }
@@ -55,7 +67,11 @@ fn emmet_with_one_edit_is_rome() {
         // Rank one: every row of Δᵀ is a multiple of r.
         let rr: f64 = r.data.iter().map(|v| v * v).sum();
         let coef = rome.matmul(&r.t());
-        let rank1 = Mat::new(24, 6, (0..24 * 6).map(|i| coef.data[i / 6] * r.data[i % 6] / rr).collect());
+        let rank1 = Mat::new(
+            24,
+            6,
+            (0..24 * 6).map(|i| coef.data[i / 6] * r.data[i % 6] / rr).collect(),
+        );
         assert!(rel_err(&rank1, &rome) < 1e-6, "{name}: ROME Δ is not rank one");
     });
 }
@@ -80,7 +96,11 @@ fn memit_equals_its_definition() {
             let (c0, k, r) = problem(32, 8, 12, 30);
             let got = device_delta(device, DType::F32, &c0, &k, &r, lambda, Objective::Memit);
             let want = memit_reference(&c0, &k, &r, lambda);
-            assert!(rel_err(&got, &want) < 1e-4, "{name} λ={lambda}: {:e}", rel_err(&got, &want));
+            assert!(
+                rel_err(&got, &want) < 1e-4,
+                "{name} λ={lambda}: {:e}",
+                rel_err(&got, &want)
+            );
         }
     });
 }
@@ -113,10 +133,20 @@ fn duplicate_keys_without_alpha_are_refused() {
         dup[(i, 1)] = dup[(i, 0)];
     }
     let pres = Preservation::new(upload(&c0, &device, DType::F64), 1.0).unwrap();
-    let err = solve_delta(&pres, Objective::Emmet { alpha: 0.0 }, upload(&dup, &device, DType::F64), upload(&r, &device, DType::F64));
+    let err = solve_delta(
+        &pres,
+        Objective::Emmet { alpha: 0.0 },
+        upload(&dup, &device, DType::F64),
+        upload(&r, &device, DType::F64),
+    );
     let err = err.expect_err("dependent keys must be refused");
     assert!(err.to_string().contains("raise α"), "{err}");
     // With α > 0 the same batch solves.
-    let ok = solve_delta(&pres, Objective::Emmet { alpha: 0.1 }, upload(&dup, &device, DType::F64), upload(&r, &device, DType::F64));
+    let ok = solve_delta(
+        &pres,
+        Objective::Emmet { alpha: 0.1 },
+        upload(&dup, &device, DType::F64),
+        upload(&r, &device, DType::F64),
+    );
     assert!(ok.is_ok());
 }

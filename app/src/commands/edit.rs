@@ -25,6 +25,10 @@ pub struct EditArgs {
     pub lambda: Option<f64>,
     pub alpha: Option<f64>,
     pub steps: Option<usize>,
+    pub v_lr: Option<f64>,
+    pub clamp_norm_factor: Option<f64>,
+    pub kl_factor: Option<f64>,
+    pub v_weight_decay: Option<f64>,
     pub templates: Option<String>,
     pub seed: u64,
     pub limit: Option<usize>,
@@ -74,8 +78,19 @@ pub fn run(args: EditArgs, choice: DeviceChoice) -> Result<()> {
     if let Some(x) = args.alpha {
         hp.alpha = x;
     }
+    let v = &mut hp.value;
+    for (slot, given) in [
+        (&mut v.lr, args.v_lr),
+        (&mut v.clamp_norm_factor, args.clamp_norm_factor),
+        (&mut v.kl_factor, args.kl_factor),
+        (&mut v.weight_decay, args.v_weight_decay),
+    ] {
+        if let Some(x) = given {
+            *slot = x;
+        }
+    }
     if let Some(x) = args.steps {
-        hp.value.steps = x;
+        v.steps = x;
     }
 
     // C0 for every edited layer.
@@ -101,30 +116,49 @@ pub fn run(args: EditArgs, choice: DeviceChoice) -> Result<()> {
 
     let templates = match args.templates.as_deref() {
         Some("none") => ContextTemplates::bare(),
-        Some(file) => ContextTemplates::from_json(&std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?)?,
+        Some(file) => {
+            ContextTemplates::from_json(&std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?)?
+        }
         None => {
             eprintln!("sampling context templates (seed {})", args.seed);
             ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), args.seed)?
         }
     };
 
-    let before: Vec<f32> = requests.iter().take(16).map(|r| target_prob(&m, r)).collect::<Result<_>>()?;
+    let before: Vec<f32> = requests
+        .iter()
+        .take(16)
+        .map(|r| target_prob(&m, r))
+        .collect::<Result<_>>()?;
     let bar = ProgressBar::new((requests.len() * hp.value.steps) as u64);
     bar.set_style(ProgressStyle::with_template("{msg:30} {bar:30} {pos}/{len} eta {eta}")?);
     let start = std::time::Instant::now();
-    let outcome = apply_edits(&mut m.model, &m.tokenizer, &requests, algorithm, &hp, &templates, &stats, |e| match e {
-        EditEvent::ValueStep { request, loss } => {
-            bar.set_message(format!("value {request}: loss {:.3}", loss.total));
-            bar.inc(1);
-        }
-        EditEvent::ValueDone { request } => {
-            bar.set_position(((request + 1) * hp.value.steps) as u64);
-        }
-        EditEvent::Layer { layer } => bar.set_message(format!("solving layer {layer}")),
-    })?;
+    let outcome = apply_edits(
+        &mut m.model,
+        &m.tokenizer,
+        &requests,
+        algorithm,
+        &hp,
+        &templates,
+        &stats,
+        |e| match e {
+            EditEvent::ValueStep { request, loss } => {
+                bar.set_message(format!("value {request}: loss {:.3}", loss.total));
+                bar.inc(1);
+            }
+            EditEvent::ValueDone { request } => {
+                bar.set_position(((request + 1) * hp.value.steps) as u64);
+            }
+            EditEvent::Layer { layer } => bar.set_message(format!("solving layer {layer}")),
+        },
+    )?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
-    let after: Vec<f32> = requests.iter().take(16).map(|r| target_prob(&m, r)).collect::<Result<_>>()?;
+    let after: Vec<f32> = requests
+        .iter()
+        .take(16)
+        .map(|r| target_prob(&m, r))
+        .collect::<Result<_>>()?;
 
     let record = json!({
         "algorithm": algorithm.name(),
@@ -133,7 +167,7 @@ pub fn run(args: EditArgs, choice: DeviceChoice) -> Result<()> {
         "requests": requests,
         "seconds": secs,
         "device": sel.description,
-        "final_value_loss": outcome.losses.iter().map(|l| l.last().map(|s| s.total)).collect::<Vec<_>>(),
+        "value_losses": outcome.losses,
     });
     pmedit_engine::save::save_model_dir(
         &m.model,
@@ -152,9 +186,18 @@ pub fn run(args: EditArgs, choice: DeviceChoice) -> Result<()> {
             .zip(before.iter().zip(&after))
             .map(|(r, (b, a))| json!({"prompt": r.filled_prompt(), "target_new": r.target_new, "p_before": b, "p_after": a}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"edit": record, "targets": rows, "out": args.out}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"edit": record, "targets": rows, "out": args.out}))?
+        );
     } else {
-        println!("{} edited {} request(s) at layers {:?} in {secs:.1} s on {}", algorithm.name(), requests.len(), hp.layers, sel.description);
+        println!(
+            "{} edited {} request(s) at layers {:?} in {secs:.1} s on {}",
+            algorithm.name(),
+            requests.len(),
+            hp.layers,
+            sel.description
+        );
         for (r, (b, a)) in requests.iter().zip(before.iter().zip(&after)) {
             println!("  {:50} → {:15} p {:.4} → {:.4}", r.filled_prompt(), r.target_new, b, a);
         }
@@ -173,7 +216,10 @@ fn delta_bytes(deltas: &[pmedit_engine::edit::LayerDelta]) -> Result<Vec<u8>> {
         };
         per_layer.insert(d.layer, sum);
     }
-    let named = per_layer.into_iter().map(|(l, t)| (format!("layer.{l}.delta"), t)).collect();
+    let named = per_layer
+        .into_iter()
+        .map(|(l, t)| (format!("layer.{l}.delta"), t))
+        .collect();
     let meta = HashMap::from([("format".to_string(), "pmedit-delta-1".to_string())]);
     Ok(pmedit_engine::save::tensors_to_bytes(named, meta)?)
 }

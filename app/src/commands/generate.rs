@@ -18,7 +18,10 @@ pub fn run(dir: &Path, prompt: &str, opts: &GenerateOptions, choice: DeviceChoic
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("{prompt}{text}");
-        eprintln!("({} tokens max, {:.2} s on {})", opts.max_new_tokens, secs, sel.description);
+        eprintln!(
+            "({} tokens max, {:.2} s on {})",
+            opts.max_new_tokens, secs, sel.description
+        );
     }
     Ok(())
 }

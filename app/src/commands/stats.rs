@@ -28,9 +28,8 @@ pub fn read_corpus(path: &Path) -> Result<String> {
     if bytes.is_empty() {
         bail!("corpus {} is empty", path.display());
     }
-    let text = String::from_utf8(bytes).map_err(|_| {
-        anyhow::anyhow!("corpus {} is not UTF-8 text (binary file?)", path.display())
-    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("corpus {} is not UTF-8 text (binary file?)", path.display()))?;
     if text.contains('\0') {
         bail!("corpus {} contains NUL bytes: it looks binary", path.display());
     }
@@ -40,7 +39,9 @@ pub fn read_corpus(path: &Path) -> Result<String> {
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let v: serde_json::Value =
                 serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
-            let t = v["text"].as_str().with_context(|| format!("{} line {}: no `text` field", path.display(), i + 1))?;
+            let t = v["text"]
+                .as_str()
+                .with_context(|| format!("{} line {}: no `text` field", path.display(), i + 1))?;
             out.push_str(t);
             out.push('\n');
         }
@@ -59,14 +60,22 @@ pub fn run(args: StatsArgs, choice: DeviceChoice) -> Result<()> {
     let window = args.window.unwrap_or(m.config.n_positions).min(m.config.n_positions);
     let seqs = windows(&ids, window);
     let fp = fingerprint(&m.model);
-    let corpus_name = args.corpus.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let corpus_name = args
+        .corpus
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let d_inner = m.config.d_inner();
 
     let (mut stats, mut meta) = if args.resume && args.out.exists() {
         let bytes = std::fs::read(args.out)?;
         let (stats, meta) = stats_from_bytes(&bytes, &args.out.to_string_lossy(), &sel.device)?;
         if meta.model != fp {
-            bail!("{} was computed on another model (fingerprint {} ≠ {fp})", args.out.display(), meta.model);
+            bail!(
+                "{} was computed on another model (fingerprint {} ≠ {fp})",
+                args.out.display(),
+                meta.model
+            );
         }
         let have: Vec<usize> = stats.iter().map(|s| s.layer).collect();
         if have != args.layers {
@@ -75,13 +84,26 @@ pub fn run(args: StatsArgs, choice: DeviceChoice) -> Result<()> {
         eprintln!("resuming after {} windows", meta.windows_done);
         (stats, meta)
     } else {
-        let stats = args.layers.iter().map(|&l| LayerStats::new(l, d_inner, &sel.device)).collect();
-        (stats, StatsMeta { model: fp, corpus: corpus_name, windows_done: 0 })
+        let stats = args
+            .layers
+            .iter()
+            .map(|&l| LayerStats::new(l, d_inner, &sel.device))
+            .collect();
+        (
+            stats,
+            StatsMeta {
+                model: fp,
+                corpus: corpus_name,
+                windows_done: 0,
+            },
+        )
     };
 
     let todo = &seqs[(meta.windows_done as usize).min(seqs.len())..];
     let bar = ProgressBar::new(todo.iter().map(|s| s.len() as u64).sum());
-    bar.set_style(ProgressStyle::with_template("stats {bar:40} {pos}/{len} tokens {per_sec} eta {eta}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "stats {bar:40} {pos}/{len} tokens {per_sec} eta {eta}",
+    )?);
     let start = std::time::Instant::now();
     let save_every = 64usize;
     for (i, chunk) in todo.chunks(args.batch).enumerate() {

@@ -144,7 +144,9 @@ pub fn apply_edits(
     let mut layers = hp.layers.clone();
     layers.sort_unstable();
     layers.dedup();
-    let last = *layers.last().ok_or_else(|| EngineError::Input("no layer to edit".into()))?;
+    let last = *layers
+        .last()
+        .ok_or_else(|| EngineError::Input("no layer to edit".into()))?;
     if last >= model.n_layer() {
         return Err(EngineError::Input(format!(
             "layer {last} does not exist (the model has {} layers)",

@@ -71,16 +71,22 @@ pub fn distribute(
     stats: &HashMap<usize, Preservation>,
     mut on_layer: impl FnMut(usize),
 ) -> Result<Vec<LayerDelta>> {
-    let last = *layers.last().ok_or_else(|| EngineError::Input("no layer to edit".into()))?;
+    let last = *layers
+        .last()
+        .ok_or_else(|| EngineError::Input("no layer to edit".into()))?;
     if layers.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(EngineError::Input(format!("layers {layers:?} must be strictly increasing")));
+        return Err(EngineError::Input(format!(
+            "layers {layers:?} must be strictly increasing"
+        )));
     }
     let bare = bare_prompts(tokenizer, requests)?;
     let mut out = Vec::with_capacity(layers.len());
     for (i, &l) in layers.iter().enumerate() {
         on_layer(l);
         let pres = stats.get(&l).ok_or_else(|| {
-            EngineError::Input(format!("no C0 statistics for layer {l}: run `pmedit stats --layers {l}`"))
+            EngineError::Input(format!(
+                "no C0 statistics for layer {l}: run `pmedit stats --layers {l}`"
+            ))
         })?;
         let keys = compute_keys(model, tokenizer, l, requests, key_templates)?; // k*, [n, E]
         let current = activations_at(model, &bare, last, Site::BlockOut, KEY_BATCH)?;

@@ -32,7 +32,9 @@ impl Preservation {
     /// Factors `λ·c0` (`c0` is `[n, n]`, the uncentred second moment of the keys).
     pub fn new(c0: Tensor<2>, lambda: f64) -> Result<Self> {
         if !(lambda > 0.0 && lambda.is_finite()) {
-            return Err(EngineError::Input(format!("λ must be positive and finite, got {lambda}")));
+            return Err(EngineError::Input(format!(
+                "λ must be positive and finite, got {lambda}"
+            )));
         }
         let factor = CholeskyFactor::new(c0 * lambda, DEFAULT_BLOCK).map_err(|e| match e {
             LinalgError::NotPositiveDefinite { index, pivot } => EngineError::Numerical(format!(

@@ -42,7 +42,8 @@ struct Relative {
 pub fn preset(algorithm: Algorithm, config: &Gpt2Config) -> EditHparams {
     let p: Presets = serde_json::from_str(PRESETS).expect("presets/hparams.json is valid");
     for fam in p.families.values() {
-        if fam.matches.n_layer == config.n_layer && fam.matches.n_embd == config.n_embd
+        if fam.matches.n_layer == config.n_layer
+            && fam.matches.n_embd == config.n_embd
             && let Some(v) = fam.algos.get(algorithm.name())
         {
             return serde_json::from_value(v.clone()).expect("family preset is valid");

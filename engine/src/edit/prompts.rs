@@ -25,7 +25,11 @@ pub fn subject_prompt(tokenizer: &Gpt2Tokenizer, text: &str, subject: &str) -> R
         .split_once("{}")
         .ok_or_else(|| EngineError::Input(format!("{text:?} has no `{{}}` for the subject")))?;
     let prefix = prefix.trim_end();
-    let mut ids = if prefix.is_empty() { Vec::new() } else { tokenizer.encode(prefix)? };
+    let mut ids = if prefix.is_empty() {
+        Vec::new()
+    } else {
+        tokenizer.encode(prefix)?
+    };
     let subject_text = if prefix.is_empty() {
         subject.to_string()
     } else {
@@ -33,7 +37,9 @@ pub fn subject_prompt(tokenizer: &Gpt2Tokenizer, text: &str, subject: &str) -> R
     };
     let subject_ids = tokenizer.encode(&subject_text)?;
     if subject_ids.is_empty() {
-        return Err(EngineError::Input(format!("the subject {subject:?} tokenizes to nothing")));
+        return Err(EngineError::Input(format!(
+            "the subject {subject:?} tokenizes to nothing"
+        )));
     }
     ids.extend(&subject_ids);
     let subject_last = ids.len() - 1;

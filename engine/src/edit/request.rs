@@ -88,7 +88,8 @@ impl EditRequest {
         };
         let prompt = text("prompt").ok_or_else(|| bad("missing string field `prompt`"))?;
         let subject = text("subject").ok_or_else(|| bad("missing string field `subject`"))?;
-        let target_new = text("target_new").ok_or_else(|| bad("missing field `target_new` (string or {\"str\": …})"))?;
+        let target_new =
+            text("target_new").ok_or_else(|| bad("missing field `target_new` (string or {\"str\": …})"))?;
         let target_true = text("target_true").or_else(|| text("ground_truth"));
         let case_id = v.get("case_id").and_then(Value::as_u64);
         Self {

@@ -35,7 +35,10 @@ impl LayerStats {
     /// `C0 = Σ k kᵀ / count`.
     pub fn c0(&self) -> Result<Tensor<2>> {
         if self.count == 0 {
-            return Err(EngineError::Input(format!("layer {} statistics hold no tokens", self.layer)));
+            return Err(EngineError::Input(format!(
+                "layer {} statistics hold no tokens",
+                self.layer
+            )));
         }
         Ok(self.sum.clone() / self.count as f64)
     }
@@ -76,7 +79,9 @@ pub fn accumulate(model: &Gpt2, seqs: &[Vec<u32>], batch: usize, stats: &mut [La
     }
     for chunk in seqs.chunks(batch.max(1)) {
         if chunk.iter().any(|s| s.len() > model.n_positions()) {
-            return Err(EngineError::Input("a statistics window is longer than the model's context".into()));
+            return Err(EngineError::Input(
+                "a statistics window is longer than the model's context".into(),
+            ));
         }
         let tokens = padded_batch(chunk, &device);
         let [b, s] = tokens.dims();
@@ -111,7 +116,12 @@ pub fn fingerprint(model: &Gpt2) -> String {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    for v in [model.n_layer(), model.vocab_size(), model.n_positions(), model.h[0].mlp.c_fc.weight.dims()[1]] {
+    for v in [
+        model.n_layer(),
+        model.vocab_size(),
+        model.n_positions(),
+        model.h[0].mlp.c_fc.weight.dims()[1],
+    ] {
         eat(&(v as u64).to_le_bytes());
     }
     let [v, d] = model.wte.weight.dims();
@@ -169,7 +179,12 @@ pub fn stats_from_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<(Ve
     }
     let layers: Vec<usize> = md
         .get("layers")
-        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::parse).collect::<std::result::Result<_, _>>())
+        .map(|s| {
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::parse)
+                .collect::<std::result::Result<_, _>>()
+        })
         .transpose()
         .map_err(|e| bad(format!("bad `layers` metadata: {e}")))?
         .unwrap_or_default();
@@ -177,7 +192,9 @@ pub fn stats_from_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<(Ve
     for layer in layers {
         let (mom2, shape) = file.read_f32(&format!("layer.{layer}.mom2"))?;
         if shape.len() != 2 || shape[0] != shape[1] {
-            return Err(bad(format!("layer {layer}: mom2 has shape {shape:?}, expected a square matrix")));
+            return Err(bad(format!(
+                "layer {layer}: mom2 has shape {shape:?}, expected a square matrix"
+            )));
         }
         let count = read_count(&mut file, &format!("layer.{layer}.count"))?;
         let c0 = Tensor::<2>::from_data(TensorData::new(mom2, shape), device);

@@ -58,7 +58,9 @@ impl ContextTemplates {
     pub fn from_json(text: &str) -> Result<Self> {
         let t: Self = serde_json::from_str(text).map_err(|e| EngineError::Input(format!("templates file: {e}")))?;
         if t.groups.is_empty() || t.groups.iter().any(Vec::is_empty) {
-            return Err(EngineError::Input("templates file: every group needs at least one template".into()));
+            return Err(EngineError::Input(
+                "templates file: every group needs at least one template".into(),
+            ));
         }
         if let Some(bad) = t.all().find(|s| s.matches("{}").count() != 1) {
             return Err(EngineError::Input(format!(

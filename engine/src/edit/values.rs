@@ -147,8 +147,15 @@ pub fn compute_value(
     let width = hidden.dims()[2];
     let at_subject = gather_positions(probes.into_iter().next().expect("one probe"), &subject_pos);
     let v_init = at_subject.narrow(0, 0, 1).reshape([width]);
-    let kl_hidden = hidden.reshape([batch * seq, width]).select(0, rows.clone().narrow(0, n_scored, 1));
-    let log_p0 = log_softmax(model.lm_head(kl_hidden.unsqueeze_dim(0)).reshape([1, model.vocab_size()]), 1);
+    let kl_hidden = hidden
+        .reshape([batch * seq, width])
+        .select(0, rows.clone().narrow(0, n_scored, 1));
+    let log_p0 = log_softmax(
+        model
+            .lm_head(kl_hidden.unsqueeze_dim(0))
+            .reshape([1, model.vocab_size()]),
+        1,
+    );
     let p0 = log_p0.clone().exp();
 
     let init_norm = v_init.clone().powi_scalar(2).sum().into_scalar::<f64>().sqrt();
@@ -160,7 +167,10 @@ pub fn compute_value(
     let max_norm = hp.clamp_norm_factor * init_norm;
     let ad = device.clone().autodiff();
     let mut delta = Tensor::<1>::zeros([width], &ad).require_grad();
-    let (mut m, mut v) = (Tensor::<1>::zeros([width], &device), Tensor::<1>::zeros([width], &device));
+    let (mut m, mut v) = (
+        Tensor::<1>::zeros([width], &device),
+        Tensor::<1>::zeros([width], &device),
+    );
     let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     let mut losses = Vec::with_capacity(hp.steps);
     for step in 0..hp.steps {

@@ -75,10 +75,8 @@ impl CholeskyFactor {
             if akk.data.iter().any(|v| !v.is_finite()) {
                 return Err(LinalgError::NonFinite);
             }
-            let lkk = host_cholesky(&akk).map_err(|(i, pivot)| LinalgError::NotPositiveDefinite {
-                index: k0 + i,
-                pivot,
-            })?;
+            let lkk =
+                host_cholesky(&akk).map_err(|(i, pivot)| LinalgError::NotPositiveDefinite { index: k0 + i, pivot })?;
             for i in 0..kb {
                 dmax = dmax.max(lkk[(i, i)]);
                 dmin = dmin.min(lkk[(i, i)]);

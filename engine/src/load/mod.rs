@@ -10,7 +10,7 @@ pub mod weights;
 #[cfg(not(target_arch = "wasm32"))]
 pub use model_dir::{LoadedModel, load_model_dir, read_config};
 pub use safetensors::SafetensorsFile;
-pub use source::{ByteSource, MemorySource};
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::FileSource;
+pub use source::{ByteSource, MemorySource};
 pub use weights::{WeightFiles, build_gpt2};

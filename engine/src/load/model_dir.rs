@@ -57,16 +57,22 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             path: index.clone(),
             reason: e.to_string(),
         })?;
-        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| EngineError::Safetensors {
-            path: index.clone(),
-            reason: "no `weight_map` object".into(),
-        })?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| EngineError::Safetensors {
+                path: index.clone(),
+                reason: "no `weight_map` object".into(),
+            })?;
         let mut shards = BTreeSet::new();
         for (name, file) in map {
-            let file = file.as_str().filter(|f| is_plain_name(f)).ok_or_else(|| EngineError::Safetensors {
-                path: index.clone(),
-                reason: format!("weight_map entry for `{name}` is not a file name in the directory"),
-            })?;
+            let file = file
+                .as_str()
+                .filter(|f| is_plain_name(f))
+                .ok_or_else(|| EngineError::Safetensors {
+                    path: index.clone(),
+                    reason: format!("weight_map entry for `{name}` is not a file name in the directory"),
+                })?;
             shards.insert(dir.join(file));
         }
         return Ok(shards.into_iter().collect());

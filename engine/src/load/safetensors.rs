@@ -30,7 +30,9 @@ impl<S: ByteSource> SafetensorsFile<S> {
         };
         let file_len = source.len();
         if file_len < 8 {
-            return Err(bad(format!("file is {file_len} bytes, too short for a safetensors header")));
+            return Err(bad(format!(
+                "file is {file_len} bytes, too short for a safetensors header"
+            )));
         }
         let n = u64::from_le_bytes(source.read_at(0, 8)?.try_into().expect("8 bytes"));
         if n > MAX_HEADER {

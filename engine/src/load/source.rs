@@ -46,7 +46,10 @@ impl ByteSource for MemorySource {
             Some(r) if r.end <= self.bytes.len() => Ok(self.bytes[r].to_vec()),
             _ => Err(EngineError::Safetensors {
                 path: self.name.clone(),
-                reason: format!("read of {len} bytes at {offset} is past the end ({} bytes)", self.bytes.len()),
+                reason: format!(
+                    "read of {len} bytes at {offset} is past the end ({} bytes)",
+                    self.bytes.len()
+                ),
             }),
         }
     }

@@ -39,10 +39,14 @@ impl<S: ByteSource> WeightFiles<S> {
 
     /// Reads a tensor by canonical name as f32, checking its shape.
     fn take(&mut self, name: &str, expected: &[usize]) -> Result<TensorData> {
-        let (file, key) = self.index.get(name).cloned().ok_or_else(|| EngineError::MissingTensor {
-            name: name.into(),
-            path: self.origin.clone(),
-        })?;
+        let (file, key) = self
+            .index
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.into(),
+                path: self.origin.clone(),
+            })?;
         let (values, shape) = self.files[file].read_f32(&key)?;
         if shape != expected {
             return Err(EngineError::ShapeMismatch {
@@ -54,7 +58,10 @@ impl<S: ByteSource> WeightFiles<S> {
         if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
             return Err(EngineError::Safetensors {
                 path: self.origin.clone(),
-                reason: format!("tensor `{key}` holds a non-finite value ({}) at element {pos}", values[pos]),
+                reason: format!(
+                    "tensor `{key}` holds a non-finite value ({}) at element {pos}",
+                    values[pos]
+                ),
             });
         }
         Ok(TensorData::new(values, shape))

@@ -71,8 +71,8 @@ impl Attention {
         let total = past + seq;
         let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt();
         // Query i (absolute position past + i) may not see key j > past + i.
-        let mask = Tensor::<2, Bool>::tril_mask([seq, total], past as i64, &scores.device())
-            .reshape([1, 1, seq, total]);
+        let mask =
+            Tensor::<2, Bool>::tril_mask([seq, total], past as i64, &scores.device()).reshape([1, 1, seq, total]);
         let scores = scores.mask_fill(mask.expand([batch, self.n_head, seq, total]), f32::MIN);
         let weights = softmax(scores, 3);
         let out = weights.matmul(v).swap_dims(1, 2).reshape([batch, seq, d]);

@@ -36,7 +36,11 @@ pub struct Block {
 impl BlockConfig {
     /// Creates the block with random weights on `device`.
     pub fn init(&self, device: &Device) -> Block {
-        let ln = || LayerNormConfig::new(self.d_model).with_epsilon(self.epsilon).init(device);
+        let ln = || {
+            LayerNormConfig::new(self.d_model)
+                .with_epsilon(self.epsilon)
+                .init(device)
+        };
         Block {
             ln_1: ln(),
             attn: AttentionConfig::new(self.d_model, self.n_head).init(device),

@@ -106,7 +106,10 @@ impl Gpt2Config {
             return fail("vocab_size, n_positions, n_embd, n_layer and n_head must be positive".into());
         }
         if self.n_embd % self.n_head != 0 {
-            return fail(format!("n_embd {} is not divisible by n_head {}", self.n_embd, self.n_head));
+            return fail(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            ));
         }
         if !matches!(self.activation_function.as_str(), "gelu_new" | "gelu_pytorch_tanh") {
             return fail(format!(
@@ -121,7 +124,10 @@ impl Gpt2Config {
             return fail("only standard GPT-2 attention scaling is supported".into());
         }
         if !(self.layer_norm_epsilon > 0.0 && self.layer_norm_epsilon < 1.0) {
-            return fail(format!("layer_norm_epsilon {} is out of range", self.layer_norm_epsilon));
+            return fail(format!(
+                "layer_norm_epsilon {} is out of range",
+                self.layer_norm_epsilon
+            ));
         }
         Ok(())
     }

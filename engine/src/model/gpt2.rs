@@ -111,7 +111,10 @@ impl Gpt2 {
             ..hooks.clone()
         };
         let (hidden, probes) = self.run(tokens, &hooks, None);
-        (hidden.expect("hidden states are computed when logits are not skipped"), probes)
+        (
+            hidden.expect("hidden states are computed when logits are not skipped"),
+            probes,
+        )
     }
 
     /// Logits of the new `tokens` given the tokens already in `cache` (which is extended).

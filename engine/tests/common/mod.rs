@@ -43,7 +43,9 @@ pub fn on_all_devices(f: impl Fn(&str, &Device)) {
 
 /// `tests/fixtures/<name>` at the repository root.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 /// The parsed `gpt2-reference.json`.
@@ -54,12 +56,20 @@ pub fn reference() -> serde_json::Value {
 
 /// A JSON array of numbers as `Vec<f64>`.
 pub fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 /// A JSON array of integers as `Vec<u32>`.
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("int") as u32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("int") as u32)
+        .collect()
 }
 
 /// Deterministic standard-normal-ish host values (Box–Muller over ChaCha8).
@@ -75,8 +85,11 @@ pub fn randn(seed: u64, n: usize) -> Vec<f64> {
 
 /// A host matrix as a device tensor of `dtype`.
 pub fn upload(m: &pmedit_engine::linalg::host::Mat, device: &Device, dtype: burn::tensor::DType) -> Tensor<2> {
-    Tensor::<2>::from_data(TensorData::new(m.data.clone(), [m.rows, m.cols]), (device, burn::tensor::DType::F64))
-        .cast(dtype)
+    Tensor::<2>::from_data(
+        TensorData::new(m.data.clone(), [m.rows, m.cols]),
+        (device, burn::tensor::DType::F64),
+    )
+    .cast(dtype)
 }
 
 /// A device tensor on the host in f64.
@@ -87,6 +100,12 @@ pub fn download(t: Tensor<2>) -> pmedit_engine::linalg::host::Mat {
 
 /// ‖a − b‖_F / ‖b‖_F.
 pub fn rel_err(a: &pmedit_engine::linalg::host::Mat, b: &pmedit_engine::linalg::host::Mat) -> f64 {
-    let diff: f64 = a.data.iter().zip(&b.data).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let diff: f64 = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
     diff / b.norm()
 }
