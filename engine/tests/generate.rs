@@ -20,13 +20,14 @@ fn greedy_with_cache_equals_argmax_of_full_forward() {
             ..Default::default()
         };
         let cached = generate_ids(&m.model, &prompt, &opts, None).unwrap();
+        assert_eq!(cached.len(), 8);
         let mut ids = prompt.clone();
-        for step in 0..8 {
+        for (step, &got) in cached.iter().enumerate() {
             let lp = next_token_logprobs(&m.model, &ids).unwrap();
             let best = (0..lp.len())
                 .max_by(|&a, &b| lp[a].total_cmp(&lp[b]).then(b.cmp(&a)))
                 .unwrap() as u32;
-            assert_eq!(cached[step], best, "{name}: step {step}");
+            assert_eq!(got, best, "{name}: step {step}");
             ids.push(best);
         }
     });

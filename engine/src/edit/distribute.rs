@@ -119,7 +119,7 @@ pub fn distribute(
 pub fn rank_one(pres: &Preservation, k_star: Tensor<2>, k_den: Tensor<2>, r: Tensor<2>) -> Result<Tensor<2>> {
     let q = pres.solve(k_star); // [n, 1]
     let denom = k_den.transpose().matmul(q.clone()).into_scalar::<f64>();
-    if !(denom.abs() > 1e-30) || !denom.is_finite() {
+    if !denom.is_finite() || denom.abs() <= 1e-30 {
         return Err(EngineError::Numerical(format!(
             "ROME's denominator kᵀC⁻¹k* is {denom:e}: the key is degenerate"
         )));

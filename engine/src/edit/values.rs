@@ -81,6 +81,7 @@ pub fn target_ids(tokenizer: &Gpt2Tokenizer, request: &EditRequest) -> Result<Ve
 }
 
 /// Optimises the value of `request` at `(layer, site)`; `on_step` sees each step's loss.
+#[allow(clippy::too_many_arguments)]
 pub fn compute_value(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,

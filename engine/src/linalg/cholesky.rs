@@ -116,7 +116,7 @@ impl CholeskyFactor {
         let mut x: Vec<Tensor<2>> = Vec::with_capacity(self.diag_inv.len());
         for (i, inv) in self.diag_inv.iter().enumerate() {
             let (r0, r1) = (i * self.block, ((i + 1) * self.block).min(n));
-            let mut rhs = b.clone().slice([r0..r1]);
+            let mut rhs = b.clone().narrow(0, r0, r1 - r0);
             if r0 > 0 {
                 let done = Tensor::cat(x.clone(), 0);
                 rhs = rhs - self.l.clone().slice([r0..r1, 0..r0]).matmul(done);
@@ -133,7 +133,7 @@ impl CholeskyFactor {
         let mut x: Vec<Tensor<2>> = Vec::with_capacity(nblocks);
         for i in (0..nblocks).rev() {
             let (r0, r1) = (i * self.block, ((i + 1) * self.block).min(n));
-            let mut rhs = b.clone().slice([r0..r1]);
+            let mut rhs = b.clone().narrow(0, r0, r1 - r0);
             if r1 < n {
                 let done = Tensor::cat(x.iter().rev().cloned().collect(), 0);
                 rhs = rhs - self.l.clone().slice([r1..n, r0..r1]).transpose().matmul(done);

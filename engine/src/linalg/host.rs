@@ -100,7 +100,7 @@ pub fn cholesky(a: &Mat) -> Result<Mat, (usize, f64)> {
         for k in 0..j {
             d -= l[(j, k)] * l[(j, k)];
         }
-        if !(d > 0.0) || !d.is_finite() {
+        if !d.is_finite() || d <= 0.0 {
             return Err((j, d));
         }
         let d = d.sqrt();

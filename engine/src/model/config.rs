@@ -105,7 +105,7 @@ impl Gpt2Config {
         if self.vocab_size == 0 || self.n_positions == 0 || self.n_embd == 0 || self.n_layer == 0 || self.n_head == 0 {
             return fail("vocab_size, n_positions, n_embd, n_layer and n_head must be positive".into());
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return fail(format!(
                 "n_embd {} is not divisible by n_head {}",
                 self.n_embd, self.n_head

@@ -1,0 +1,216 @@
+//! The `pmedit` binary end to end: predictions against the transformers reference, stats, edits
+//! of CounterFact requests, and clear errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+fn pmedit(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pmedit"))
+        .args(args)
+        .output()
+        .expect("run pmedit");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn devices() -> Vec<&'static str> {
+    // lavapipe in CI (PMEDIT_REQUIRE_WGPU=1 there); skipped where no adapter exists.
+    let gpu_ok = pmedit(&[
+        "--device",
+        "gpu",
+        "info",
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+    ])
+    .0;
+    assert!(
+        gpu_ok || std::env::var("PMEDIT_REQUIRE_WGPU").is_err(),
+        "wgpu required but unavailable"
+    );
+    if gpu_ok { vec!["cpu", "gpu"] } else { vec!["cpu"] }
+}
+
+#[test]
+fn predict_json_matches_transformers_top10() {
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("gpt2-reference.json")).unwrap()).unwrap();
+    let case = &reference["f32"][0];
+    for device in devices() {
+        for dir in ["tiny-gpt2", "tiny-gpt2-hub"] {
+            let (ok, out, err) = pmedit(&[
+                "--device",
+                device,
+                "predict",
+                "--model",
+                fixture(dir).to_str().unwrap(),
+                "--prompt",
+                case["prompt"].as_str().unwrap(),
+                "--json",
+            ]);
+            assert!(ok, "{err}");
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let top = v["top_k"].as_array().unwrap();
+            assert_eq!(top.len(), 10);
+            for (i, t) in top.iter().enumerate() {
+                assert_eq!(t["id"], case["top10_ids"][i], "{device} {dir} rank {i}");
+                let d = t["logprob"].as_f64().unwrap() - case["top10_logprobs"][i].as_f64().unwrap();
+                assert!(d.abs() < 1e-4, "{device} {dir} rank {i}: Δ {d:e}");
+                assert!(t["token"].is_string());
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_model_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    let (ok, _, err) = pmedit(&[
+        "--device",
+        "cpu",
+        "predict",
+        "--model",
+        dir.path().to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("config.json"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn stats_for(model: &Path, out: &Path) {
+    let (ok, _, err) = pmedit(&[
+        "--device",
+        "cpu",
+        "stats",
+        "--model",
+        model.to_str().unwrap(),
+        "--corpus",
+        fixture("wikitext-excerpt.txt").to_str().unwrap(),
+        "--layers",
+        "0-1",
+        "--max-tokens",
+        "4096",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+}
+
+/// 1 and 16 CounterFact requests (EasyEdit shape) with every algorithm; the output loads.
+#[test]
+fn edit_counterfact_requests_with_every_algorithm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("facts-gpt2");
+    let stats = tmp.path().join("stats.safetensors");
+    stats_for(&model, &stats);
+    let input_before = std::fs::read(model.join("model.safetensors")).unwrap();
+    for (algo, n) in [
+        ("rome", "1"),
+        ("r-rome", "1"),
+        ("memit", "16"),
+        ("emmet", "16"),
+        ("rome", "16"),
+    ] {
+        let out = tmp.path().join(format!("{algo}-{n}"));
+        let (ok, stdout, err) = pmedit(&[
+            "--device",
+            "cpu",
+            "edit",
+            "--model",
+            model.to_str().unwrap(),
+            "--requests",
+            fixture("counterfact-256.json").to_str().unwrap(),
+            "--limit",
+            n,
+            "--algo",
+            algo,
+            "--stats",
+            stats.to_str().unwrap(),
+            "--templates",
+            "none",
+            "--out",
+            out.to_str().unwrap(),
+            "--save-delta",
+            tmp.path()
+                .join(format!("{algo}-{n}.delta.safetensors"))
+                .to_str()
+                .unwrap(),
+            "--json",
+        ]);
+        assert!(ok, "{algo} {n}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            v["edit"]["requests"].as_array().unwrap().len(),
+            n.parse::<usize>().unwrap()
+        );
+        let (ok, _, err) = pmedit(&[
+            "--device",
+            "cpu",
+            "predict",
+            "--model",
+            out.to_str().unwrap(),
+            "--prompt",
+            "The mother tongue of Danielle Darrieux is",
+        ]);
+        assert!(ok, "edited model does not load: {err}");
+        assert!(out.join("pmedit-edit.json").is_file());
+    }
+    assert_eq!(
+        std::fs::read(model.join("model.safetensors")).unwrap(),
+        input_before,
+        "input model modified"
+    );
+}
+
+#[test]
+fn edit_refuses_bad_requests_and_existing_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"prompt": "The capital of France is", "subject": "Germany", "target_new": "Rome"}]"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let model = fixture("facts-gpt2");
+    let (ok, _, err) = pmedit(&[
+        "--device",
+        "cpu",
+        "edit",
+        "--model",
+        model.to_str().unwrap(),
+        "--requests",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("request 0") && err.contains("Germany"), "{err}");
+    assert!(!out.exists(), "no output may appear");
+    std::fs::create_dir(&out).unwrap();
+    let (ok, _, err) = pmedit(&[
+        "--device",
+        "cpu",
+        "edit",
+        "--model",
+        model.to_str().unwrap(),
+        "--requests",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+}
