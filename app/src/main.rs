@@ -138,6 +138,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure forward, generation and statistics throughput on the chosen device.
+    Bench {
+        /// Hugging Face GPT-2 model directory.
+        #[arg(long)]
+        model: PathBuf,
+        /// Timed runs (median reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Prompts per forward pass.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Tokens per prompt.
+        #[arg(long, default_value_t = 32)]
+        seq: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a continuation (KV cache, seeded top-k sampling).
     Generate {
         /// Hugging Face GPT-2 model directory.
@@ -240,6 +258,13 @@ fn main() -> Result<()> {
             },
             cli.device,
         ),
+        Command::Bench {
+            model,
+            runs,
+            batch,
+            seq,
+            json,
+        } => commands::bench::run(&model, cli.device, runs.max(1), batch.max(1), seq.max(1), json),
         Command::Generate {
             model,
             prompt,

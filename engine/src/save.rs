@@ -14,9 +14,9 @@ use safetensors::tensor::{Dtype, View};
 use crate::error::{EngineError, Result};
 use crate::model::Gpt2;
 
-/// One device tensor, read back only when the writer reaches it.
+/// One tensor (possibly stored as row chunks), read back only when the writer reaches it.
 struct DeviceView {
-    tensor: Tensor<1>,
+    parts: Vec<Tensor<1>>,
     shape: Vec<usize>,
 }
 
@@ -28,8 +28,11 @@ impl View for DeviceView {
         &self.shape
     }
     fn data(&self) -> Cow<'_, [u8]> {
-        let data = self.tensor.clone().into_data();
-        Cow::Owned(data.iter::<f32>().flat_map(f32::to_le_bytes).collect())
+        let mut bytes = Vec::with_capacity(self.data_len());
+        for part in &self.parts {
+            bytes.extend(part.clone().into_data().iter::<f32>().flat_map(f32::to_le_bytes));
+        }
+        Cow::Owned(bytes)
     }
     fn data_len(&self) -> usize {
         self.shape.iter().product::<usize>() * 4
@@ -40,15 +43,27 @@ fn view<const D: usize>(t: Tensor<D>) -> DeviceView {
     let shape = t.dims().to_vec();
     let n = shape.iter().product::<usize>();
     DeviceView {
-        tensor: t.reshape([n]),
+        parts: vec![t.reshape([n])],
         shape,
+    }
+}
+
+fn chunked_view(e: &crate::model::embedding::TokenEmbedding) -> DeviceView {
+    let parts = e
+        .chunks
+        .iter()
+        .map(|c| c.val().reshape([c.dims()[0] * c.dims()[1]]))
+        .collect();
+    DeviceView {
+        parts,
+        shape: vec![e.vocab(), e.d_model()],
     }
 }
 
 /// The model's tensors under transformers-5 names (`transformer.h.0…`; lm_head is tied).
 fn named_tensors(model: &Gpt2) -> Vec<(String, DeviceView)> {
     let mut v = vec![
-        ("transformer.wte.weight".to_string(), view(model.wte.weight.val())),
+        ("transformer.wte.weight".to_string(), chunked_view(&model.wte)),
         ("transformer.wpe.weight".to_string(), view(model.wpe.weight.val())),
         ("transformer.ln_f.weight".to_string(), view(model.ln_f.gamma.val())),
     ];

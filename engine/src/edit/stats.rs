@@ -124,9 +124,8 @@ pub fn fingerprint(model: &Gpt2) -> String {
     ] {
         eat(&(v as u64).to_le_bytes());
     }
-    let [v, d] = model.wte.weight.dims();
-    let n = (256 / d).clamp(1, v);
-    let head = model.wte.weight.val().narrow(0, 0, n).into_data();
+    let n = (256 / model.wte.d_model()).max(1);
+    let head = model.wte.head_rows(n).into_data();
     for x in head.iter::<f32>() {
         eat(&x.to_le_bytes());
     }

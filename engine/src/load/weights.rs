@@ -14,6 +14,7 @@ use burn::prelude::*;
 use super::safetensors::SafetensorsFile;
 use super::source::ByteSource;
 use crate::error::{EngineError, Result};
+use crate::model::embedding::TokenEmbeddingConfig;
 use crate::model::{Gpt2, Gpt2Config};
 
 /// Named tensors spread over one or more safetensors files (shards).
@@ -37,8 +38,8 @@ impl<S: ByteSource> WeightFiles<S> {
         Self { files, index, origin }
     }
 
-    /// Reads a tensor by canonical name as f32, checking its shape.
-    fn take(&mut self, name: &str, expected: &[usize]) -> Result<TensorData> {
+    /// Reads a tensor by canonical name as f32 host values, checking its shape and finiteness.
+    fn take_values(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         let (file, key) = self
             .index
             .get(name)
@@ -64,7 +65,12 @@ impl<S: ByteSource> WeightFiles<S> {
                 ),
             });
         }
-        Ok(TensorData::new(values, shape))
+        Ok(values)
+    }
+
+    /// Reads a tensor by canonical name as f32, checking its shape.
+    fn take(&mut self, name: &str, expected: &[usize]) -> Result<TensorData> {
+        Ok(TensorData::new(self.take_values(name, expected)?, expected.to_vec()))
     }
 
     /// The dtype of the first weight, for `pmedit info`.
@@ -87,7 +93,10 @@ pub fn build_gpt2<S: ByteSource>(config: &Gpt2Config, w: &mut WeightFiles<S>, de
     let (d, f, v) = (config.n_embd, config.d_inner(), config.vocab_size);
     // `init` only declares lazily-initialised parameters; each is replaced before first use.
     let mut model = config.init(device);
-    model.wte.weight = param(w.take("wte.weight", &[v, d])?, device);
+    // Read once, uploaded in chunks that fit any GPU binding limit.
+    let wte = w.take_values("wte.weight", &[v, d])?;
+    model.wte = TokenEmbeddingConfig::new(v, d).from_values(&wte, device);
+    drop(wte);
     model.wpe.weight = param(w.take("wpe.weight", &[config.n_positions, d])?, device);
     for (l, block) in model.h.iter_mut().enumerate() {
         let mut t = |suffix: &str, shape: &[usize]| w.take(&format!("h.{l}.{suffix}"), shape);

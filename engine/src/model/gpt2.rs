@@ -1,6 +1,8 @@
 //! The GPT-2 language model (Hugging Face `GPT2LMHeadModel`, lm_head tied to `wte`).
 
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+
+use super::embedding::{TokenEmbedding, TokenEmbeddingConfig};
 use burn::prelude::*;
 
 use super::attention::LayerCache;
@@ -11,8 +13,8 @@ use super::hooks::Hooks;
 /// GPT-2: token + position embeddings, `n_layer` blocks, final LayerNorm, tied LM head.
 #[derive(Module, Debug)]
 pub struct Gpt2 {
-    /// Token embeddings `[vocab, d]`, also the (tied) LM head.
-    pub wte: Embedding,
+    /// Token embeddings `[vocab, d]` (in chunks), also the (tied) LM head.
+    pub wte: TokenEmbedding,
     /// Position embeddings `[n_positions, d]`.
     pub wpe: Embedding,
     /// The blocks.
@@ -56,7 +58,7 @@ impl Gpt2Config {
     pub fn init(&self, device: &Device) -> Gpt2 {
         let block = BlockConfig::new(self.n_embd, self.d_inner(), self.n_head, self.layer_norm_epsilon);
         Gpt2 {
-            wte: EmbeddingConfig::new(self.vocab_size, self.n_embd).init(device),
+            wte: TokenEmbeddingConfig::new(self.vocab_size, self.n_embd).init(device),
             wpe: EmbeddingConfig::new(self.n_positions, self.n_embd).init(device),
             h: (0..self.n_layer).map(|_| block.init(device)).collect(),
             ln_f: LayerNormConfig::new(self.n_embd)
@@ -79,12 +81,12 @@ impl Gpt2 {
 
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
-        self.wte.weight.dims()[0]
+        self.wte.vocab()
     }
 
     /// The device the weights live on.
     pub fn device(&self) -> Device {
-        self.wte.weight.device()
+        self.wte.device()
     }
 
     /// Logits for every position of `tokens` (`[batch, seq]`, right-padded).
@@ -125,10 +127,7 @@ impl Gpt2 {
 
     /// The tied LM head: `h · wteᵀ`.
     pub fn lm_head(&self, h: Tensor<3>) -> Tensor<3> {
-        let [b, s, d] = h.dims();
-        let wte = self.wte.weight.val();
-        let v = wte.dims()[0];
-        h.reshape([b * s, d]).matmul(wte.transpose()).reshape([b, s, v])
+        self.wte.logits(h)
     }
 
     /// Final hidden states (after `ln_f`, unless the hooks skip them) and the probes.

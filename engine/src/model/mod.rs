@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod block;
 pub mod config;
+pub mod embedding;
 pub mod gpt2;
 pub mod hooks;
 pub mod mlp;
