@@ -15,6 +15,18 @@ pub enum DeviceChoice {
     Cpu,
 }
 
+/// `--dtype` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats (where the device supports them).
+    F16,
+}
+
+/// A device choice and a compute precision.
+pub type Target = (DeviceChoice, Precision);
+
 /// A chosen device and a human-readable description of it.
 pub struct Selected {
     pub device: Device,

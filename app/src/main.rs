@@ -21,6 +21,10 @@ struct Cli {
     /// Where the math runs: a hardware GPU if present (auto), wgpu's default adapter (gpu), or the CPU.
     #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// Compute dtype of info/predict/generate/bench (f16 where the device supports it); edits
+    /// and statistics always run in f32.
+    #[arg(long, global = true, value_enum, default_value_t = device::Precision::F32)]
+    dtype: device::Precision,
     #[command(subcommand)]
     command: Command,
 }
@@ -184,14 +188,17 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if cli.dtype != device::Precision::F32 && matches!(cli.command, Command::Edit { .. } | Command::Stats { .. }) {
+        anyhow::bail!("edits and statistics run in f32: drop --dtype");
+    }
     match cli.command {
-        Command::Info { model, json } => commands::info::run(&model, cli.device, json),
+        Command::Info { model, json } => commands::info::run(&model, (cli.device, cli.dtype), json),
         Command::Predict {
             model,
             prompt,
             top_k,
             json,
-        } => commands::predict::run(&model, &prompt, top_k, cli.device, json),
+        } => commands::predict::run(&model, &prompt, top_k, (cli.device, cli.dtype), json),
         Command::Stats {
             model,
             corpus,
@@ -212,7 +219,7 @@ fn main() -> Result<()> {
                 out: &out,
                 resume,
             },
-            cli.device,
+            (cli.device, device::Precision::F32),
         ),
         Command::Edit {
             model,
@@ -256,7 +263,7 @@ fn main() -> Result<()> {
                 overwrite,
                 json,
             },
-            cli.device,
+            (cli.device, device::Precision::F32),
         ),
         Command::Bench {
             model,
@@ -264,7 +271,14 @@ fn main() -> Result<()> {
             batch,
             seq,
             json,
-        } => commands::bench::run(&model, cli.device, runs.max(1), batch.max(1), seq.max(1), json),
+        } => commands::bench::run(
+            &model,
+            (cli.device, cli.dtype),
+            runs.max(1),
+            batch.max(1),
+            seq.max(1),
+            json,
+        ),
         Command::Generate {
             model,
             prompt,
@@ -281,7 +295,7 @@ fn main() -> Result<()> {
                 seed,
                 stop_at_eos: true,
             };
-            commands::generate::run(&model, &prompt, &opts, cli.device, json)
+            commands::generate::run(&model, &prompt, &opts, (cli.device, cli.dtype), json)
         }
     }
 }

@@ -4,7 +4,7 @@
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::model::{Gpt2, KvCache};
 use crate::predict::{encode_prompt, token_tensor};
 use crate::tokenizer::Gpt2Tokenizer;
@@ -70,12 +70,12 @@ pub fn generate_ids(model: &Gpt2, prompt_ids: &[u32], opts: &GenerateOptions, eo
     for _ in 0..steps {
         let logits = model.forward_cached(token_tensor(&input, &device), &mut cache);
         let [_, seq, vocab] = logits.dims();
-        let last = logits
+        let last: Vec<f32> = logits
             .narrow(1, seq - 1, 1)
             .reshape([vocab])
             .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| EngineError::Backend(format!("{e:?}")))?;
+            .iter::<f32>()
+            .collect();
         let next = sample_top_k(&last, opts.top_k, opts.temperature, &mut rng);
         out.push(next);
         if opts.stop_at_eos && Some(next) == eos {

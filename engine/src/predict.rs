@@ -53,10 +53,10 @@ pub fn next_token_logprobs(model: &Gpt2, ids: &[u32]) -> Result<Vec<f32>> {
     let logits = model.forward(token_tensor(ids, &device));
     let [_, seq, vocab] = logits.dims();
     let last = logits.narrow(1, seq - 1, 1).reshape([vocab]);
-    log_softmax(last, 0)
+    Ok(log_softmax(last.cast(burn::tensor::FloatDType::F32), 0)
         .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| EngineError::Backend(format!("{e:?}")))
+        .iter::<f32>()
+        .collect())
 }
 
 /// The `k` most likely next tokens after `prompt`, most likely first.

@@ -89,3 +89,24 @@ fn context_changes_the_prediction() {
         assert!(diff > 0.1, "{name}: context barely matters ({diff})");
     });
 }
+
+/// `--dtype f16`: weights cast on the device, computed in half precision. f16 rounds activations
+/// to 11 bits (4.9e-4 relative); on logits of magnitude ~20 that is ~1e-2, so the bound is 3e-2.
+#[test]
+fn f16_compute_stays_close_to_reference() {
+    on_all_devices(|name, device| {
+        if !device.supports_dtype(burn::tensor::FloatDType::F16) {
+            eprintln!("{name}: no f16, skipped");
+            return;
+        }
+        let r = reference();
+        let case = &r["f32"][0];
+        let mut m = load_model_dir(&fixture("tiny-gpt2"), device).unwrap();
+        m.model = pmedit_engine::model::precision::cast_model(m.model, burn::tensor::FloatDType::F16).unwrap();
+        let lp = pmedit_engine::predict::next_token_logprobs(&m.model, &ids(&case["ids"])).unwrap();
+        for (id, want) in ids(&case["top10_ids"]).iter().zip(floats(&case["top10_logprobs"])) {
+            let d = (lp[*id as usize] as f64 - want).abs();
+            assert!(d < 3e-2, "{name}: f16 Δ {d:e}");
+        }
+    });
+}

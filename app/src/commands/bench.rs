@@ -10,7 +10,7 @@ use pmedit_engine::edit::stats::{LayerStats, accumulate};
 use pmedit_engine::generate::{GenerateOptions, generate_ids};
 use serde_json::json;
 
-use crate::device::DeviceChoice;
+use crate::device::Target;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -29,7 +29,7 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(median(t))
 }
 
-pub fn run(dir: &Path, choice: DeviceChoice, runs: usize, batch: usize, seq: usize, as_json: bool) -> Result<()> {
+pub fn run(dir: &Path, choice: Target, runs: usize, batch: usize, seq: usize, as_json: bool) -> Result<()> {
     let start = Instant::now();
     let (m, sel) = super::load(dir, choice)?;
     let load_s = start.elapsed().as_secs_f64();

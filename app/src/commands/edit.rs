@@ -13,7 +13,7 @@ use pmedit_engine::edit::{
 use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
 use serde_json::json;
 
-use crate::device::DeviceChoice;
+use crate::device::Target;
 use crate::output::write_atomic;
 
 pub struct EditArgs {
@@ -60,7 +60,7 @@ fn target_prob(m: &pmedit_engine::load::LoadedModel, r: &EditRequest) -> Result<
     Ok(next_token_logprobs(&m.model, &ids)?[t].exp())
 }
 
-pub fn run(args: EditArgs, choice: DeviceChoice) -> Result<()> {
+pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     if args.out.exists() && !args.overwrite {
         bail!("{} already exists (pass --overwrite to replace it)", args.out.display());
     }

@@ -6,9 +6,9 @@ use anyhow::Result;
 use pmedit_engine::generate::{GenerateOptions, generate};
 use serde_json::json;
 
-use crate::device::DeviceChoice;
+use crate::device::Target;
 
-pub fn run(dir: &Path, prompt: &str, opts: &GenerateOptions, choice: DeviceChoice, as_json: bool) -> Result<()> {
+pub fn run(dir: &Path, prompt: &str, opts: &GenerateOptions, choice: Target, as_json: bool) -> Result<()> {
     let (m, sel) = super::load(dir, choice)?;
     let start = std::time::Instant::now();
     let text = generate(&m.model, &m.tokenizer, prompt, opts)?;

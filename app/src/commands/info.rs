@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::device::DeviceChoice;
+use crate::device::Target;
 
-pub fn run(dir: &Path, choice: DeviceChoice, as_json: bool) -> Result<()> {
+pub fn run(dir: &Path, choice: Target, as_json: bool) -> Result<()> {
     let (m, sel) = super::load(dir, choice)?;
     let c = &m.config;
     let info = json!({

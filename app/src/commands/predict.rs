@@ -6,9 +6,9 @@ use anyhow::Result;
 use pmedit_engine::predict::top_k;
 use serde_json::json;
 
-use crate::device::DeviceChoice;
+use crate::device::Target;
 
-pub fn run(dir: &Path, prompt: &str, k: usize, choice: DeviceChoice, as_json: bool) -> Result<()> {
+pub fn run(dir: &Path, prompt: &str, k: usize, choice: Target, as_json: bool) -> Result<()> {
     let (m, sel) = super::load(dir, choice)?;
     let ids = m.tokenizer.encode(prompt)?;
     let top = top_k(&m.model, &m.tokenizer, prompt, k)?;

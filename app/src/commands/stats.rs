@@ -8,7 +8,7 @@ use pmedit_engine::edit::stats::{
     LayerStats, StatsMeta, accumulate, fingerprint, stats_from_bytes, stats_to_bytes, windows,
 };
 
-use crate::device::DeviceChoice;
+use crate::device::Target;
 use crate::output::write_atomic;
 
 pub struct StatsArgs<'a> {
@@ -50,7 +50,7 @@ pub fn read_corpus(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-pub fn run(args: StatsArgs, choice: DeviceChoice) -> Result<()> {
+pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
     let (m, sel) = super::load(args.model, choice)?;
     let text = read_corpus(args.corpus)?;
     let mut ids = m.tokenizer.encode(&text)?;

@@ -8,6 +8,7 @@ pub mod embedding;
 pub mod gpt2;
 pub mod hooks;
 pub mod mlp;
+pub mod precision;
 
 pub use config::Gpt2Config;
 pub use gpt2::{ForwardOutput, Gpt2, KvCache};
