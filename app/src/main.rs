@@ -81,6 +81,19 @@ enum Command {
         /// Continue an interrupted run from `--out`.
         #[arg(long)]
         resume: bool,
+        /// Process only shard I of N (`I/N`, windows i with i mod N = I), to split a corpus over
+        /// machines; combine the parts with `pmedit merge-stats`.
+        #[arg(long)]
+        shard: Option<String>,
+    },
+    /// Sum statistics computed on parts of a corpus (same model and layers).
+    MergeStats {
+        /// Statistics files to merge.
+        #[arg(long, num_args = 1.., required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Edit facts: apply ROME, r-ROME, MEMIT or EMMET and write the edited model directory.
     Edit {
@@ -208,6 +221,7 @@ fn main() -> Result<()> {
             batch,
             out,
             resume,
+            shard,
         } => commands::stats::run(
             commands::stats::StatsArgs {
                 model: &model,
@@ -218,9 +232,11 @@ fn main() -> Result<()> {
                 batch,
                 out: &out,
                 resume,
+                shard: shard.as_deref().map(commands::stats::parse_shard).transpose()?,
             },
             (cli.device, device::Precision::F32),
         ),
+        Command::MergeStats { inputs, out } => commands::stats::merge(&inputs, &out),
         Command::Edit {
             model,
             requests,

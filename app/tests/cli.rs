@@ -109,7 +109,7 @@ fn stats_for(model: &Path, out: &Path) {
     assert!(ok, "{err}");
 }
 
-/// 1 and 16 CounterFact requests (EasyEdit shape) with every algorithm; the output loads.
+/// 1, 16 and 256 CounterFact requests (EasyEdit shape) with every algorithm; the output loads.
 #[test]
 fn edit_counterfact_requests_with_every_algorithm() {
     let tmp = tempfile::tempdir().unwrap();
@@ -123,6 +123,8 @@ fn edit_counterfact_requests_with_every_algorithm() {
         ("memit", "16"),
         ("emmet", "16"),
         ("rome", "16"),
+        ("emmet", "256"),
+        ("memit", "256"),
     ] {
         let out = tmp.path().join(format!("{algo}-{n}"));
         let (ok, stdout, err) = pmedit(&[
@@ -213,4 +215,74 @@ fn edit_refuses_bad_requests_and_existing_output() {
         out.to_str().unwrap(),
     ]);
     assert!(!ok && err.contains("already exists"), "{err}");
+}
+
+/// Two shards merged equal one pass over the whole corpus; a resumed run adds nothing twice.
+#[test]
+fn sharded_stats_merge_to_the_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-gpt2");
+    let corpus = fixture("wikitext-excerpt.txt");
+    let run = |extra: &[&str], out: &Path| {
+        let mut args = vec![
+            "--device",
+            "cpu",
+            "stats",
+            "--model",
+            model.to_str().unwrap(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--layers",
+            "0,1",
+            "--max-tokens",
+            "2000",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = pmedit(&args);
+        assert!(ok, "{err}");
+    };
+    let (whole, a, b, merged) = (
+        tmp.path().join("whole.st"),
+        tmp.path().join("a.st"),
+        tmp.path().join("b.st"),
+        tmp.path().join("merged.st"),
+    );
+    run(&[], &whole);
+    run(&["--shard", "0/2"], &a);
+    run(&["--shard", "1/2"], &b);
+    let (ok, _, err) = pmedit(&[
+        "merge-stats",
+        "--inputs",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let read = |p: &Path| {
+        let (s, _) = pmedit_engine::edit::stats::stats_from_bytes(
+            &std::fs::read(p).unwrap(),
+            "x",
+            &burn::prelude::Device::flex(),
+        )
+        .unwrap();
+        s
+    };
+    let (w, m) = (read(&whole), read(&merged));
+    for (x, y) in w.iter().zip(&m) {
+        assert_eq!(x.count, y.count);
+        let (cx, cy): (Vec<f32>, Vec<f32>) = (
+            x.c0().unwrap().into_data().iter().collect(),
+            y.c0().unwrap().into_data().iter().collect(),
+        );
+        let scale = cx.iter().fold(0f32, |a, v| a.max(v.abs()));
+        for (p, q) in cx.iter().zip(&cy) {
+            assert!((p - q).abs() <= 1e-5 * scale, "{p} vs {q}");
+        }
+    }
+    // Resuming a finished run processes nothing more.
+    run(&["--resume"], &whole);
+    assert_eq!(read(&whole)[0].count, w[0].count);
 }

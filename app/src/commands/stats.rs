@@ -20,6 +20,58 @@ pub struct StatsArgs<'a> {
     pub batch: usize,
     pub out: &'a Path,
     pub resume: bool,
+    pub shard: Option<(usize, usize)>,
+}
+
+/// Parses `I/N`.
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let (i, n) = s
+        .split_once('/')
+        .with_context(|| format!("--shard {s}: expected I/N"))?;
+    let (i, n): (usize, usize) = (i.trim().parse()?, n.trim().parse()?);
+    anyhow::ensure!(n > 0 && i < n, "--shard {s}: need 0 ≤ I < N");
+    Ok((i, n))
+}
+
+/// Sums statistics files of the same model and layers.
+pub fn merge(inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
+    let device = burn::prelude::Device::flex();
+    let mut total: Option<(Vec<LayerStats>, StatsMeta)> = None;
+    for path in inputs {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let (stats, meta) = stats_from_bytes(&bytes, &path.to_string_lossy(), &device)?;
+        total = Some(match total {
+            None => (stats, meta),
+            Some((mut acc, mut acc_meta)) => {
+                if acc_meta.model != meta.model {
+                    bail!(
+                        "{} was computed on another model ({} ≠ {})",
+                        path.display(),
+                        meta.model,
+                        acc_meta.model
+                    );
+                }
+                anyhow::ensure!(acc.len() == stats.len(), "{} holds other layers", path.display());
+                for (a, s) in acc.iter_mut().zip(&stats) {
+                    a.merge(s)?;
+                }
+                acc_meta.windows_done += meta.windows_done;
+                if !acc_meta.corpus.split('+').any(|c| c == meta.corpus) {
+                    acc_meta.corpus = format!("{}+{}", acc_meta.corpus, meta.corpus);
+                }
+                (acc, acc_meta)
+            }
+        });
+    }
+    let (stats, meta) = total.context("no inputs")?;
+    write_atomic(out, &stats_to_bytes(&stats, &meta)?)?;
+    eprintln!(
+        "{} tokens from {} files → {}",
+        stats[0].count,
+        inputs.len(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// Reads a corpus: plain text, or JSON lines with a `text` field.
@@ -58,7 +110,15 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
         ids.truncate(max);
     }
     let window = args.window.unwrap_or(m.config.n_positions).min(m.config.n_positions);
-    let seqs = windows(&ids, window);
+    let mut seqs = windows(&ids, window);
+    if let Some((i, n)) = args.shard {
+        seqs = seqs
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i)
+            .map(|(_, s)| s)
+            .collect();
+    }
     let fp = fingerprint(&m.model);
     let corpus_name = args
         .corpus
