@@ -188,33 +188,27 @@ fn edit_refuses_bad_requests_and_existing_output() {
     .unwrap();
     let out = tmp.path().join("out");
     let model = fixture("facts-gpt2");
-    let (ok, _, err) = pmedit(&[
-        "--device",
-        "cpu",
-        "edit",
-        "--model",
-        model.to_str().unwrap(),
-        "--requests",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(!ok);
+    let edit = || {
+        let (ok, _, err) = pmedit(&[
+            "--device",
+            "cpu",
+            "edit",
+            "--model",
+            model.to_str().unwrap(),
+            "--requests",
+            bad.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!ok);
+        err
+    };
+    let err = edit();
     assert!(err.contains("request 0") && err.contains("Germany"), "{err}");
     assert!(!out.exists(), "no output may appear");
     std::fs::create_dir(&out).unwrap();
-    let (ok, _, err) = pmedit(&[
-        "--device",
-        "cpu",
-        "edit",
-        "--model",
-        model.to_str().unwrap(),
-        "--requests",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(!ok && err.contains("already exists"), "{err}");
+    let err = edit();
+    assert!(err.contains("already exists"), "{err}");
 }
 
 /// Two shards merged equal one pass over the whole corpus; a resumed run adds nothing twice.
