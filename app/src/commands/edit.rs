@@ -120,8 +120,12 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
             ContextTemplates::from_json(&std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?)?
         }
         None => {
-            eprintln!("sampling context templates (seed {})", args.seed);
-            ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), args.seed)?
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_message(format!("sampling context templates (seed {})", args.seed));
+            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+            let t = ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), args.seed)?;
+            spinner.finish_and_clear();
+            t
         }
     };
 
