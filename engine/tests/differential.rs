@@ -3,7 +3,6 @@
 
 mod common;
 
-use burn::prelude::*;
 use common::{download, fixture, on_all_devices, rel_err, upload};
 use pmedit_engine::edit::distribute::rank_one;
 use pmedit_engine::edit::keys::compute_keys;
