@@ -172,6 +172,8 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
         "seconds": secs,
         "device": sel.description,
         "value_losses": outcome.losses,
+        // (max Lᵢᵢ / min Lᵢᵢ)² of λ·C0's Cholesky factor: a lower bound of its condition number.
+        "c0_condition_lower_bound": stats.iter().map(|(l, p)| (l.to_string(), p.factor.condition_estimate())).collect::<std::collections::BTreeMap<_, _>>(),
     });
     pmedit_engine::save::save_model_dir(
         &m.model,
