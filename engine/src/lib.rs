@@ -10,6 +10,7 @@
 
 pub mod edit;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod linalg;
 pub mod load;

@@ -1,0 +1,3 @@
+//! Evaluation: CounterFact and zsRE metrics.
+
+pub mod metrics;
