@@ -86,6 +86,21 @@ enum Command {
         #[arg(long)]
         shard: Option<String>,
     },
+    /// Convert the authors' per-layer `.npz` statistics (mom2.mom2, mom2.count) for `pmedit edit`.
+    ImportStats {
+        /// The model the statistics belong to (for the fingerprint).
+        #[arg(long)]
+        model: PathBuf,
+        /// One `.npz` per layer, in the order of `--layers`.
+        #[arg(long, num_args = 1.., required = true)]
+        npz: Vec<PathBuf>,
+        /// Layers of the files: `17` or `13-17`.
+        #[arg(long)]
+        layers: String,
+        /// Output statistics file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Sum statistics computed on parts of a corpus (same model and layers).
     MergeStats {
         /// Statistics files to merge.
@@ -237,6 +252,18 @@ fn main() -> Result<()> {
             (cli.device, device::Precision::F32),
         ),
         Command::MergeStats { inputs, out } => commands::stats::merge(&inputs, &out),
+        Command::ImportStats {
+            model,
+            npz,
+            layers,
+            out,
+        } => commands::stats::import(
+            &model,
+            &npz,
+            &output::parse_layers(&layers)?,
+            &out,
+            (cli.device, cli.dtype),
+        ),
         Command::Edit {
             model,
             requests,

@@ -189,3 +189,39 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
     );
     Ok(())
 }
+
+/// Converts the authors' `.npz` files (one per layer) into a pmedit statistics file.
+pub fn import(model: &Path, npz: &[std::path::PathBuf], layers: &[usize], out: &Path, target: Target) -> Result<()> {
+    anyhow::ensure!(
+        npz.len() == layers.len(),
+        "{} .npz files for {} layers: give one file per layer, in the order of --layers",
+        npz.len(),
+        layers.len()
+    );
+    let (m, sel) = super::load(model, target)?;
+    let mut stats = Vec::new();
+    for (path, &layer) in npz.iter().zip(layers) {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let st = pmedit_engine::edit::npz::import_npz(&bytes, &path.to_string_lossy(), layer, &sel.device)?;
+        anyhow::ensure!(
+            st.sum.dims()[0] == m.config.d_inner(),
+            "{} holds {}-dimensional keys but the model's are {}",
+            path.display(),
+            st.sum.dims()[0],
+            m.config.d_inner()
+        );
+        stats.push(st);
+    }
+    let meta = StatsMeta {
+        model: fingerprint(&m.model),
+        corpus: "authors-npz".into(),
+        windows_done: 0,
+    };
+    write_atomic(out, &stats_to_bytes(&stats, &meta)?)?;
+    eprintln!(
+        "imported layers {layers:?} ({} tokens) → {}",
+        stats[0].count,
+        out.display()
+    );
+    Ok(())
+}

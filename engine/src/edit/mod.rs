@@ -4,6 +4,7 @@
 pub mod algorithm;
 pub mod distribute;
 pub mod keys;
+pub mod npz;
 pub mod objective;
 pub mod presets;
 pub mod prompts;
