@@ -214,8 +214,18 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole context chain on one line, without a backtrace dump.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     if cli.dtype != device::Precision::F32 && matches!(cli.command, Command::Edit { .. } | Command::Stats { .. }) {
         anyhow::bail!("edits and statistics run in f32: drop --dtype");
     }
