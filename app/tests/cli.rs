@@ -117,15 +117,10 @@ fn edit_counterfact_requests_with_every_algorithm() {
     let stats = tmp.path().join("stats.safetensors");
     stats_for(&model, &stats);
     let input_before = std::fs::read(model.join("model.safetensors")).unwrap();
-    for (algo, n) in [
-        ("rome", "1"),
-        ("r-rome", "1"),
-        ("memit", "16"),
-        ("emmet", "16"),
-        ("rome", "16"),
-        ("emmet", "256"),
-        ("memit", "256"),
-    ] {
+    let runs = ["rome", "r-rome", "memit", "emmet"]
+        .into_iter()
+        .flat_map(|a| ["1", "16", "256"].map(|n| (a, n)));
+    for (algo, n) in runs {
         let out = tmp.path().join(format!("{algo}-{n}"));
         let (ok, stdout, err) = pmedit(&[
             "--device",

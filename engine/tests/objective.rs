@@ -150,3 +150,23 @@ fn duplicate_keys_without_alpha_are_refused() {
     );
     assert!(ok.is_ok());
 }
+
+/// Nearly dependent keys pass Cholesky but leave no accurate digits: refused, naming α.
+#[test]
+fn nearly_dependent_keys_are_refused_with_advice() {
+    let device = burn::prelude::Device::flex();
+    let (c0, k, r) = problem(16, 4, 2, 70);
+    let mut near = k.clone();
+    for i in 0..16 {
+        near[(i, 1)] = near[(i, 0)] * (1.0 + 1e-5 * (i as f64).sin());
+    }
+    let pres = Preservation::new(upload(&c0, &device, DType::F32), 1.0).unwrap();
+    let err = solve_delta(
+        &pres,
+        Objective::Emmet { alpha: 0.0 },
+        upload(&near, &device, DType::F32),
+        upload(&r, &device, DType::F32),
+    )
+    .expect_err("an ill-conditioned batch must be refused");
+    assert!(err.to_string().contains("raise α"), "{err}");
+}

@@ -95,15 +95,25 @@ pub fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>, r: T
     };
     let device = g.device();
     let d = g + Tensor::<2>::eye(e, &device).cast(q.dtype()) * mu;
-    let y = CholeskyFactor::new(d, DEFAULT_BLOCK)
-        .map_err(|err| {
-            EngineError::Numerical(format!(
-                "the {e}×{e} system KᵀC⁻¹K{} is singular ({err}): keys of the batch are (nearly) linearly \
-                 dependent; raise {knob} or drop duplicate subjects",
-                if mu > 0.0 { " + μI" } else { "" }
-            ))
-        })?
-        .solve(r);
+    let dtype = d.dtype();
+    let system = if mu > 0.0 { "KᵀC⁻¹K + μI" } else { "KᵀC⁻¹K" };
+    let factor = CholeskyFactor::new(d, DEFAULT_BLOCK).map_err(|err| {
+        EngineError::Numerical(format!(
+            "the {e}×{e} system {system} is singular ({err}): keys of the batch are (nearly) linearly \
+             dependent; raise {knob} or drop duplicate subjects"
+        ))
+    })?;
+    // Refuse a system whose conditioning leaves no accurate digits in this precision
+    // (relative error grows like cond · ε): (max Lᵢᵢ / min Lᵢᵢ)² bounds cond from below.
+    let limit = if dtype == burn::tensor::DType::F64 { 1e13 } else { 1e6 };
+    let cond = factor.condition_estimate();
+    if cond > limit {
+        return Err(EngineError::Numerical(format!(
+            "the {e}×{e} system {system} has condition number ≥ {cond:.1e} (limit {limit:.0e} in {dtype:?}): \
+             keys of the batch are nearly dependent; raise {knob}"
+        )));
+    }
+    let y = factor.solve(r);
     let delta = q.matmul(y);
     ensure_finite(&delta, "Δ")?;
     Ok(delta)
