@@ -92,6 +92,12 @@ pub fn compute_value(
     hp: &ValueHparams,
     mut on_step: impl FnMut(&StepLoss),
 ) -> Result<Value> {
+    if layer >= model.n_layer() {
+        return Err(EngineError::Input(format!(
+            "layer {layer} does not exist (the model has {} layers)",
+            model.n_layer()
+        )));
+    }
     let device = model.device();
     let target = target_ids(tokenizer, request)?;
     let t_len = target.len();
