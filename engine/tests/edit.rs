@@ -162,3 +162,62 @@ fn batch_edits_raise_every_target() {
         assert!(gain > 100f32.ln(), "{algorithm:?}: mean gain {gain:.2} nats");
     }
 }
+
+/// Optimising many requests' values in one batch (several groups, mixed early stops) gives each
+/// request the value and the loss curve it gets when optimised alone.
+#[test]
+fn batched_values_match_one_at_a_time() {
+    use pmedit_engine::edit::values::{compute_value, compute_values};
+    use pmedit_engine::model::Site;
+    on_all_devices(|name, device| {
+        let m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+        let hp = preset(Algorithm::Emmet, &m.config);
+        let layer = *hp.layers.last().unwrap();
+        let templates = ContextTemplates::from_json(r#"{"groups": [["{}"], ["The {}.", "Here: {}"]]}"#).unwrap();
+        let requests = facts(5);
+        // A budget that puts the five requests in at least two groups.
+        let batched = compute_values(
+            &m.model,
+            &m.tokenizer,
+            &requests,
+            &templates,
+            layer,
+            Site::BlockOut,
+            &hp.value,
+            40,
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(batched.len(), requests.len());
+        let mut steps = Vec::new();
+        for (r, b) in requests.iter().zip(&batched) {
+            let alone = compute_value(
+                &m.model,
+                &m.tokenizer,
+                r,
+                &templates,
+                layer,
+                Site::BlockOut,
+                &hp.value,
+                |_| {},
+            )
+            .unwrap();
+            let a: Vec<f32> = alone.v.into_data().to_vec().unwrap();
+            let c: Vec<f32> = b.v.clone().into_data().to_vec().unwrap();
+            let err = a.iter().zip(&c).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let scale = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
+            assert!(err <= 1e-4 * scale, "{name}: value differs by {err} (scale {scale})");
+            assert_eq!(alone.losses.len(), b.losses.len(), "{name}: different number of steps");
+            let last = (alone.losses.last().unwrap().total, b.losses.last().unwrap().total);
+            assert!(
+                (last.0 - last.1).abs() <= 1e-4 * last.0.abs().max(1.0),
+                "{name}: {last:?}"
+            );
+            steps.push(b.losses.len());
+        }
+        assert!(
+            steps.iter().any(|&s| s > 1),
+            "{name}: no request was optimised ({steps:?})"
+        );
+    });
+}

@@ -12,7 +12,7 @@ use super::objective::{Objective, Preservation};
 use super::prompts::activations_at;
 use super::request::EditRequest;
 use super::templates::{ContextTemplates, TemplateRecipe};
-use super::values::{StepLoss, ValueHparams, compute_value};
+use super::values::{StepLoss, VALUE_BATCH_TOKENS, ValueHparams, compute_values};
 use crate::error::{EngineError, Result};
 use crate::model::{Gpt2, Site};
 use crate::tokenizer::Gpt2Tokenizer;
@@ -163,14 +163,26 @@ pub fn apply_edits(
     };
     let mut index = 0;
     for batch in batches {
-        let mut deltas = Vec::with_capacity(batch.len());
-        for (j, request) in batch.iter().enumerate() {
-            let value = compute_value(model, tokenizer, request, templates, last, site, &hp.value, |loss| {
+        // All values of a batch are optimised on the same (unedited or previously edited) model,
+        // many requests per forward/backward pass.
+        let values = compute_values(
+            model,
+            tokenizer,
+            batch,
+            templates,
+            last,
+            site,
+            &hp.value,
+            VALUE_BATCH_TOKENS,
+            |j, loss| {
                 on_event(EditEvent::ValueStep {
                     request: index + j,
                     loss: *loss,
                 })
-            })?;
+            },
+        )?;
+        let mut deltas = Vec::with_capacity(batch.len());
+        for (j, value) in values.into_iter().enumerate() {
             on_event(EditEvent::ValueDone { request: index + j });
             deltas.push((value.v - value.v_init).unsqueeze_dim::<2>(0));
             outcome.losses.push(value.losses);

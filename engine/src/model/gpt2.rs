@@ -125,6 +125,18 @@ impl Gpt2 {
         self.lm_head(hidden.expect("hidden states are computed when logits are not skipped"))
     }
 
+    /// Runs blocks `start..` on the residual stream `h` (`[batch, seq, d]`, the output of block
+    /// `start - 1`) and returns the final hidden states after `ln_f`. Value optimisation uses it to
+    /// skip the blocks before the edited layer, whose outputs never change.
+    pub fn forward_from(&self, start: usize, h: Tensor<3>) -> Tensor<3> {
+        let hooks = Hooks::default();
+        let mut h = h;
+        for (layer, block) in self.h.iter().enumerate().skip(start) {
+            h = block.forward(layer, h, None, &hooks, &mut []);
+        }
+        self.ln_f.forward(h)
+    }
+
     /// The tied LM head: `h · wteᵀ`.
     pub fn lm_head(&self, h: Tensor<3>) -> Tensor<3> {
         self.wte.logits(h)
