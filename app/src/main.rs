@@ -3,6 +3,7 @@
 mod commands;
 mod device;
 mod output;
+mod plot;
 
 use std::path::PathBuf;
 
@@ -188,6 +189,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the paper's experiments: batched edits of dataset records, scored before and after,
+    /// with sweeps over batch sizes and λ, reports and plots.
+    Eval(commands::eval::EvalArgs),
+    /// The quick start: edit facts in the built-in demo model and show what changed.
+    Demo(commands::demo::DemoArgs),
+    /// Train the built-in demo model (a small GPT-2 that knows real CounterFact facts).
+    TrainDemo(commands::train_demo::TrainDemoArgs),
     /// Generate a continuation (KV cache, seeded top-k sampling).
     Generate {
         /// Hugging Face GPT-2 model directory.
@@ -230,6 +238,9 @@ fn run(cli: Cli) -> Result<()> {
         anyhow::bail!("edits and statistics run in f32: drop --dtype");
     }
     match cli.command {
+        Command::Eval(args) => commands::eval::run(args, (cli.device, device::Precision::F32)),
+        Command::Demo(args) => commands::demo::run(args, (cli.device, device::Precision::F32)),
+        Command::TrainDemo(args) => commands::train_demo::run(args, (cli.device, device::Precision::F32)),
         Command::Info { model, json } => commands::info::run(&model, (cli.device, cli.dtype), json),
         Command::Predict {
             model,

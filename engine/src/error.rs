@@ -81,6 +81,9 @@ pub enum EngineError {
     /// An edit request is malformed; the message names the request and the field.
     #[error("invalid edit request: {0}")]
     Request(String),
+    /// A dataset record is malformed; the message names the file, the record and the field.
+    #[error("invalid dataset: {0}")]
+    Dataset(String),
     /// A prompt is empty or longer than the model's context.
     #[error("invalid input: {0}")]
     Input(String),

@@ -18,6 +18,7 @@ pub mod model;
 pub mod predict;
 pub mod save;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{EngineError, Result};
 pub use model::{Gpt2, Gpt2Config, Hooks, Site};

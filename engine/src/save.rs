@@ -131,6 +131,24 @@ pub fn save_model_dir(
             out.display()
         )));
     }
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(source).map_err(|e| io(source, e))? {
+        let entry = entry.map_err(|e| io(source, e))?;
+        let fname = entry.file_name().to_string_lossy().into_owned();
+        let is_weights = fname.ends_with(".safetensors") || fname == "model.safetensors.index.json";
+        if entry.path().is_file() && !is_weights && !fname.starts_with('.') {
+            files.push((fname, std::fs::read(entry.path()).map_err(|e| io(&entry.path(), e))?));
+        }
+    }
+    files.extend(extra.iter().map(|(n, b)| (n.to_string(), b.clone())));
+    write_model_dir(model, out, overwrite, &files)
+}
+
+/// Writes `model` (f32 `model.safetensors`) and `files` (name, contents: config, tokenizer, …)
+/// to the directory `out`, atomically. `out` must not exist unless `overwrite`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_model_dir(model: &Gpt2, out: &Path, overwrite: bool, files: &[(String, Vec<u8>)]) -> Result<()> {
+    let io = |p: &Path, e| EngineError::io(p, e);
     if out.exists() && !overwrite {
         return Err(EngineError::Input(format!(
             "{} already exists (pass --overwrite to replace it)",
@@ -152,15 +170,7 @@ pub fn save_model_dir(
     }
     std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
     let result = (|| {
-        for entry in std::fs::read_dir(source).map_err(|e| io(source, e))? {
-            let entry = entry.map_err(|e| io(source, e))?;
-            let fname = entry.file_name().to_string_lossy().into_owned();
-            let is_weights = fname.ends_with(".safetensors") || fname == "model.safetensors.index.json";
-            if entry.path().is_file() && !is_weights && !fname.starts_with('.') {
-                std::fs::copy(entry.path(), tmp.join(&fname)).map_err(|e| io(&entry.path(), e))?;
-            }
-        }
-        for (fname, bytes) in extra {
+        for (fname, bytes) in files {
             std::fs::write(tmp.join(fname), bytes).map_err(|e| io(&tmp.join(fname), e))?;
         }
         let weights = tmp.join("model.safetensors");

@@ -202,8 +202,8 @@ fn batched_values_match_one_at_a_time() {
                 |_| {},
             )
             .unwrap();
-            let a: Vec<f32> = alone.v.into_data().to_vec().unwrap();
-            let c: Vec<f32> = b.v.clone().into_data().to_vec().unwrap();
+            let a: Vec<f32> = alone.v.into_data().iter::<f32>().collect();
+            let c: Vec<f32> = b.v.clone().into_data().iter::<f32>().collect();
             let err = a.iter().zip(&c).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
             let scale = a.iter().map(|x| x.abs()).fold(0f32, f32::max);
             assert!(err <= 1e-4 * scale, "{name}: value differs by {err} (scale {scale})");

@@ -5,11 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use pmedit_engine::edit::stats::stats_from_bytes;
 use pmedit_engine::edit::values::target_ids;
-use pmedit_engine::edit::{
-    Algorithm, ContextTemplates, EditEvent, EditRequest, Preservation, apply_edits, presets::preset,
-};
+use pmedit_engine::edit::{Algorithm, EditEvent, EditRequest, apply_edits, presets::preset};
 use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
 use serde_json::json;
 
@@ -46,11 +43,6 @@ pub fn read_requests(path: &Path, limit: Option<usize>) -> Result<Vec<EditReques
         reqs.truncate(n);
     }
     Ok(reqs)
-}
-
-/// The stats file next to the model (`<model>/stats.safetensors`) unless one is given.
-fn stats_path(model: &Path, given: Option<&Path>) -> PathBuf {
-    given.map_or_else(|| model.join("stats.safetensors"), Path::to_path_buf)
 }
 
 /// P(first target token | filled prompt).
@@ -94,40 +86,13 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     }
 
     // C0 for every edited layer.
-    let sp = stats_path(&args.model, args.stats.as_deref());
-    let bytes = std::fs::read(&sp).with_context(|| {
-        format!(
-            "reading C0 statistics {} (compute them with `pmedit stats --model {} --corpus FILE --layers {} --out {}`)",
-            sp.display(),
-            args.model.display(),
-            hp.layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
-            sp.display()
-        )
-    })?;
-    let (layer_stats, _meta) = stats_from_bytes(&bytes, &sp.to_string_lossy(), &sel.device)?;
-    let mut stats = HashMap::new();
-    for &l in &hp.layers {
-        let s = layer_stats
-            .iter()
-            .find(|s| s.layer == l)
-            .with_context(|| format!("{} has no statistics for layer {l}", sp.display()))?;
-        stats.insert(l, Preservation::new(s.c0()?, hp.lambda)?);
-    }
+    let stats = super::load_preservation(&args.model, args.stats.as_deref(), &hp.layers, hp.lambda, &sel.device)?;
 
-    let templates = match args.templates.as_deref() {
-        Some("none") => ContextTemplates::bare(),
-        Some(file) => {
-            ContextTemplates::from_json(&std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?)?
-        }
-        None => {
-            let spinner = ProgressBar::new_spinner();
-            spinner.set_message(format!("sampling context templates (seed {})", args.seed));
-            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-            let t = ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), args.seed)?;
-            spinner.finish_and_clear();
-            t
-        }
-    };
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("context templates (seed {})", args.seed));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let templates = super::context_templates(args.templates.as_deref(), &m, algorithm, args.seed)?;
+    spinner.finish_and_clear();
 
     let before: Vec<f32> = requests
         .iter()

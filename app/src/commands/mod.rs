@@ -1,11 +1,14 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod demo;
 pub mod edit;
+pub mod eval;
 pub mod generate;
 pub mod info;
 pub mod predict;
 pub mod stats;
+pub mod train_demo;
 
 use std::path::Path;
 
@@ -23,4 +26,51 @@ pub fn load(dir: &Path, (choice, precision): Target) -> Result<(LoadedModel, Sel
         sel.description.push_str(", f16");
     }
     Ok((m, sel))
+}
+
+/// C0 of every layer in `layers` from a stats file (default `<model>/stats.safetensors`), as λ·C0.
+pub fn load_preservation(
+    model_dir: &Path,
+    stats: Option<&Path>,
+    layers: &[usize],
+    lambda: f64,
+    device: &burn::prelude::Device,
+) -> Result<std::collections::HashMap<usize, pmedit_engine::edit::Preservation>> {
+    let sp = stats.map_or_else(|| model_dir.join("stats.safetensors"), Path::to_path_buf);
+    let bytes = std::fs::read(&sp).with_context(|| {
+        format!(
+            "reading C0 statistics {} (compute them with `pmedit stats --model {} --corpus FILE --layers {} --out {}`)",
+            sp.display(),
+            model_dir.display(),
+            layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(","),
+            sp.display()
+        )
+    })?;
+    let (layer_stats, _meta) = pmedit_engine::edit::stats::stats_from_bytes(&bytes, &sp.to_string_lossy(), device)?;
+    let mut out = std::collections::HashMap::new();
+    for &l in layers {
+        let s = layer_stats
+            .iter()
+            .find(|s| s.layer == l)
+            .with_context(|| format!("{} has no statistics for layer {l}", sp.display()))?;
+        out.insert(l, pmedit_engine::edit::Preservation::new(s.c0()?, lambda)?);
+    }
+    Ok(out)
+}
+
+/// Context templates from `--templates` (a JSON file or `none`), else sampled from the model.
+pub fn context_templates(
+    arg: Option<&str>,
+    m: &LoadedModel,
+    algorithm: pmedit_engine::edit::Algorithm,
+    seed: u64,
+) -> Result<pmedit_engine::edit::ContextTemplates> {
+    use pmedit_engine::edit::ContextTemplates;
+    Ok(match arg {
+        Some("none") => ContextTemplates::bare(),
+        Some(file) => {
+            ContextTemplates::from_json(&std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?)?
+        }
+        None => ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), seed)?,
+    })
 }

@@ -1,3 +1,7 @@
-//! Evaluation: CounterFact and zsRE metrics.
+//! Evaluation: datasets (CounterFact, zsRE, known_1000) and their metrics.
 
+pub mod dataset;
 pub mod metrics;
+pub mod records;
+pub mod score;
+pub mod session;

@@ -41,6 +41,11 @@ pub fn on_all_devices(f: impl Fn(&str, &Device)) {
     }
 }
 
+/// The built-in demo model shipped in `public/models/demo`.
+pub fn demo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../public/models/demo")
+}
+
 /// `tests/fixtures/<name>` at the repository root.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

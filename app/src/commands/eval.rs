@@ -1,0 +1,414 @@
+//! `pmedit eval`: the paper's experiments. Samples CounterFact/zsRE records into batches, edits,
+//! scores every edited record next to the unedited model, and writes per-record JSON lines, a
+//! summary (JSON + CSV) and a Markdown table shaped like the paper's Table 1. Lists of batch
+//! sizes, λ values and algorithms make a sweep; each grid point has its own directory, so an
+//! interrupted sweep resumes where it stopped, and SVG plots of each metric are drawn.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use indicatif::{ProgressBar, ProgressStyle};
+use pmedit_engine::edit::{Algorithm, presets::preset};
+use pmedit_engine::eval::dataset::read_records;
+use pmedit_engine::eval::records::Summary;
+use pmedit_engine::eval::session::{EvalEvent, EvalOutcome, EvalSpec, run_eval};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::device::Target;
+use crate::output::{parse_layers, write_atomic};
+use crate::plot::{Series, line_chart};
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Hugging Face GPT-2 model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// CounterFact (authors' or EasyEdit format), known_1000 or zsRE (MEND) records.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Algorithm(s): rome, r-rome, memit, emmet (a comma list sweeps them).
+    #[arg(long, default_value = "emmet")]
+    pub algo: String,
+    /// Layers to edit (`17`, `13-17`); default from the presets. `;` separates alternatives to
+    /// compare (e.g. `1;0-1` for single vs distributed layers).
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Sweep over batch sizes, e.g. `1,4,16,64,256`.
+    #[arg(long)]
+    pub batch_sizes: Option<String>,
+    /// λ (default from the presets).
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// Sweep over λ, e.g. `1,10,100,1000,10000`.
+    #[arg(long)]
+    pub lambdas: Option<String>,
+    /// α (EMMET).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Batches per grid point (default: as many as the records fill).
+    #[arg(long)]
+    pub num_batches: Option<usize>,
+    /// Apply batch after batch to the same model, scoring all records so far after each.
+    #[arg(long)]
+    pub sequential: bool,
+    /// Seed of the batch sampling and context templates.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// C0 statistics (default: <model>/stats.safetensors).
+    #[arg(long)]
+    pub stats: Option<PathBuf>,
+    /// Context templates: a JSON file, or `none` (default: sampled from the model).
+    #[arg(long)]
+    pub templates: Option<String>,
+    /// Use only the first N records of the dataset.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Skip malformed records (counted) instead of stopping.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Output directory (created; existing grid points are kept and skipped).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the summaries as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One grid point's summary (summary.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PointSummary {
+    pub algorithm: String,
+    pub layers: Vec<usize>,
+    pub batch_size: usize,
+    pub lambda: f64,
+    pub alpha: f64,
+    pub sequential: bool,
+    pub batches: usize,
+    pub records: usize,
+    pub before: Summary,
+    pub after: Summary,
+    pub edit_seconds: f64,
+}
+
+fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            x.parse::<T>()
+                .with_context(|| format!("`{x}` in {what} is not a number"))
+        })
+        .collect()
+}
+
+fn point_dir(out: &Path, algo: Algorithm, layers: &[usize], b: usize, lambda: f64) -> PathBuf {
+    let l: Vec<String> = layers.iter().map(|x| x.to_string()).collect();
+    out.join(format!("{}-L{}-b{b}-lambda{lambda}", algo.name(), l.join("_")))
+}
+
+pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
+    let algos: Vec<Algorithm> = args
+        .algo
+        .split(',')
+        .map(|a| Algorithm::parse(a.trim()))
+        .collect::<Result<_, _>>()?;
+    let sizes: Vec<usize> = match &args.batch_sizes {
+        Some(s) => list(s, "--batch-sizes")?,
+        None => vec![args.batch_size],
+    };
+    ensure!(sizes.iter().all(|&b| b > 0), "batch sizes must be positive");
+    let text = std::fs::read_to_string(&args.dataset).with_context(|| format!("reading {}", args.dataset.display()))?;
+    let (mut records, report) = read_records(&text, &args.dataset.display().to_string(), args.skip_invalid)?;
+    if !report.skipped.is_empty() {
+        eprintln!(
+            "skipped {} malformed records (first: {})",
+            report.skipped.len(),
+            report.skipped[0]
+        );
+    }
+    if let Some(n) = args.limit {
+        records.truncate(n);
+    }
+    let (m, sel) = super::load(&args.model, choice)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+
+    let mut points: Vec<PointSummary> = Vec::new();
+    for &algo in &algos {
+        let base = preset(algo, &m.config);
+        let layer_sets: Vec<Vec<usize>> = match &args.layers {
+            Some(s) => s.split(';').map(parse_layers).collect::<Result<_>>()?,
+            None => vec![base.layers.clone()],
+        };
+        let lambdas: Vec<f64> = match (&args.lambdas, args.lambda) {
+            (Some(s), _) => list(s, "--lambdas")?,
+            (None, Some(x)) => vec![x],
+            (None, None) => vec![base.lambda],
+        };
+        let templates = super::context_templates(args.templates.as_deref(), &m, algo, args.seed)?;
+        for layers in &layer_sets {
+            for &lambda in &lambdas {
+                let mut hp = base.clone();
+                hp.layers = layers.clone();
+                hp.lambda = lambda;
+                if let Some(a) = args.alpha {
+                    hp.alpha = a;
+                }
+                let stats =
+                    super::load_preservation(&args.model, args.stats.as_deref(), &hp.layers, lambda, &sel.device)?;
+                for &b in &sizes {
+                    let dir = point_dir(&args.out, algo, layers, b, lambda);
+                    let summary_path = dir.join("summary.json");
+                    if let Ok(done) = std::fs::read_to_string(&summary_path)
+                        && let Ok(p) = serde_json::from_str::<PointSummary>(&done)
+                    {
+                        eprintln!("{}: done already, skipping", dir.display());
+                        points.push(p);
+                        continue;
+                    }
+                    let spec = EvalSpec {
+                        algorithm: algo,
+                        hparams: hp.clone(),
+                        batch_size: b,
+                        num_batches: args.num_batches,
+                        sequential: args.sequential,
+                        seed: args.seed,
+                    };
+                    let n_batches =
+                        pmedit_engine::eval::session::sample_batches(records.len(), b, args.num_batches, args.seed)
+                            .len();
+                    let bar = ProgressBar::new((n_batches * b.min(records.len()) * hp.value.steps) as u64);
+                    bar.set_style(ProgressStyle::with_template("{msg:40} {bar:30} {pos}/{len} eta {eta}")?);
+                    bar.set_message(format!("{} L{layers:?} b={b} λ={lambda}", algo.name()));
+                    let outcome = run_eval(
+                        &m.model,
+                        &m.tokenizer,
+                        &records,
+                        &spec,
+                        &templates,
+                        &stats,
+                        |e| match e {
+                            EvalEvent::ValueStep => bar.inc(1),
+                            EvalEvent::BatchDone { batch, .. } => {
+                                bar.set_position(((batch + 1) * b * hp.value.steps) as u64)
+                            }
+                            _ => {}
+                        },
+                    )?;
+                    bar.finish_and_clear();
+                    let point = write_point(&dir, &spec, &outcome)?;
+                    eprintln!(
+                        "{}: ES {:.1} PS {:.1} NS {:.1} S {:.1}",
+                        dir.display(),
+                        point.after.counterfact.map_or(f64::NAN, |c| c.es),
+                        point.after.counterfact.map_or(f64::NAN, |c| c.ps),
+                        point.after.counterfact.map_or(f64::NAN, |c| c.ns),
+                        point.after.counterfact.map_or(f64::NAN, |c| c.s),
+                    );
+                    points.push(point);
+                }
+            }
+        }
+    }
+    write_reports(&args.out, &points)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&points)?);
+    } else {
+        print!("{}", markdown_table(&points));
+        println!("reports in {}", args.out.display());
+    }
+    Ok(())
+}
+
+fn write_point(dir: &Path, spec: &EvalSpec, o: &EvalOutcome) -> Result<PointSummary> {
+    let mut lines = String::new();
+    for row in &o.rows {
+        lines.push_str(&serde_json::to_string(row)?);
+        lines.push('\n');
+    }
+    write_atomic(&dir.join("records.jsonl"), lines.as_bytes())?;
+    let point = PointSummary {
+        algorithm: spec.algorithm.name().into(),
+        layers: spec.hparams.layers.clone(),
+        batch_size: spec.batch_size,
+        lambda: spec.hparams.lambda,
+        alpha: spec.hparams.alpha,
+        sequential: spec.sequential,
+        batches: o.batches.len(),
+        records: o.batches.iter().map(Vec::len).sum(),
+        before: o.before,
+        after: o.after,
+        edit_seconds: o.edit_seconds.iter().sum(),
+    };
+    write_atomic(
+        &dir.join("hparams.json"),
+        &serde_json::to_vec_pretty(&json!({"hparams": spec.hparams, "batches": o.batches}))?,
+    )?;
+    // Written last: its presence marks the grid point as complete.
+    write_atomic(&dir.join("summary.json"), &serde_json::to_vec_pretty(&point)?)?;
+    Ok(point)
+}
+
+/// A metric's column name and how to read it.
+type Metric = (
+    &'static str,
+    fn(&pmedit_engine::eval::metrics::CounterfactMetrics) -> f64,
+);
+
+const METRICS: [Metric; 7] = [
+    ("ES", |c| c.es),
+    ("PS", |c| c.ps),
+    ("NS", |c| c.ns),
+    ("EM", |c| c.em),
+    ("PM", |c| c.pm),
+    ("NM", |c| c.nm),
+    ("S", |c| c.s),
+];
+
+fn fmt(x: f64) -> String {
+    if x.is_finite() { format!("{x:.1}") } else { "–".into() }
+}
+
+/// Table 1 shape: one row per grid point, plus the unedited model.
+pub fn markdown_table(points: &[PointSummary]) -> String {
+    let mut s = String::new();
+    let zsre = points.iter().any(|p| p.after.zsre.is_some());
+    if zsre {
+        s.push_str("| Algorithm | Layers | Batch | λ | Efficacy | Generalization | Specificity |\n|---|---|---|---|---|---|---|\n");
+        if let Some(z) = points.first().and_then(|p| p.before.zsre) {
+            let _ = writeln!(
+                s,
+                "| unedited | | | | {} | {} | {} |",
+                fmt(z.efficacy),
+                fmt(z.generalization),
+                fmt(z.specificity)
+            );
+        }
+        for p in points {
+            if let Some(z) = p.after.zsre {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:?} | {} | {} | {} | {} | {} |",
+                    p.algorithm,
+                    p.layers,
+                    p.batch_size,
+                    p.lambda,
+                    fmt(z.efficacy),
+                    fmt(z.generalization),
+                    fmt(z.specificity)
+                );
+            }
+        }
+        return s;
+    }
+    s.push_str("| Algorithm | Layers | Batch | λ | ES | PS | NS | EM | PM | NM | S |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    if let Some(c) = points.first().and_then(|p| p.before.counterfact) {
+        let cells: Vec<String> = METRICS.iter().map(|(_, f)| fmt(f(&c))).collect();
+        let _ = writeln!(s, "| unedited | | | | {} |", cells.join(" | "));
+    }
+    for p in points {
+        if let Some(c) = p.after.counterfact {
+            let cells: Vec<String> = METRICS.iter().map(|(_, f)| fmt(f(&c))).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {:?} | {} | {} | {} |",
+                p.algorithm,
+                p.layers,
+                p.batch_size,
+                p.lambda,
+                cells.join(" | ")
+            );
+        }
+    }
+    s
+}
+
+fn write_reports(out: &Path, points: &[PointSummary]) -> Result<()> {
+    let mut csv = String::from(
+        "algorithm,layers,batch_size,lambda,alpha,sequential,records,edit_seconds,phase,ES,PS,NS,EM,PM,NM,S,zsre_efficacy,zsre_generalization,zsre_specificity\n",
+    );
+    for p in points {
+        for (phase, s) in [("before", &p.before), ("after", &p.after)] {
+            let c = s.counterfact.unwrap_or_default();
+            let z = s.zsre.unwrap_or_default();
+            let cf: Vec<String> = METRICS
+                .iter()
+                .map(|(_, f)| {
+                    if s.counterfact.is_some() {
+                        f(&c).to_string()
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            let zs = if s.zsre.is_some() {
+                format!("{},{},{}", z.efficacy, z.generalization, z.specificity)
+            } else {
+                ",,".into()
+            };
+            let layers: Vec<String> = p.layers.iter().map(|l| l.to_string()).collect();
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{:.3},{phase},{},{zs}",
+                p.algorithm,
+                layers.join(" "),
+                p.batch_size,
+                p.lambda,
+                p.alpha,
+                p.sequential,
+                p.records,
+                p.edit_seconds,
+                cf.join(",")
+            );
+        }
+    }
+    write_atomic(&out.join("summary.csv"), csv.as_bytes())?;
+    write_atomic(&out.join("summary.json"), &serde_json::to_vec_pretty(points)?)?;
+    write_atomic(&out.join("table.md"), markdown_table(points).as_bytes())?;
+    // Plots: each metric vs batch size (when several) and vs λ (when several), one line per
+    // algorithm and layer set (and λ / batch size).
+    let cf = points.iter().any(|p| p.after.counterfact.is_some());
+    for (axis, label) in [("batch", "batch size"), ("lambda", "λ")] {
+        let xs = |p: &PointSummary| if axis == "batch" { p.batch_size as f64 } else { p.lambda };
+        let distinct = {
+            let mut v: Vec<u64> = points.iter().map(|p| xs(p).to_bits()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        };
+        if distinct < 2 || !cf {
+            continue;
+        }
+        for (name, f) in METRICS {
+            let mut series: Vec<Series> = Vec::new();
+            for p in points {
+                let key = if axis == "batch" {
+                    format!("{} L{:?} λ={}", p.algorithm, p.layers, p.lambda)
+                } else {
+                    format!("{} L{:?} b={}", p.algorithm, p.layers, p.batch_size)
+                };
+                let y = p.after.counterfact.map_or(f64::NAN, |c| f(&c));
+                match series.iter_mut().find(|s| s.name == key) {
+                    Some(s) => s.points.push((xs(p), y)),
+                    None => series.push(Series {
+                        name: key,
+                        points: vec![(xs(p), y)],
+                    }),
+                }
+            }
+            for s in &mut series {
+                s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+            let svg = line_chart(&format!("{name} vs {label}"), label, name, 100.0, &series);
+            write_atomic(&out.join(format!("{name}-vs-{axis}.svg")), svg.as_bytes())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! `pmedit train-demo`: trains the built-in demo model (a small GPT-2 that knows real CounterFact
+//! facts) with burn's autodiff, and writes it with everything the editors need: config,
+//! tokenizer, weights, C0 statistics for the preset layers, the facts and a held-out split.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use indicatif::{ProgressBar, ProgressStyle};
+use pmedit_engine::edit::Algorithm;
+use pmedit_engine::edit::presets::preset;
+use pmedit_engine::edit::stats::{LayerStats, StatsMeta, accumulate, fingerprint, stats_to_bytes, windows};
+use pmedit_engine::eval::dataset::{Record, read_records};
+use pmedit_engine::eval::score::{SCORE_BATCH, score_targets};
+use pmedit_engine::load::load_model_dir;
+use pmedit_engine::save::write_model_dir;
+use pmedit_engine::train::{Batcher, TrainConfig, fact_sentences, text_lines, train_bpe, train_lm};
+use pmedit_engine::{Gpt2Config, Gpt2Tokenizer};
+use serde_json::{Value, json};
+
+use crate::device::{Target, select};
+
+#[derive(clap::Args)]
+pub struct TrainDemoArgs {
+    /// CounterFact records (EasyEdit or the authors' format, a JSON array); the first `--facts`
+    /// are learned.
+    #[arg(long, default_value = "data/counterfact-edit-1k.json")]
+    pub counterfact: PathBuf,
+    /// Running text mixed into training (plain text, wikitext style).
+    #[arg(long, default_value = "tests/fixtures/wikitext-excerpt.txt")]
+    pub corpus: PathBuf,
+    /// Records whose true facts the model learns.
+    #[arg(long, default_value_t = 600)]
+    pub facts: usize,
+    /// The last N of them are the held-out split for editing evaluations.
+    #[arg(long, default_value_t = 100)]
+    pub heldout: usize,
+    /// Bytes of running text to use.
+    #[arg(long, default_value_t = 60_000)]
+    pub text_bytes: usize,
+    /// Transformer blocks.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Model width (n_embd).
+    #[arg(long, default_value_t = 128)]
+    pub width: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Context length (n_positions) and training row length.
+    #[arg(long, default_value_t = 64)]
+    pub context: usize,
+    /// Tokenizer vocabulary size.
+    #[arg(long, default_value_t = 4096)]
+    pub vocab: usize,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW, warm-up then cosine).
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// Seed of the weights and the batches.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output model directory.
+    #[arg(long, default_value = "public/models/demo")]
+    pub out: PathBuf,
+    /// Replace `--out` if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Top-1 accuracy of the first token of each target after its prompt.
+pub fn top1_accuracy(
+    model: &pmedit_engine::Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    pairs: &[(String, String)],
+) -> Result<f64> {
+    if pairs.is_empty() {
+        return Ok(f64::NAN);
+    }
+    let scores = score_targets(model, tokenizer, pairs, SCORE_BATCH)?;
+    let hits = scores.iter().filter(|s| s.argmax[0] == s.target[0]).count();
+    Ok(hits as f64 / pairs.len() as f64)
+}
+
+/// A (prompt, target) pair.
+pub type Pair = (String, String);
+
+/// (rewrite prompt, true object) and (paraphrase, true object) pairs of `records`.
+pub fn known_fact_pairs(records: &[Record]) -> (Vec<Pair>, Vec<Pair>) {
+    let truth = |r: &Record| r.request.target_true.clone().unwrap_or_default();
+    let rewrite = records.iter().map(|r| (r.request.filled_prompt(), truth(r))).collect();
+    let para = records
+        .iter()
+        .flat_map(|r| r.paraphrase_prompts.iter().map(move |p| (p.clone(), truth(r))))
+        .collect();
+    (rewrite, para)
+}
+
+pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
+    if args.out.exists() && !args.overwrite {
+        bail!("{} already exists (pass --overwrite to replace it)", args.out.display());
+    }
+    ensure!(args.heldout < args.facts, "--heldout must be smaller than --facts");
+    let started = Instant::now();
+    let cf_text = std::fs::read_to_string(&args.counterfact)
+        .with_context(|| format!("reading {}", args.counterfact.display()))?;
+    let source = args.counterfact.display().to_string();
+    let (all, _) = read_records(&cf_text, &source, false)?;
+    let raw: Vec<Value> = serde_json::from_str(&cf_text).with_context(|| format!("{source} must be a JSON array"))?;
+    ensure!(all.len() >= args.facts, "{source} has only {} records", all.len());
+    let records = &all[..args.facts];
+    let corpus = std::fs::read_to_string(&args.corpus).with_context(|| format!("reading {}", args.corpus.display()))?;
+
+    // Tokenizer and token streams.
+    let sentences = fact_sentences(records);
+    let lines = text_lines(&corpus, args.text_bytes);
+    let texts: Vec<String> = sentences.iter().chain(&lines).cloned().collect();
+    let (tokenizer, tokenizer_json) = train_bpe(&texts, args.vocab)?;
+    let eos = tokenizer
+        .eos_id()
+        .context("the trained tokenizer has no <|endoftext|>")?;
+    let fact_ids: Vec<Vec<u32>> = sentences
+        .iter()
+        .map(|s| {
+            tokenizer.encode(s).map(|mut ids| {
+                ids.push(eos);
+                ids
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let text_ids = tokenizer.encode(&lines.join(" "))?;
+    eprintln!(
+        "corpus: {} fact sentences from {} records, {} tokens of text; tokenizer: {} tokens",
+        sentences.len(),
+        records.len(),
+        text_ids.len(),
+        tokenizer.vocab_size()
+    );
+
+    let mut config = Gpt2Config::new(
+        tokenizer.vocab_size(),
+        args.context,
+        args.width,
+        args.layers,
+        args.heads,
+    );
+    config.eos_token_id = Some(eos);
+    config.bos_token_id = Some(eos);
+    config.validate()?;
+    let sel = select(choice)?;
+    eprintln!("training on {}: {} parameters", sel.description, config.num_params());
+    let model = config.init(&sel.device.clone().autodiff());
+    let mut batcher = Batcher::new(fact_ids, text_ids.clone(), args.context, 0.6, args.seed);
+    let train = TrainConfig::new()
+        .with_steps(args.steps)
+        .with_batch(args.batch)
+        .with_lr(args.lr);
+    let bar = ProgressBar::new(args.steps as u64).with_style(
+        ProgressStyle::with_template("train {bar:30} {pos}/{len} {msg} [{elapsed_precise} eta {eta}]")
+            .expect("valid template"),
+    );
+    let mut curve = Vec::new();
+    let mut smooth = f32::NAN;
+    let model = train_lm(
+        model,
+        &train,
+        |n| batcher.next_batch(n),
+        |s| {
+            smooth = if smooth.is_nan() {
+                s.loss
+            } else {
+                0.95 * smooth + 0.05 * s.loss
+            };
+            if s.step % 10 == 0 {
+                curve.push(json!({"step": s.step, "loss": s.loss}));
+            }
+            bar.set_message(format!("loss {smooth:.3}"));
+            if bar.is_hidden() && s.step % 100 == 0 {
+                eprintln!("step {}/{}: loss {smooth:.3}, lr {:.2e}", s.step, args.steps, s.lr);
+            }
+            bar.inc(1);
+        },
+    )?;
+    bar.finish();
+    let train_secs = started.elapsed().as_secs_f64();
+
+    // Write the model, then reload it (plain device) for statistics and the accuracy check.
+    let config_json = serde_json::to_vec_pretty(&json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "activation_function": "gelu_new",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.n_positions,
+        "n_ctx": config.n_positions,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": null,
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "bos_token_id": eos,
+        "eos_token_id": eos,
+        "tie_word_embeddings": true,
+        "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+    }))?;
+    let heldout: Vec<Value> = raw[args.facts - args.heldout..args.facts].to_vec();
+    let files = vec![
+        ("config.json".to_string(), config_json),
+        ("tokenizer.json".to_string(), tokenizer_json.into_bytes()),
+        ("facts.json".to_string(), serde_json::to_vec_pretty(&raw[..args.facts])?),
+        ("heldout.json".to_string(), serde_json::to_vec_pretty(&heldout)?),
+    ];
+    let tmp_dir = args.out.with_extension("training");
+    write_model_dir(&model, &tmp_dir, true, &files)?;
+    drop(model);
+    let m = load_model_dir(&tmp_dir, &sel.device)?;
+
+    let (rewrite, para) = known_fact_pairs(records);
+    let acc_rewrite = top1_accuracy(&m.model, &m.tokenizer, &rewrite)?;
+    let acc_para = top1_accuracy(&m.model, &m.tokenizer, &para)?;
+    eprintln!(
+        "top-1 on its facts: rewrite prompts {:.1}%, paraphrases {:.1}%",
+        acc_rewrite * 100.0,
+        acc_para * 100.0
+    );
+
+    // C0 over the training text at every layer an algorithm's preset edits.
+    let mut layers: Vec<usize> = [Algorithm::Rome, Algorithm::Memit, Algorithm::Emmet]
+        .iter()
+        .flat_map(|a| preset(*a, &m.config).layers)
+        .collect();
+    layers.sort_unstable();
+    layers.dedup();
+    let mut stats: Vec<LayerStats> = layers
+        .iter()
+        .map(|&l| LayerStats::new(l, m.config.d_inner(), &sel.device))
+        .collect();
+    let mut stream: Vec<u32> = Vec::new();
+    for s in &sentences {
+        stream.extend(m.tokenizer.encode(s)?);
+        stream.push(eos);
+    }
+    stream.extend(&text_ids);
+    let wins = windows(&stream, args.context);
+    accumulate(&m.model, &wins, 16, &mut stats)?;
+    let meta = StatsMeta {
+        model: fingerprint(&m.model),
+        corpus: "demo-training-text".into(),
+        windows_done: wins.len() as u64,
+    };
+    let report = json!({
+        "counterfact": source,
+        "corpus": args.corpus.display().to_string(),
+        "facts": args.facts,
+        "heldout": args.heldout,
+        "text_tokens": text_ids.len(),
+        "parameters": config.num_params(),
+        "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+        "device": sel.description,
+        "train_seconds": train_secs,
+        "top1_rewrite": acc_rewrite,
+        "top1_paraphrase": acc_para,
+        "stats_layers": layers,
+        "stats_tokens": stats[0].count,
+        "loss_curve": curve,
+    });
+    let mut files = files;
+    files.push(("stats.safetensors".to_string(), stats_to_bytes(&stats, &meta)?));
+    files.push(("train.json".to_string(), serde_json::to_vec_pretty(&report)?));
+    write_model_dir(&m.model, &args.out, args.overwrite, &files)?;
+    std::fs::remove_dir_all(&tmp_dir).with_context(|| format!("removing {}", tmp_dir.display()))?;
+    eprintln!(
+        "wrote {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Training from scratch (the demo model's recipe) on a tiny corpus: the tokenizer round-trips,
+//! batches are seeded, and a few AdamW steps lower the loss on CPU and wgpu.
+
+mod common;
+
+use common::on_all_devices;
+use pmedit_engine::Gpt2Config;
+use pmedit_engine::train::{Batcher, TrainConfig, train_bpe, train_lm};
+
+fn corpus() -> Vec<String> {
+    [
+        "The mother tongue of Danielle Darrieux is French.",
+        "Toko Yasuda plays the guitar.",
+        "The capital of France is Paris.",
+        "Apple A5 was created by Apple.",
+        "Vinson Massif is located in the continent of Antarctica.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn tokenizer_round_trips_and_has_eos() {
+    let (tok, json) = train_bpe(&corpus(), 320).unwrap();
+    assert!(json.contains("<|endoftext|>"));
+    assert!(tok.vocab_size() <= 320 && tok.vocab_size() > 257);
+    let text = "The capital of France is Paris.";
+    assert_eq!(tok.decode(&tok.encode(text).unwrap()).unwrap(), text);
+    assert!(train_bpe(&corpus(), 100).is_err());
+}
+
+#[test]
+fn batches_are_seeded() {
+    let facts = vec![vec![1, 2, 3, 0], vec![4, 5, 0]];
+    let text: Vec<u32> = (0..100).collect();
+    let mut a = Batcher::new(facts.clone(), text.clone(), 8, 0.5, 7);
+    let mut b = Batcher::new(facts, text, 8, 0.5, 7);
+    let (x, y) = (a.next_batch(6), b.next_batch(6));
+    assert_eq!(x, y);
+    assert!(x.iter().all(|r| r.len() == 8));
+}
+
+#[test]
+fn a_few_steps_lower_the_loss() {
+    on_all_devices(|name, device| {
+        let (tok, _) = train_bpe(&corpus(), 320).unwrap();
+        let eos = tok.eos_id().unwrap();
+        let facts: Vec<Vec<u32>> = corpus()
+            .iter()
+            .map(|s| {
+                let mut ids = tok.encode(s).unwrap();
+                ids.push(eos);
+                ids
+            })
+            .collect();
+        let config = Gpt2Config::new(tok.vocab_size(), 16, 32, 2, 2);
+        let model = config.init(&device.clone().autodiff());
+        let mut batcher = Batcher::new(facts, Vec::new(), 16, 1.0, 0);
+        let train = TrainConfig::new().with_steps(30).with_batch(8).with_lr(1e-2);
+        let mut losses = Vec::new();
+        train_lm(model, &train, |n| batcher.next_batch(n), |s| losses.push(s.loss)).unwrap();
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        eprintln!("{name}: loss {first:.3} → {last:.3}");
+        assert_eq!(losses.len(), 30);
+        assert!(last < 0.5 * first, "{name}: loss {first} → {last}");
+    });
+}
