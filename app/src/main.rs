@@ -185,6 +185,10 @@ enum Command {
         /// Tokens per prompt.
         #[arg(long, default_value_t = 32)]
         seq: usize,
+        /// Time one operation run by run (JSON lines): load, forward, generate, stats, rome,
+        /// emmet-N, memit-N, solve-emmet-N, solve-memit-N, cholesky-N, matmul-N.
+        #[arg(long)]
+        op: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -334,7 +338,23 @@ fn run(cli: Cli) -> Result<()> {
             runs,
             batch,
             seq,
+            op: Some(op),
+            ..
+        } => commands::bench::run_op(
+            &model,
+            (cli.device, cli.dtype),
+            &op,
+            runs.max(1),
+            batch.max(1),
+            seq.max(1),
+        ),
+        Command::Bench {
+            model,
+            runs,
+            batch,
+            seq,
             json,
+            ..
         } => commands::bench::run(
             &model,
             (cli.device, cli.dtype),

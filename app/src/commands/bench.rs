@@ -1,12 +1,22 @@
 //! `pmedit bench`: forward pass, generation and statistics throughput on the chosen device
-//! (median of `--runs`). The PyTorch side-by-side comparison is future work (issue 8).
+//! (median of `--runs`), or with `--op` one operation timed run by run as JSON lines — the form
+//! `bench/compare.py` interleaves with the PyTorch reference (`bench/pytorch/bench.py`) to write
+//! BENCHMARKS.md. Ops: load, forward, generate, stats, rome, emmet-N, memit-N, solve-emmet-N,
+//! solve-memit-N, cholesky-N, matmul-N.
 
 use std::path::Path;
 use std::time::Instant;
 
+use std::collections::HashMap;
+
 use anyhow::Result;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use pmedit_engine::edit::objective::{Objective, Preservation, solve_delta};
+use pmedit_engine::edit::presets::preset;
 use pmedit_engine::edit::prompts::padded_batch;
 use pmedit_engine::edit::stats::{LayerStats, accumulate};
+use pmedit_engine::edit::{Algorithm, ContextTemplates, EditRequest, apply_edits};
 use pmedit_engine::generate::{GenerateOptions, generate_ids};
 use serde_json::json;
 
@@ -27,6 +37,183 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         t.push(s.elapsed().as_secs_f64());
     }
     Ok(median(t))
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// A well-conditioned SPD matrix `A Aᵀ / n + I` on `device`.
+fn spd(n: usize, device: &Device) -> Tensor<2> {
+    let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    a.clone().matmul(a.transpose()) / n as f64 + Tensor::<2>::eye(n, device)
+}
+
+/// Synthetic requests shaped like CounterFact's (the PyTorch side builds the same texts).
+fn requests(n: usize) -> Result<Vec<EditRequest>> {
+    (0..n)
+        .map(|i| {
+            Ok(EditRequest::new(
+                "{} was born in the city of",
+                &format!("Person {i}"),
+                "Paris",
+            )?)
+        })
+        .collect()
+}
+
+/// Times one `--op`, printing `{"op", "seconds", …}` per run (after one warm-up run).
+pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, seq: usize) -> Result<()> {
+    let emit = |extra: serde_json::Value| println!("{}", extra);
+    if op == "load" {
+        let start = Instant::now();
+        let (_m, _sel) = super::load(dir, choice)?;
+        emit(json!({"op": op, "seconds": start.elapsed().as_secs_f64(), "peak_rss_mb": peak_rss_mb()}));
+        return Ok(());
+    }
+    let sel = crate::device::select(choice.0)?;
+    let device = sel.device.clone();
+    let sync = |t: Tensor<2>| {
+        let _ = t.sum().into_scalar::<f32>();
+    };
+    if let Some(n) = op.strip_prefix("matmul-") {
+        let n: usize = n.parse()?;
+        let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
+        let flops = 2.0 * (n as f64).powi(3);
+        sync(a.clone().matmul(a.clone()));
+        for _ in 0..runs {
+            let s = Instant::now();
+            sync(a.clone().matmul(a.clone()));
+            let secs = s.elapsed().as_secs_f64();
+            emit(json!({"op": op, "seconds": secs, "gflops": flops / secs / 1e9}));
+        }
+        return Ok(());
+    }
+    if let Some(n) = op.strip_prefix("cholesky-") {
+        let n: usize = n.parse()?;
+        let a = spd(n, &device);
+        let b = Tensor::<2>::random([n, 64], Distribution::Normal(0.0, 1.0), &device);
+        let flops = (n as f64).powi(3) / 3.0 + 2.0 * (n * n * 64) as f64;
+        let f = || -> Result<()> {
+            sync(pmedit_engine::linalg::spd_solve(a.clone(), b.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
+            Ok(())
+        };
+        f()?;
+        for _ in 0..runs {
+            let s = Instant::now();
+            f()?;
+            let secs = s.elapsed().as_secs_f64();
+            emit(json!({"op": op, "seconds": secs, "gflops": flops / secs / 1e9}));
+        }
+        return Ok(());
+    }
+    let m = pmedit_engine::load::load_model_dir(dir, &device)?;
+    let last = ((m.config.n_layer - 1) as f64 * 17.0 / 47.0).round() as usize;
+    let mut f: Box<dyn FnMut() -> Result<()>> = match op {
+        "forward" | "generate" | "stats" => {
+            let seq = seq.min(m.config.n_positions);
+            let ids: Vec<Vec<u32>> = (0..batch)
+                .map(|b| {
+                    (0..seq)
+                        .map(|t| ((b * 7919 + t * 104_729) % m.config.vocab_size) as u32)
+                        .collect()
+                })
+                .collect();
+            let tokens = padded_batch(&ids, &device);
+            let model = m.model.clone();
+            match op {
+                "forward" => Box::new(move || {
+                    let logits = model.forward(tokens.clone());
+                    let _ = logits.narrow(1, seq - 1, 1).sum().into_scalar::<f32>();
+                    Ok(())
+                }),
+                "generate" => {
+                    let opts = GenerateOptions {
+                        max_new_tokens: 32.min(m.config.n_positions - 1),
+                        top_k: 1,
+                        stop_at_eos: false,
+                        ..Default::default()
+                    };
+                    Box::new(move || {
+                        generate_ids(&model, &[ids[0][0]], &opts, None)?;
+                        Ok(())
+                    })
+                }
+                _ => {
+                    let (layer, width, device) = (m.config.n_layer / 2, m.config.d_inner(), device.clone());
+                    Box::new(move || {
+                        let mut st = vec![LayerStats::new(layer, width, &device)];
+                        accumulate(&model, &ids, batch, &mut st)?;
+                        let _ = st[0].sum.clone().sum().into_scalar::<f32>();
+                        Ok(())
+                    })
+                }
+            }
+        }
+        _ if op.starts_with("solve-") => {
+            let parts: Vec<&str> = op.split('-').collect();
+            anyhow::ensure!(parts.len() == 3, "use solve-emmet-N or solve-memit-N");
+            let e: usize = parts[2].parse()?;
+            let objective = match parts[1] {
+                "memit" => Objective::Memit,
+                _ => Objective::Emmet { alpha: 0.1 },
+            };
+            let n = m.config.d_inner();
+            let c0 = spd(n, &device);
+            let k = Tensor::<2>::random([n, e], Distribution::Normal(0.0, 1.0), &device);
+            let r = Tensor::<2>::random([e, m.config.n_embd], Distribution::Normal(0.0, 1.0), &device);
+            Box::new(move || {
+                // The factorisation of λ·C0 is part of the solve (the PyTorch side does it too).
+                let pres = Preservation::new(c0.clone(), 100.0)?;
+                sync(solve_delta(&pres, objective, k.clone(), r.clone())?);
+                Ok(())
+            })
+        }
+        _ => {
+            let (algorithm, n) = match op.split_once('-') {
+                None => (Algorithm::parse(op)?, 1),
+                Some((a, n)) => (Algorithm::parse(a)?, n.parse()?),
+            };
+            let mut hp = preset(algorithm, &m.config);
+            hp.layers = vec![last];
+            hp.lambda = if matches!(algorithm, Algorithm::Rome | Algorithm::RRome) {
+                1.0
+            } else {
+                100.0
+            };
+            hp.alpha = 0.1;
+            let c0 = spd(m.config.d_inner(), &device);
+            let stats = HashMap::from([(last, Preservation::new(c0, hp.lambda)?)]);
+            let reqs = requests(n)?;
+            let (model, tokenizer) = (m.model.clone(), m.tokenizer.clone());
+            Box::new(move || {
+                let mut edited = model.clone();
+                apply_edits(
+                    &mut edited,
+                    &tokenizer,
+                    &reqs,
+                    algorithm,
+                    &hp,
+                    &ContextTemplates::bare(),
+                    &stats,
+                    |_| {},
+                )?;
+                let _ = edited.h[last].mlp.c_proj.weight.val().sum().into_scalar::<f32>();
+                Ok(())
+            })
+        }
+    };
+    f()?;
+    for _ in 0..runs {
+        let s = Instant::now();
+        f()?;
+        emit(json!({"op": op, "seconds": s.elapsed().as_secs_f64()}));
+    }
+    Ok(())
 }
 
 pub fn run(dir: &Path, choice: Target, runs: usize, batch: usize, seq: usize, as_json: bool) -> Result<()> {

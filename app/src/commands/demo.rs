@@ -121,7 +121,20 @@ fn row(name: &str, s: &Summary) -> String {
     )
 }
 
-pub fn run(args: DemoArgs, choice: Target) -> Result<()> {
+/// The default model path, also found from outside the repository when `PMEDIT_ROOT` (set by
+/// `scripts/pmedit`) names it.
+fn resolve(model: PathBuf) -> PathBuf {
+    if model.exists() || model.is_absolute() {
+        return model;
+    }
+    match std::env::var_os("PMEDIT_ROOT") {
+        Some(root) if Path::new(&root).join(&model).exists() => Path::new(&root).join(model),
+        _ => model,
+    }
+}
+
+pub fn run(mut args: DemoArgs, choice: Target) -> Result<()> {
+    args.model = resolve(args.model);
     let algorithm = Algorithm::parse(&args.algo)?;
     let (m, sel) = super::load(&args.model, choice).with_context(|| {
         format!(
