@@ -372,3 +372,141 @@ fn eval_sweep_writes_reports_and_resumes() {
     assert!(ok, "{err}");
     assert_eq!(err.matches("skipping").count(), 4, "{err}");
 }
+
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_pmedit"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn pmedit")
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed().as_secs() < 120, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `pmedit edit` killed (SIGKILL) while writing over an existing output leaves the old model
+/// intact; the next run clears the leftover and completes.
+#[test]
+fn killed_edit_leaves_the_old_output_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stats = tmp.path().join("stats.safetensors");
+    let model = fixture("facts-gpt2");
+    stats_for(&model, &stats);
+    let requests = tmp.path().join("r.json");
+    std::fs::write(
+        &requests,
+        r#"[{"prompt": "The mother tongue of {} is", "subject": "Danielle Darrieux", "target_new": "English"}]"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("edited");
+    let args = [
+        "--device",
+        "cpu",
+        "edit",
+        "--model",
+        model.to_str().unwrap(),
+        "--requests",
+        requests.to_str().unwrap(),
+        "--algo",
+        "rome",
+        "--stats",
+        stats.to_str().unwrap(),
+        "--templates",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+        "--overwrite",
+    ];
+    let (ok, _, err) = pmedit(&args);
+    assert!(ok, "{err}");
+    let before = std::fs::read(out.join("model.safetensors")).unwrap();
+    let partial = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(".edited.partial-"))
+            .map(|e| e.path())
+    };
+    let mut child = spawn(&args, &[("PMEDIT_FAULT_PAUSE_BEFORE_RENAME_MS", "60000")]);
+    wait_for("the temporary output", || {
+        partial().is_some_and(|p| p.join("pmedit-edit.json").exists() && p.join("model.safetensors").exists())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        before,
+        "the old output changed"
+    );
+    assert!(partial().is_some(), "SIGKILL leaves the temporary directory");
+    let (ok, _, err) = pmedit(&args);
+    assert!(ok, "{err}");
+    assert!(partial().is_none(), "the leftover was not cleared");
+}
+
+/// `pmedit stats` killed mid-run keeps a complete checkpoint; `--resume` finishes with the same
+/// statistics as an uninterrupted run.
+#[test]
+fn killed_stats_resume_to_the_same_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("facts-gpt2");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "--device",
+            "cpu",
+            "stats",
+            "--model",
+            model.to_str().unwrap(),
+            "--corpus",
+            fixture("wikitext-excerpt.txt").to_str().unwrap(),
+            "--layers",
+            "1",
+            "--window",
+            "8",
+            "--batch",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let whole = tmp.path().join("whole.safetensors");
+    let a: Vec<String> = args(&whole);
+    let (ok, _, err) = pmedit(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+
+    let part = tmp.path().join("part.safetensors");
+    let b: Vec<String> = args(&part);
+    let mut child = spawn(&b.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    wait_for("a checkpoint", || part.exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let device = burn::prelude::Device::flex();
+    let load = |p: &Path| {
+        let (s, meta) =
+            pmedit_engine::edit::stats::stats_from_bytes(&std::fs::read(p).unwrap(), "stats", &device).unwrap();
+        let sum: Vec<f32> = s[0].sum.clone().into_data().iter::<f32>().collect();
+        (s[0].count, meta.windows_done, sum)
+    };
+    let cut = load(&part).1;
+    assert!(cut < load(&whole).1, "the run finished before it was killed");
+    let mut resume = b.clone();
+    resume.push("--resume".into());
+    let (ok, _, err) = pmedit(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert!(err.contains(&format!("resuming after {cut} windows")), "{err}");
+    let (x, y) = (load(&whole), load(&part));
+    assert_eq!((x.0, x.1), (y.0, y.1));
+    let max = x.2.iter().zip(&y.2).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let scale = x.2.iter().map(|a| a.abs()).fold(0f32, f32::max);
+    assert!(max <= 1e-5 * scale, "resumed statistics differ by {max}");
+}

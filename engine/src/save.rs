@@ -164,10 +164,16 @@ pub fn write_model_dir(model: &Gpt2, out: &Path, overwrite: bool, files: &[(Stri
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    // Leftovers of an interrupted earlier write (its process was killed) are removed first.
+    let stale = format!(".{name}.partial-");
+    if let Ok(entries) = std::fs::read_dir(&parent) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&stale) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
     let result = (|| {
         for (fname, bytes) in files {
@@ -192,6 +198,13 @@ pub fn write_model_dir(model: &Gpt2, out: &Path, overwrite: bool, files: &[(Stri
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
+    }
+    // Fault injection for the interruption tests: hold the complete temporary directory here.
+    if let Some(ms) = std::env::var("PMEDIT_FAULT_PAUSE_BEFORE_RENAME_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     // Swap into place: the old directory is removed only once the new one is complete.
     let old = parent.join(format!(".{name}.old-{}", std::process::id()));

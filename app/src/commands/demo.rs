@@ -67,14 +67,12 @@ fn top3(model: &pmedit_engine::Gpt2, tokenizer: &pmedit_engine::Gpt2Tokenizer, p
 
 fn run_one(
     m: &LoadedModel,
-    model_dir: &Path,
     algorithm: Algorithm,
     records: &[Record],
     seed: u64,
-    device: &burn::prelude::Device,
 ) -> Result<(EvalOutcome, pmedit_engine::Gpt2)> {
     let hp = preset(algorithm, &m.config);
-    let stats = super::load_preservation(model_dir, None, &hp.layers, hp.lambda, device)?;
+    let stats = super::load_preservation(m, None, &hp.layers, hp.lambda)?;
     let templates = super::context_templates(None, m, algorithm, seed)?;
     let spec = EvalSpec {
         algorithm,
@@ -176,17 +174,10 @@ pub fn run(mut args: DemoArgs, choice: Target) -> Result<()> {
         println!();
     }
     let t0 = std::time::Instant::now();
-    let (one, edited) = run_one(
-        &m,
-        &args.model,
-        algorithm,
-        std::slice::from_ref(&single),
-        args.seed,
-        &sel.device,
-    )?;
+    let (one, edited) = run_one(&m, algorithm, std::slice::from_ref(&single), args.seed)?;
     let one_secs = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
-    let (many, _) = run_one(&m, &args.model, batch_algo, &batch, args.seed, &sel.device)?;
+    let (many, _) = run_one(&m, batch_algo, &batch, args.seed)?;
     let many_secs = t1.elapsed().as_secs_f64();
 
     let r = &single.request;

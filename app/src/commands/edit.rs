@@ -86,7 +86,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     }
 
     // C0 for every edited layer.
-    let stats = super::load_preservation(&args.model, args.stats.as_deref(), &hp.layers, hp.lambda, &sel.device)?;
+    let stats = super::load_preservation(&m, args.stats.as_deref(), &hp.layers, hp.lambda)?;
 
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(format!("context templates (seed {})", args.seed));

@@ -137,7 +137,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
     if let Some(n) = args.limit {
         records.truncate(n);
     }
-    let (m, sel) = super::load(&args.model, choice)?;
+    let (m, _) = super::load(&args.model, choice)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let mut points: Vec<PointSummary> = Vec::new();
@@ -161,8 +161,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                 if let Some(a) = args.alpha {
                     hp.alpha = a;
                 }
-                let stats =
-                    super::load_preservation(&args.model, args.stats.as_deref(), &hp.layers, lambda, &sel.device)?;
+                let stats = super::load_preservation(&m, args.stats.as_deref(), &hp.layers, lambda)?;
                 for &b in &sizes {
                     let dir = point_dir(&args.out, algo, layers, b, lambda);
                     let summary_path = dir.join("summary.json");

@@ -29,13 +29,14 @@ pub fn load(dir: &Path, (choice, precision): Target) -> Result<(LoadedModel, Sel
 }
 
 /// C0 of every layer in `layers` from a stats file (default `<model>/stats.safetensors`), as λ·C0.
+/// Statistics of another model (fingerprint mismatch) are refused.
 pub fn load_preservation(
-    model_dir: &Path,
+    m: &LoadedModel,
     stats: Option<&Path>,
     layers: &[usize],
     lambda: f64,
-    device: &burn::prelude::Device,
 ) -> Result<std::collections::HashMap<usize, pmedit_engine::edit::Preservation>> {
+    let (model_dir, device) = (m.dir.as_path(), &m.model.device());
     let sp = stats.map_or_else(|| model_dir.join("stats.safetensors"), Path::to_path_buf);
     let bytes = std::fs::read(&sp).with_context(|| {
         format!(
@@ -46,7 +47,15 @@ pub fn load_preservation(
             sp.display()
         )
     })?;
-    let (layer_stats, _meta) = pmedit_engine::edit::stats::stats_from_bytes(&bytes, &sp.to_string_lossy(), device)?;
+    let (layer_stats, meta) = pmedit_engine::edit::stats::stats_from_bytes(&bytes, &sp.to_string_lossy(), device)?;
+    let fp = pmedit_engine::edit::stats::fingerprint(&m.model);
+    anyhow::ensure!(
+        meta.model == fp,
+        "{} was computed on another model (fingerprint {} ≠ {fp} of {}): recompute it with `pmedit stats`",
+        sp.display(),
+        meta.model,
+        model_dir.display()
+    );
     let mut out = std::collections::HashMap::new();
     for &l in layers {
         let s = layer_stats
