@@ -66,3 +66,38 @@ fn a_few_steps_lower_the_loss() {
         assert!(last < 0.5 * first, "{name}: loss {first} → {last}");
     });
 }
+
+/// Every parameter tensor receives gradient and moves (the tied embedding included).
+#[test]
+fn every_parameter_is_trained() {
+    use burn::module::Module;
+    let device = burn::prelude::Device::flex();
+    let (tok, _) = train_bpe(&corpus(), 320).unwrap();
+    let facts: Vec<Vec<u32>> = corpus().iter().map(|s| tok.encode(s).unwrap()).collect();
+    let config = Gpt2Config::new(tok.vocab_size(), 16, 32, 2, 2);
+    let model = config.init(&device.clone().autodiff());
+    let snapshot = |m: &pmedit_engine::Gpt2| -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        struct Grab<'a>(&'a mut Vec<Vec<f32>>);
+        impl burn::module::ModuleVisitor for Grab<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::prelude::Tensor<D>>) {
+                self.0.push(p.val().into_data().iter::<f32>().collect());
+            }
+        }
+        m.visit(&mut Grab(&mut out));
+        out
+    };
+    let before = snapshot(&model);
+    let mut batcher = Batcher::new(facts, Vec::new(), 16, 1.0, 0);
+    let train = TrainConfig::new().with_steps(3).with_batch(4).with_lr(1e-2);
+    let model = train_lm(model, &train, |n| batcher.next_batch(n), |_| {}).unwrap();
+    let after = snapshot(&model);
+    assert!(before.len() > 20, "visited only {} parameters", before.len());
+    assert_eq!(before.len(), after.len());
+    let frozen: Vec<usize> = (0..before.len()).filter(|&i| before[i] == after[i]).collect();
+    assert!(
+        frozen.is_empty(),
+        "parameters {frozen:?} of {} did not move",
+        before.len()
+    );
+}

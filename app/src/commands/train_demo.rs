@@ -30,7 +30,7 @@ pub struct TrainDemoArgs {
     #[arg(long, default_value = "tests/fixtures/wikitext-excerpt.txt")]
     pub corpus: PathBuf,
     /// Records whose true facts the model learns.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 500)]
     pub facts: usize,
     /// The last N of them are the held-out split for editing evaluations.
     #[arg(long, default_value_t = 100)]
@@ -54,7 +54,7 @@ pub struct TrainDemoArgs {
     #[arg(long, default_value_t = 4096)]
     pub vocab: usize,
     /// Optimiser steps.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1500)]
     pub steps: usize,
     /// Rows per batch.
     #[arg(long, default_value_t = 32)]

@@ -1,6 +1,11 @@
 //! Causal multi-head self-attention of GPT-2 (`attn.c_attn` fused q/k/v, `attn.c_proj`).
 
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
+
+/// N(0, std²), transformers' initialiser for GPT-2 weights.
+pub(crate) fn normal(std: f64) -> Initializer {
+    Initializer::Normal { mean: 0.0, std }
+}
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
@@ -11,6 +16,13 @@ pub struct AttentionConfig {
     pub d_model: usize,
     /// Number of heads.
     pub n_head: usize,
+    /// Standard deviation of the random `c_attn` weights (transformers' `initializer_range`).
+    #[config(default = 0.02)]
+    pub init_std: f64,
+    /// Standard deviation of the random `c_proj` weights (transformers scales it by
+    /// 1/√(2·n_layer) because it feeds the residual stream).
+    #[config(default = 0.02)]
+    pub proj_init_std: f64,
 }
 
 /// Causal self-attention.
@@ -37,8 +49,12 @@ impl AttentionConfig {
     /// Creates the attention module with random weights on `device`.
     pub fn init(&self, device: &Device) -> Attention {
         Attention {
-            c_attn: LinearConfig::new(self.d_model, 3 * self.d_model).init(device),
-            c_proj: LinearConfig::new(self.d_model, self.d_model).init(device),
+            c_attn: LinearConfig::new(self.d_model, 3 * self.d_model)
+                .with_initializer(normal(self.init_std))
+                .init(device),
+            c_proj: LinearConfig::new(self.d_model, self.d_model)
+                .with_initializer(normal(self.proj_init_std))
+                .init(device),
             n_head: self.n_head,
         }
     }

@@ -18,6 +18,9 @@ pub struct BlockConfig {
     pub n_head: usize,
     /// LayerNorm epsilon.
     pub epsilon: f64,
+    /// Standard deviation of the residual projections' random weights.
+    #[config(default = 0.02)]
+    pub proj_init_std: f64,
 }
 
 /// A transformer block.
@@ -43,9 +46,13 @@ impl BlockConfig {
         };
         Block {
             ln_1: ln(),
-            attn: AttentionConfig::new(self.d_model, self.n_head).init(device),
+            attn: AttentionConfig::new(self.d_model, self.n_head)
+                .with_proj_init_std(self.proj_init_std)
+                .init(device),
             ln_2: ln(),
-            mlp: MlpConfig::new(self.d_model, self.d_inner).init(device),
+            mlp: MlpConfig::new(self.d_model, self.d_inner)
+                .with_proj_init_std(self.proj_init_std)
+                .init(device),
         }
     }
 }

@@ -54,12 +54,18 @@ pub struct ForwardOutput {
 }
 
 impl Gpt2Config {
-    /// Creates a GPT-2 with random weights on `device` (burn's default initialisers).
+    /// Creates a GPT-2 with random weights on `device`, initialised as transformers does: N(0, 0.02)
+    /// for the embeddings and weights, N(0, 0.02/√(2·n_layer)) for the projections that feed the
+    /// residual stream (burn's defaults — N(0, 1) position embeddings, Kaiming-uniform weights —
+    /// train a GPT-2 several times slower).
     pub fn init(&self, device: &Device) -> Gpt2 {
-        let block = BlockConfig::new(self.n_embd, self.d_inner(), self.n_head, self.layer_norm_epsilon);
+        let block = BlockConfig::new(self.n_embd, self.d_inner(), self.n_head, self.layer_norm_epsilon)
+            .with_proj_init_std(0.02 / (2.0 * self.n_layer as f64).sqrt());
         Gpt2 {
             wte: TokenEmbeddingConfig::new(self.vocab_size, self.n_embd).init(device),
-            wpe: EmbeddingConfig::new(self.n_positions, self.n_embd).init(device),
+            wpe: EmbeddingConfig::new(self.n_positions, self.n_embd)
+                .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std: 0.02 })
+                .init(device),
             h: (0..self.n_layer).map(|_| block.init(device)).collect(),
             ln_f: LayerNormConfig::new(self.n_embd)
                 .with_epsilon(self.layer_norm_epsilon)

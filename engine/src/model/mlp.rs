@@ -12,6 +12,12 @@ pub struct MlpConfig {
     pub d_model: usize,
     /// Hidden width (4·d for GPT-2): the key dimension.
     pub d_inner: usize,
+    /// Standard deviation of the random `c_fc` weights.
+    #[config(default = 0.02)]
+    pub init_std: f64,
+    /// Standard deviation of the random `c_proj` weights (see [`AttentionConfig`](super::attention::AttentionConfig)).
+    #[config(default = 0.02)]
+    pub proj_init_std: f64,
 }
 
 /// Position-wise feed-forward network of a GPT-2 block.
@@ -27,8 +33,12 @@ impl MlpConfig {
     /// Creates an MLP with randomly initialised weights on `device`.
     pub fn init(&self, device: &Device) -> Mlp {
         Mlp {
-            c_fc: LinearConfig::new(self.d_model, self.d_inner).init(device),
-            c_proj: LinearConfig::new(self.d_inner, self.d_model).init(device),
+            c_fc: LinearConfig::new(self.d_model, self.d_inner)
+                .with_initializer(super::attention::normal(self.init_std))
+                .init(device),
+            c_proj: LinearConfig::new(self.d_inner, self.d_model)
+                .with_initializer(super::attention::normal(self.proj_init_std))
+                .init(device),
         }
     }
 }
