@@ -50,6 +50,18 @@ pub struct EvalArgs {
     /// α (EMMET).
     #[arg(long)]
     pub alpha: Option<f64>,
+    /// Value optimisation steps (default from the presets).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Adam learning rate of the value optimisation (v_lr).
+    #[arg(long)]
+    pub v_lr: Option<f64>,
+    /// ‖δ‖ ≤ this · ‖v_init‖ (clamp_norm_factor).
+    #[arg(long)]
+    pub clamp_norm_factor: Option<f64>,
+    /// Weight of the KL term (kl_factor).
+    #[arg(long)]
+    pub kl_factor: Option<f64>,
     /// Batches per grid point (default: as many as the records fill).
     #[arg(long)]
     pub num_batches: Option<usize>,
@@ -160,6 +172,18 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                 hp.lambda = lambda;
                 if let Some(a) = args.alpha {
                     hp.alpha = a;
+                }
+                if let Some(x) = args.steps {
+                    hp.value.steps = x;
+                }
+                for (slot, given) in [
+                    (&mut hp.value.lr, args.v_lr),
+                    (&mut hp.value.clamp_norm_factor, args.clamp_norm_factor),
+                    (&mut hp.value.kl_factor, args.kl_factor),
+                ] {
+                    if let Some(x) = given {
+                        *slot = x;
+                    }
                 }
                 let stats = super::load_preservation(&m, args.stats.as_deref(), &hp.layers, lambda)?;
                 for &b in &sizes {
