@@ -62,6 +62,9 @@ pub struct TrainDemoArgs {
     /// Peak learning rate (AdamW, warm-up then cosine).
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,
+    /// Label smoothing of the cross-entropy (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
     /// Seed of the weights and the batches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -159,7 +162,8 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     let train = TrainConfig::new()
         .with_steps(args.steps)
         .with_batch(args.batch)
-        .with_lr(args.lr);
+        .with_lr(args.lr)
+        .with_label_smoothing(args.label_smoothing);
     let bar = ProgressBar::new(args.steps as u64).with_style(
         ProgressStyle::with_template("train {bar:30} {pos}/{len} {msg} [{elapsed_precise} eta {eta}]")
             .expect("valid template"),
@@ -259,7 +263,7 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         "heldout": args.heldout,
         "text_tokens": text_ids.len(),
         "parameters": config.num_params(),
-        "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+        "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed, "label_smoothing": args.label_smoothing,
         "device": sel.description,
         "train_seconds": train_secs,
         "top1_rewrite": acc_rewrite,
