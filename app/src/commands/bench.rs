@@ -39,6 +39,25 @@ fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(median(t))
 }
 
+/// `batch` prompts of `seq` spread-out token ids (the PyTorch side builds the same ones).
+fn synthetic_ids(batch: usize, seq: usize, vocab: usize) -> Vec<Vec<u32>> {
+    (0..batch)
+        .map(|b| (0..seq).map(|t| ((b * 7919 + t * 104_729) % vocab) as u32).collect())
+        .collect()
+}
+
+/// One warm-up, then `runs` timed runs of `f`, each printed with its GFLOP/s for `flops`.
+fn time_flops(op: &str, runs: usize, flops: f64, mut f: impl FnMut() -> Result<()>) -> Result<()> {
+    f()?;
+    for _ in 0..runs {
+        let s = Instant::now();
+        f()?;
+        let secs = s.elapsed().as_secs_f64();
+        println!("{}", json!({"op": op, "seconds": secs, "gflops": flops / secs / 1e9}));
+    }
+    Ok(())
+}
+
 /// Peak resident memory of this process (Linux `VmHWM`), in MB.
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -83,46 +102,27 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
     if let Some(n) = op.strip_prefix("matmul-") {
         let n: usize = n.parse()?;
         let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
-        let flops = 2.0 * (n as f64).powi(3);
-        sync(a.clone().matmul(a.clone()));
-        for _ in 0..runs {
-            let s = Instant::now();
+        return time_flops(op, runs, 2.0 * (n as f64).powi(3), || {
             sync(a.clone().matmul(a.clone()));
-            let secs = s.elapsed().as_secs_f64();
-            emit(json!({"op": op, "seconds": secs, "gflops": flops / secs / 1e9}));
-        }
-        return Ok(());
+            Ok(())
+        });
     }
     if let Some(n) = op.strip_prefix("cholesky-") {
         let n: usize = n.parse()?;
         let a = spd(n, &device);
         let b = Tensor::<2>::random([n, 64], Distribution::Normal(0.0, 1.0), &device);
         let flops = (n as f64).powi(3) / 3.0 + 2.0 * (n * n * 64) as f64;
-        let f = || -> Result<()> {
+        return time_flops(op, runs, flops, || {
             sync(pmedit_engine::linalg::spd_solve(a.clone(), b.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
             Ok(())
-        };
-        f()?;
-        for _ in 0..runs {
-            let s = Instant::now();
-            f()?;
-            let secs = s.elapsed().as_secs_f64();
-            emit(json!({"op": op, "seconds": secs, "gflops": flops / secs / 1e9}));
-        }
-        return Ok(());
+        });
     }
     let m = pmedit_engine::load::load_model_dir(dir, &device)?;
     let last = ((m.config.n_layer - 1) as f64 * 17.0 / 47.0).round() as usize;
     let mut f: Box<dyn FnMut() -> Result<()>> = match op {
         "forward" | "generate" | "stats" => {
             let seq = seq.min(m.config.n_positions);
-            let ids: Vec<Vec<u32>> = (0..batch)
-                .map(|b| {
-                    (0..seq)
-                        .map(|t| ((b * 7919 + t * 104_729) % m.config.vocab_size) as u32)
-                        .collect()
-                })
-                .collect();
+            let ids = synthetic_ids(batch, seq, m.config.vocab_size);
             let tokens = padded_batch(&ids, &device);
             let model = m.model.clone();
             match op {
@@ -222,13 +222,7 @@ pub fn run(dir: &Path, choice: Target, runs: usize, batch: usize, seq: usize, as
     let load_s = start.elapsed().as_secs_f64();
     let device = sel.device.clone();
     let seq = seq.min(m.config.n_positions);
-    let ids: Vec<Vec<u32>> = (0..batch)
-        .map(|b| {
-            (0..seq)
-                .map(|t| ((b * 7919 + t * 104_729) % m.config.vocab_size) as u32)
-                .collect()
-        })
-        .collect();
+    let ids = synthetic_ids(batch, seq, m.config.vocab_size);
     let tokens = padded_batch(&ids, &device);
     let forward_s = time(runs, || {
         let logits = m.model.forward(tokens.clone());

@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use pmedit_engine::edit::{Algorithm, EditRequest, presets::preset};
+use pmedit_engine::edit::{Algorithm, EditRequest, apply_edits, presets::preset};
 use pmedit_engine::eval::dataset::{Benchmark, Record, read_records};
-use pmedit_engine::eval::records::Summary;
-use pmedit_engine::eval::session::{EvalOutcome, EvalSpec, run_eval};
+use pmedit_engine::eval::records::{Summary, score_records, summarize};
 use pmedit_engine::load::LoadedModel;
 use pmedit_engine::predict::top_k;
 use serde_json::json;
@@ -65,28 +64,26 @@ fn top3(model: &pmedit_engine::Gpt2, tokenizer: &pmedit_engine::Gpt2Tokenizer, p
         .join(" | "))
 }
 
+/// Before/after means of `records` and the edited model: one edit of all of them, scored on the
+/// same prompts before and after.
+struct Outcome {
+    before: Summary,
+    after: Summary,
+}
+
 fn run_one(
     m: &LoadedModel,
     algorithm: Algorithm,
     records: &[Record],
     seed: u64,
-) -> Result<(EvalOutcome, pmedit_engine::Gpt2)> {
+) -> Result<(Outcome, pmedit_engine::Gpt2)> {
     let hp = preset(algorithm, &m.config);
     let stats = super::load_preservation(m, None, &hp.layers, hp.lambda)?;
     let templates = super::context_templates(None, m, algorithm, seed)?;
-    let spec = EvalSpec {
-        algorithm,
-        hparams: hp.clone(),
-        batch_size: records.len(),
-        num_batches: Some(1),
-        sequential: true,
-        seed,
-    };
-    let outcome = run_eval(&m.model, &m.tokenizer, records, &spec, &templates, &stats, |_| {})?;
-    // The edited model, for the before/after predictions.
+    let before = summarize(&score_records(&m.model, &m.tokenizer, records)?);
     let mut edited = m.model.clone();
-    let reqs: Vec<EditRequest> = outcome.batches[0].iter().map(|&i| records[i].request.clone()).collect();
-    pmedit_engine::edit::apply_edits(
+    let reqs: Vec<EditRequest> = records.iter().map(|r| r.request.clone()).collect();
+    apply_edits(
         &mut edited,
         &m.tokenizer,
         &reqs,
@@ -96,7 +93,8 @@ fn run_one(
         &stats,
         |_| {},
     )?;
-    Ok((outcome, edited))
+    let after = summarize(&score_records(&edited, &m.tokenizer, records)?);
+    Ok((Outcome { before, after }, edited))
 }
 
 fn row(name: &str, s: &Summary) -> String {
