@@ -55,6 +55,7 @@ fn a_few_steps_lower_the_loss() {
             })
             .collect();
         let config = Gpt2Config::new(tok.vocab_size(), 16, 32, 2, 2);
+        device.seed(0);
         let model = config.init(&device.clone().autodiff());
         let mut batcher = Batcher::new(facts, Vec::new(), 16, 1.0, 0);
         let train = TrainConfig::new().with_steps(30).with_batch(8).with_lr(1e-2);

@@ -157,6 +157,8 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     config.validate()?;
     let sel = select(choice)?;
     eprintln!("training on {}: {} parameters", sel.description, config.num_params());
+    // Seeded weights as well as batches: the same command gives the same model on a device.
+    sel.device.seed(args.seed);
     let model = config.init(&sel.device.clone().autodiff());
     let mut batcher = Batcher::new(fact_ids, text_ids.clone(), args.context, 0.6, args.seed);
     let train = TrainConfig::new()
