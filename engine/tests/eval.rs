@@ -10,7 +10,7 @@ use common::{demo_dir, on_all_devices};
 use pmedit_engine::edit::stats::{fingerprint, stats_from_bytes};
 use pmedit_engine::edit::{Algorithm, ContextTemplates, Preservation, presets::preset};
 use pmedit_engine::eval::dataset::{Record, read_records};
-use pmedit_engine::eval::records::score_records;
+use pmedit_engine::eval::records::{GeOptions, score_records};
 use pmedit_engine::eval::session::{EvalSpec, run_eval};
 use pmedit_engine::load::{LoadedModel, load_model_dir};
 
@@ -55,6 +55,7 @@ fn eval_rome_single_edits_move_probability() {
             num_batches: Some(8),
             sequential: false,
             seed: 3,
+            ge: Some(GeOptions { tokens: 24, seed: 5 }),
         };
         let out = run_eval(
             &m.model,
@@ -74,10 +75,19 @@ fn eval_rome_single_edits_move_probability() {
         assert!(after.ns >= 90.0, "{name}: {after:?}");
         // The baseline is the unedited model on the same records.
         let picked: Vec<_> = out.batches.iter().flatten().map(|&i| records[i].clone()).collect();
-        let direct = score_records(&m.model, &m.tokenizer, &picked).unwrap();
+        let direct = score_records(&m.model, &m.tokenizer, &picked, spec.ge.as_ref()).unwrap();
         for (row, d) in out.rows.iter().zip(&direct) {
             assert_eq!(row.before.case_id, d.case_id);
             assert!((row.before.rewrite[0].new - d.rewrite[0].new).abs() < 1e-4, "{name}");
+            // GE is sampled with a per-record seed: the baseline's texts are the same ones.
+            let (a, b) = (row.before.counterfact.unwrap().ge, d.counterfact.unwrap().ge);
+            assert_eq!(a, b, "{name}");
+        }
+        // GE of 24-token texts: positive, and below that of 64 all-distinct words (6 bits for
+        // both n-gram orders → 600).
+        for ge in [before.ge, after.ge] {
+            let ge = ge.expect("GE was asked for");
+            assert!(ge > 0.0 && ge < 600.0, "{name}: {ge}");
         }
     });
 }
@@ -98,6 +108,7 @@ fn eval_sequential_rescores_earlier_batches() {
             num_batches: Some(2),
             sequential: true,
             seed: 1,
+            ge: None,
         };
         let out = run_eval(
             &m.model,

@@ -80,7 +80,7 @@ fn run_one(
     let hp = preset(algorithm, &m.config);
     let stats = super::load_preservation(m, None, &hp.layers, hp.lambda)?;
     let templates = super::context_templates(None, m, algorithm, seed)?;
-    let before = summarize(&score_records(&m.model, &m.tokenizer, records)?);
+    let before = summarize(&score_records(&m.model, &m.tokenizer, records, None)?);
     let mut edited = m.model.clone();
     let reqs: Vec<EditRequest> = records.iter().map(|r| r.request.clone()).collect();
     apply_edits(
@@ -93,7 +93,7 @@ fn run_one(
         &stats,
         |_| {},
     )?;
-    let after = summarize(&score_records(&edited, &m.tokenizer, records)?);
+    let after = summarize(&score_records(&edited, &m.tokenizer, records, None)?);
     Ok((Outcome { before, after }, edited))
 }
 

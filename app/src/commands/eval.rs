@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use pmedit_engine::edit::{Algorithm, presets::preset};
 use pmedit_engine::eval::dataset::read_records;
-use pmedit_engine::eval::records::Summary;
+use pmedit_engine::eval::records::{GeOptions, Summary};
 use pmedit_engine::eval::session::{EvalEvent, EvalOutcome, EvalSpec, run_eval};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -71,6 +71,10 @@ pub struct EvalArgs {
     /// Seed of the batch sampling and context templates.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Generation entropy (GE): length in tokens of the text sampled (top-k 5) from each generation
+    /// prompt, prompt included (the paper: 100; capped by the model's context); 0 skips GE.
+    #[arg(long, default_value_t = 100)]
+    pub ge_tokens: usize,
     /// C0 statistics (default: <model>/stats.safetensors).
     #[arg(long)]
     pub stats: Option<PathBuf>,
@@ -203,6 +207,10 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                         num_batches: args.num_batches,
                         sequential: args.sequential,
                         seed: args.seed,
+                        ge: (args.ge_tokens > 0).then_some(GeOptions {
+                            tokens: args.ge_tokens,
+                            seed: args.seed,
+                        }),
                     };
                     let n_batches =
                         pmedit_engine::eval::session::sample_batches(records.len(), b, args.num_batches, args.seed)
@@ -228,11 +236,12 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                     bar.finish_and_clear();
                     let point = write_point(&dir, &spec, &outcome)?;
                     eprintln!(
-                        "{}: ES {:.1} PS {:.1} NS {:.1} S {:.1}",
+                        "{}: ES {:.1} PS {:.1} NS {:.1} GE {:.1} S {:.1}",
                         dir.display(),
                         point.after.counterfact.map_or(f64::NAN, |c| c.es),
                         point.after.counterfact.map_or(f64::NAN, |c| c.ps),
                         point.after.counterfact.map_or(f64::NAN, |c| c.ns),
+                        point.after.counterfact.and_then(|c| c.ge).unwrap_or(f64::NAN),
                         point.after.counterfact.map_or(f64::NAN, |c| c.s),
                     );
                     points.push(point);
@@ -285,13 +294,14 @@ type Metric = (
     fn(&pmedit_engine::eval::metrics::CounterfactMetrics) -> f64,
 );
 
-const METRICS: [Metric; 7] = [
+const METRICS: [Metric; 8] = [
     ("ES", |c| c.es),
     ("PS", |c| c.ps),
     ("NS", |c| c.ns),
     ("EM", |c| c.em),
     ("PM", |c| c.pm),
     ("NM", |c| c.nm),
+    ("GE", |c| c.ge.unwrap_or(f64::NAN)),
     ("S", |c| c.s),
 ];
 
@@ -331,7 +341,7 @@ pub fn markdown_table(points: &[PointSummary]) -> String {
         }
         return s;
     }
-    s.push_str("| Algorithm | Layers | Batch | λ | ES | PS | NS | EM | PM | NM | S |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| Algorithm | Layers | Batch | λ | ES | PS | NS | EM | PM | NM | GE | S |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     if let Some(c) = points.first().and_then(|p| p.before.counterfact) {
         let cells: Vec<String> = METRICS.iter().map(|(_, f)| fmt(f(&c))).collect();
         let _ = writeln!(s, "| unedited | | | | {} |", cells.join(" | "));
@@ -355,7 +365,7 @@ pub fn markdown_table(points: &[PointSummary]) -> String {
 
 fn write_reports(out: &Path, points: &[PointSummary]) -> Result<()> {
     let mut csv = String::from(
-        "algorithm,layers,batch_size,lambda,alpha,sequential,records,edit_seconds,phase,ES,PS,NS,EM,PM,NM,S,zsre_efficacy,zsre_generalization,zsre_specificity\n",
+        "algorithm,layers,batch_size,lambda,alpha,sequential,records,edit_seconds,phase,ES,PS,NS,EM,PM,NM,GE,S,zsre_efficacy,zsre_generalization,zsre_specificity\n",
     );
     for p in points {
         for (phase, s) in [("before", &p.before), ("after", &p.after)] {
@@ -418,6 +428,9 @@ fn write_reports(out: &Path, points: &[PointSummary]) -> Result<()> {
                     format!("{} L{:?} b={}", p.algorithm, p.layers, p.batch_size)
                 };
                 let y = p.after.counterfact.map_or(f64::NAN, |c| f(&c));
+                if !y.is_finite() {
+                    continue;
+                }
                 match series.iter_mut().find(|s| s.name == key) {
                     Some(s) => s.points.push((xs(p), y)),
                     None => series.push(Series {
@@ -426,10 +439,15 @@ fn write_reports(out: &Path, points: &[PointSummary]) -> Result<()> {
                     }),
                 }
             }
+            if series.is_empty() {
+                continue;
+            }
             for s in &mut series {
                 s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
             }
-            let svg = line_chart(&format!("{name} vs {label}"), label, name, 100.0, &series);
+            // Scores are percentages; GE (×100 bits) runs to several hundred.
+            let y_max = if name == "GE" { 1000.0 } else { 100.0 };
+            let svg = line_chart(&format!("{name} vs {label}"), label, name, y_max, &series);
             write_atomic(&out.join(format!("{name}-vs-{axis}.svg")), svg.as_bytes())?;
         }
     }

@@ -42,6 +42,10 @@ pub struct CounterfactMetrics {
     pub nm: f64,
     /// Harmonic mean of ES, PS, NS.
     pub s: f64,
+    /// Generation entropy (fluency, [`generation_entropy`]) of texts sampled from the generation
+    /// prompts; `None` when generation was not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ge: Option<f64>,
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
@@ -80,6 +84,7 @@ pub fn counterfact_metrics(
         ns,
         nm: magnitude(neighbourhood, -1.0),
         s: harmonic_mean(&[es, ps, ns]),
+        ge: None,
     }
 }
 

@@ -4,9 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{Benchmark, Record};
-use super::metrics::{CounterfactMetrics, PairNll, counterfact_metrics, harmonic_mean, token_accuracy};
+use super::metrics::{
+    CounterfactMetrics, PairNll, counterfact_metrics, generation_entropy, harmonic_mean, token_accuracy,
+};
 use super::score::{SCORE_BATCH, score_targets};
 use crate::error::{EngineError, Result};
+use crate::generate::{GenerateOptions, generate};
 use crate::model::Gpt2;
 use crate::tokenizer::Gpt2Tokenizer;
 
@@ -51,8 +54,58 @@ pub struct Summary {
     pub zsre: Option<ZsreMetrics>,
 }
 
-/// Scores `records` on `model`.
-pub fn score_records(model: &Gpt2, tokenizer: &Gpt2Tokenizer, records: &[Record]) -> Result<Vec<RecordScores>> {
+/// How generation entropy (GE) is measured: texts of `tokens` tokens (prompt included, capped by
+/// the model's context) sampled top-k 5 from each generation prompt, as in PAPER.md's metric table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeOptions {
+    /// Length of each sampled text in tokens, prompt included (the paper: 100).
+    pub tokens: usize,
+    /// Sampling seed (each record and prompt derives its own from it, so before/after match).
+    pub seed: u64,
+}
+
+impl Default for GeOptions {
+    fn default() -> Self {
+        Self { tokens: 100, seed: 0 }
+    }
+}
+
+/// GE of one record: the mean [`generation_entropy`] of texts sampled from its generation prompts,
+/// or from its rewrite prompt when it has none (the EasyEdit format; PAPER.md says to do so).
+pub fn record_generation_entropy(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    record: &Record,
+    ge: &GeOptions,
+) -> Result<f64> {
+    let prompts: Vec<String> = if record.generation_prompts.is_empty() {
+        vec![record.request.filled_prompt()]
+    } else {
+        record.generation_prompts.clone()
+    };
+    let mut total = 0.0;
+    for (k, prompt) in prompts.iter().enumerate() {
+        let prompt_len = tokenizer.encode(prompt)?.len();
+        let opts = GenerateOptions {
+            max_new_tokens: ge.tokens.saturating_sub(prompt_len),
+            top_k: 5,
+            temperature: 1.0,
+            seed: ge.seed ^ record.case_id.rotate_left(17) ^ (k as u64).rotate_left(47),
+            stop_at_eos: false,
+        };
+        let text = generate(model, tokenizer, prompt, &opts)?;
+        total += generation_entropy(&format!("{prompt}{text}"));
+    }
+    Ok(total / prompts.len() as f64)
+}
+
+/// Scores `records` on `model`; with `ge`, CounterFact records also get their generation entropy.
+pub fn score_records(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    records: &[Record],
+    ge: Option<&GeOptions>,
+) -> Result<Vec<RecordScores>> {
     // Every (prompt, target) pair needed, in one list; `slots` remembers where each record's are.
     let mut pairs: Vec<(String, String)> = Vec::new();
     struct Slots {
@@ -89,17 +142,31 @@ pub fn score_records(model: &Gpt2, tokenizer: &Gpt2Tokenizer, records: &[Record]
         true_: scores[i + 1].nll,
     };
     let acc = |i: usize| token_accuracy(&scores[i].argmax, &scores[i].target) * 100.0;
+    let mut entropies = Vec::with_capacity(records.len());
+    for r in records {
+        entropies.push(match (ge, r.benchmark) {
+            (Some(ge), Benchmark::CounterFact) => Some(record_generation_entropy(model, tokenizer, r, ge)?),
+            _ => None,
+        });
+    }
     Ok(records
         .iter()
         .zip(slots)
-        .map(|(r, s)| {
+        .zip(entropies)
+        .map(|((r, s), entropy)| {
             let rewrite = vec![pair(s.rewrite)];
             let paraphrase: Vec<PairNll> = (s.paraphrase..s.neighborhood).step_by(2).map(pair).collect();
             let neighborhood: Vec<PairNll> = (0..r.neighborhood.len())
                 .map(|k| pair(s.neighborhood + 2 * k))
                 .collect();
             let (counterfact, zsre) = match r.benchmark {
-                Benchmark::CounterFact => (Some(counterfact_metrics(&rewrite, &paraphrase, &neighborhood)), None),
+                Benchmark::CounterFact => (
+                    Some(CounterfactMetrics {
+                        ge: entropy,
+                        ..counterfact_metrics(&rewrite, &paraphrase, &neighborhood)
+                    }),
+                    None,
+                ),
                 Benchmark::Zsre => {
                     let mean = |xs: Vec<f64>| {
                         if xs.is_empty() {
@@ -158,6 +225,10 @@ pub fn summarize(scores: &[RecordScores]) -> Summary {
             ns,
             nm: m(|c| c.nm),
             s: harmonic_mean(&[es, ps, ns].into_iter().filter(|x| x.is_finite()).collect::<Vec<_>>()),
+            ge: {
+                let g: Vec<f64> = cf.iter().filter_map(|c| c.ge).collect();
+                (!g.is_empty()).then(|| mean(g.into_iter()))
+            },
         }
     });
     let zsre = (!zs.is_empty()).then(|| ZsreMetrics {

@@ -11,7 +11,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::dataset::Record;
-use super::records::{RecordScores, Summary, score_records, summarize};
+use super::records::{GeOptions, RecordScores, Summary, score_records, summarize};
 use crate::edit::{Algorithm, ContextTemplates, EditHparams, EditRequest, Preservation, apply_edits};
 use crate::error::{EngineError, Result};
 use crate::model::Gpt2;
@@ -32,6 +32,9 @@ pub struct EvalSpec {
     pub sequential: bool,
     /// Seed of the sampling.
     pub seed: u64,
+    /// Measure generation entropy (GE) before and after, with these settings.
+    #[serde(default)]
+    pub ge: Option<GeOptions>,
 }
 
 /// Scores of one record after one batch.
@@ -125,7 +128,7 @@ pub fn run_eval(
     let picked: Vec<usize> = batches.iter().flatten().copied().collect();
     on_event(EvalEvent::Baseline);
     let subset: Vec<Record> = picked.iter().map(|&i| records[i].clone()).collect();
-    let before_scores = score_records(model, tokenizer, &subset)?;
+    let before_scores = score_records(model, tokenizer, &subset, spec.ge.as_ref())?;
     let before_of: HashMap<usize, RecordScores> = picked.iter().copied().zip(before_scores.iter().cloned()).collect();
 
     let mut rows = Vec::new();
@@ -169,7 +172,7 @@ pub fn run_eval(
             batch.iter().map(|&i| (b, i)).collect()
         };
         let recs: Vec<Record> = scored.iter().map(|&(_, i)| records[i].clone()).collect();
-        let after = score_records(&current, tokenizer, &recs)?;
+        let after = score_records(&current, tokenizer, &recs, spec.ge.as_ref())?;
         for ((k, i), a) in scored.into_iter().zip(after) {
             latest.insert(i, a.clone());
             rows.push(RecordRow {
