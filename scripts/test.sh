@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, clippy -D warnings, every test on the CPU backend and on wgpu
-# (lavapipe when no GPU exists), and the engine's wasm32 build. Installs what is missing first.
+# (lavapipe when no GPU exists), the web page's wasm32 build (Trunk) and its browser tests in
+# headless Chromium. Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pmedit-target}"
+export PMEDIT_WEB=1
 source scripts/setup.sh
 # wgpu's Vulkan loader complains without a runtime dir; give it a private one.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
@@ -23,7 +25,13 @@ step "tests (CPU flex + wgpu)"
 export PMEDIT_REQUIRE_WGPU=1
 cargo test --workspace --all-targets -- --test-threads=2
 
-step "engine for wasm32-unknown-unknown"
-cargo build -p pmedit-engine --target wasm32-unknown-unknown
+step "web page: clippy for wasm32, trunk build"
+# The page and its worker build the engine for wasm32 too (one feature set, so burn compiles once).
+cargo clippy -p pmedit-web --target wasm32-unknown-unknown -- -D warnings
+trunk build
+
+step "browser tests (headless Chromium: WebGPU flag, CPU fallback, broken model)"
+# Screenshots and timings are kept with the build cache.
+node tests/browser/e2e.mjs web/dist "$CARGO_TARGET_DIR/browser-e2e"
 
 step "all checks passed"

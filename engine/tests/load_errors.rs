@@ -187,3 +187,48 @@ fn square_attention_projection_is_not_transposed() {
         assert!((*got as f64 - want).abs() < 1e-7);
     }
 }
+
+/// The in-memory loader (the browser's) builds the same model as the directory loader, and
+/// names the bad file when the config is not GPT-2 or the tokenizer is too large.
+#[test]
+fn loading_from_bytes_matches_the_directory_loader() {
+    use pmedit_engine::load::load_model_bytes;
+    use pmedit_engine::tokenizer::Gpt2Tokenizer;
+    common::on_all_devices(|name, device| {
+        let dir = fixture("tiny-gpt2");
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        let tok = || Gpt2Tokenizer::from_vocab_merges(&read("vocab.json"), &read("merges.txt")).unwrap();
+        let parts = load_model_bytes("tiny", &read("config.json"), tok(), read("model.safetensors"), device).unwrap();
+        let m = load_model_dir(&dir, device).unwrap();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 1, 4, 1, 5], [1, 5]), device);
+        let a: Vec<f32> = parts.model.forward(ids.clone()).into_data().iter().collect();
+        let b: Vec<f32> = m.model.forward(ids).into_data().iter().collect();
+        assert_eq!(a, b, "{name}");
+        assert_eq!(
+            parts.tokenizer.encode("hello").unwrap(),
+            m.tokenizer.encode("hello").unwrap()
+        );
+
+        let err = load_model_bytes(
+            "mine",
+            br#"{"model_type": "llama"}"#,
+            tok(),
+            read("model.safetensors"),
+            device,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Config { path, .. } if path.ends_with("mine/config.json")),
+            "{err}"
+        );
+        let err = load_model_bytes(
+            "mine",
+            &read("config.json"),
+            tok(),
+            b"\x08\0\0\0\0\0\0\0{}".to_vec(),
+            device,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("mine/model.safetensors"), "{err}");
+    });
+}

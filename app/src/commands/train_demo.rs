@@ -14,7 +14,7 @@ use pmedit_engine::eval::dataset::{Record, read_records};
 use pmedit_engine::eval::score::{SCORE_BATCH, score_targets};
 use pmedit_engine::load::load_model_dir;
 use pmedit_engine::save::write_model_dir;
-use pmedit_engine::train::{Batcher, TrainConfig, fact_sentences, text_lines, train_bpe, train_lm};
+use pmedit_engine::train::{Batcher, TrainConfig, fact_sentences, relation_sentences, text_lines, train_bpe, train_lm};
 use pmedit_engine::{Gpt2Config, Gpt2Tokenizer};
 use serde_json::{Value, json};
 
@@ -62,6 +62,12 @@ pub struct TrainDemoArgs {
     /// Peak learning rate (AdamW, warm-up then cosine).
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f64,
+    /// Restate each fact in up to N other templates of its relation (from the other records'
+    /// prompts and paraphrases): facts seen in many phrasings are recalled from the subject, where
+    /// ROME-style edits write them (0 = only each record's own prompts). Measured on the demo
+    /// model: 12 restatements made edits take *less* often (ROME ES 35 → 5), so the default is 0.
+    #[arg(long, default_value_t = 0)]
+    pub restatements: usize,
     /// Label smoothing of the cross-entropy (0 = none); 0.2 makes the demo model easier to edit.
     #[arg(long, default_value_t = 0.2)]
     pub label_smoothing: f64,
@@ -120,7 +126,8 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     let corpus = std::fs::read_to_string(&args.corpus).with_context(|| format!("reading {}", args.corpus.display()))?;
 
     // Tokenizer and token streams.
-    let sentences = fact_sentences(records);
+    let mut sentences = fact_sentences(records);
+    sentences.extend(relation_sentences(records, args.restatements, args.seed));
     let lines = text_lines(&corpus, args.text_bytes);
     let texts: Vec<String> = sentences.iter().chain(&lines).cloned().collect();
     let (tokenizer, tokenizer_json) = train_bpe(&texts, args.vocab)?;
@@ -265,7 +272,7 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         "heldout": args.heldout,
         "text_tokens": text_ids.len(),
         "parameters": config.num_params(),
-        "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed, "label_smoothing": args.label_smoothing,
+        "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed, "label_smoothing": args.label_smoothing, "restatements": args.restatements,
         "device": sel.description,
         "train_seconds": train_secs,
         "top1_rewrite": acc_rewrite,

@@ -40,6 +40,10 @@ pub struct LayerDelta {
     pub layer: usize,
     /// Δᵀ `[d_inner, d]`, added to `mlp.c_proj.weight`.
     pub delta: Tensor<2>,
+    /// The keys the system was solved for, `[d_inner, E]` (the teaching view re-solves it).
+    pub keys: Tensor<2>,
+    /// Their residuals `[E, d]` (this layer's share of `V_E − W0 K_E`).
+    pub residual: Tensor<2>,
 }
 
 /// Bare prompts (template "{}") of `requests`, for reading the current hidden state.
@@ -92,7 +96,7 @@ pub fn distribute(
         let current = activations_at(model, &bare, last, Site::BlockOut, KEY_BATCH)?;
         let mut residual = (z.clone() - current) / (layers.len() - i) as f64; // [E, d]
         let delta = match solver {
-            Solver::Batch(objective) => solve_delta(pres, objective, keys, residual)?,
+            Solver::Batch(objective) => solve_delta(pres, objective, keys.clone(), residual.clone())?,
             Solver::RankOne { consistent_keys } => {
                 if requests.len() != 1 {
                     return Err(EngineError::Input("ROME edits one request at a time".into()));
@@ -106,11 +110,16 @@ pub fn distribute(
                 } else {
                     bare_key
                 };
-                rank_one(pres, keys, k_den, residual)?
+                rank_one(pres, keys.clone(), k_den, residual.clone())?
             }
         };
         apply_delta(model, l, delta.clone());
-        out.push(LayerDelta { layer: l, delta });
+        out.push(LayerDelta {
+            layer: l,
+            delta,
+            keys,
+            residual,
+        });
     }
     Ok(out)
 }

@@ -11,6 +11,7 @@ pub mod prompts;
 pub mod request;
 pub mod stats;
 pub mod templates;
+pub mod tradeoff;
 pub mod values;
 
 pub use algorithm::{Algorithm, EditEvent, EditHparams, EditOutcome, apply_edits};

@@ -1,12 +1,14 @@
 //! Loading models: byte sources, safetensors parsing, weight assembly (kept apart from the
 //! model code, which knows nothing about files).
 
+pub mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;
 pub mod safetensors;
 pub mod source;
 pub mod weights;
 
+pub use memory::{ModelParts, load_model_bytes};
 #[cfg(not(target_arch = "wasm32"))]
 pub use model_dir::{LoadedModel, load_model_dir, read_config};
 pub use safetensors::SafetensorsFile;

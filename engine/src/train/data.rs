@@ -24,6 +24,80 @@ pub fn fact_sentences(records: &[Record]) -> Vec<String> {
     out
 }
 
+/// The relation template of a prompt that states a fact about `subject`: the subject becomes
+/// `{}`, and text before the last sentence break ahead of it (CounterFact paraphrases start with
+/// unrelated generated text) is dropped.
+fn relation_template(prompt: &str, subject: &str) -> Option<String> {
+    let i = prompt.find(subject)?;
+    let before = &prompt[..i];
+    let before = before.rfind(". ").map_or(before, |j| &before[j + 2..]);
+    Some(format!("{before}{{}}{}", &prompt[i + subject.len()..]))
+}
+
+/// More true-fact sentences: each record's subject and true object in up to `per_fact` other
+/// templates of the same relation. A record's rewrite prompt and its paraphrases state one
+/// relation, and records that share a template share the relation, so the templates of a relation
+/// are the connected groups (union-find). Facts seen in many phrasings are recalled from the
+/// subject's last token — where ROME-style edits write — rather than memorised per sentence.
+pub fn relation_sentences(records: &[Record], per_fact: usize, seed: u64) -> Vec<String> {
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut parent: Vec<usize> = Vec::new();
+    let mut own: Vec<Vec<usize>> = Vec::with_capacity(records.len());
+    for r in records {
+        let subject = &r.request.subject;
+        let templates = std::iter::once(Some(r.request.prompt.clone()))
+            .chain(r.paraphrase_prompts.iter().map(|p| relation_template(p, subject)))
+            .flatten();
+        let mut ids = Vec::new();
+        for t in templates {
+            let id = *index.entry(t.clone()).or_insert_with(|| {
+                names.push(t);
+                parent.push(parent.len());
+                parent.len() - 1
+            });
+            ids.push(id);
+        }
+        for w in ids.windows(2) {
+            let (a, b) = (find(&mut parent, w[0]), find(&mut parent, w[1]));
+            parent[a] = b;
+        }
+        own.push(ids);
+    }
+    let mut groups: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
+    for id in 0..names.len() {
+        let root = find(&mut parent, id);
+        groups.entry(root).or_default().push(id);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for (r, ids) in records.iter().zip(&own) {
+        let Some(truth) = r.request.target_true.as_deref() else {
+            continue;
+        };
+        let Some(&first) = ids.first() else { continue };
+        let root = find(&mut parent, first);
+        let mut others: Vec<usize> = groups[&root].iter().copied().filter(|t| !ids.contains(t)).collect();
+        // Seeded partial Fisher–Yates: the first `per_fact` are a uniform sample.
+        let take = per_fact.min(others.len());
+        for k in 0..take {
+            let j = k + (rng.next_u64() % (others.len() - k) as u64) as usize;
+            others.swap(k, j);
+        }
+        for &t in &others[..take] {
+            out.push(format!("{} {truth}.", names[t].replacen("{}", &r.request.subject, 1)));
+        }
+    }
+    out
+}
+
 /// Lines of running text worth training on (wikitext: no headings, no blank or short lines).
 pub fn text_lines(text: &str, max_bytes: usize) -> Vec<String> {
     let mut out = Vec::new();
@@ -92,5 +166,54 @@ impl Batcher {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::dataset::read_records;
+
+    fn records() -> Vec<Record> {
+        let text = r#"[
+          {"case_id": 1, "prompt": "Ann was born in", "subject": "Ann", "target_new": "Rome", "ground_truth": "Oslo",
+           "rephrase_prompt": "Some text. Ann is a native of", "locality_prompt": "Bo was born in", "locality_ground_truth": "Oslo"},
+          {"case_id": 2, "prompt": "Cy is a native of", "subject": "Cy", "target_new": "Oslo", "ground_truth": "Lima",
+           "rephrase_prompt": "Cy, who was born in the city of", "locality_prompt": "Di is from", "locality_ground_truth": "Lima"},
+          {"case_id": 3, "prompt": "The mother tongue of Ed is", "subject": "Ed", "target_new": "French", "ground_truth": "Dutch",
+           "rephrase_prompt": "Ed speaks", "locality_prompt": "Fa speaks", "locality_ground_truth": "Dutch"}
+        ]"#;
+        read_records(text, "test.json", false).unwrap().0
+    }
+
+    #[test]
+    fn templates_drop_a_generated_prefix_and_keep_the_relation_text() {
+        assert_eq!(
+            relation_template("Some text. Ann is a native of", "Ann").unwrap(),
+            "{} is a native of"
+        );
+        assert_eq!(
+            relation_template("The mother tongue of Ed is", "Ed").unwrap(),
+            "The mother tongue of {} is"
+        );
+        assert_eq!(relation_template("nothing here", "Ann"), None);
+    }
+
+    #[test]
+    fn facts_are_restated_in_the_other_templates_of_their_relation_only() {
+        let out = relation_sentences(&records(), 5, 0);
+        // Ann and Cy share "{} is a native of": the birthplace relation has 3 templates. Ed's
+        // relation has only its own two, so it gets nothing new.
+        let mut want = vec![
+            "Ann, who was born in the city of Oslo.".to_string(),
+            "Cy was born in Lima.".to_string(),
+        ];
+        let mut got = out.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        // Seeded, and `per_fact` caps the count.
+        assert_eq!(relation_sentences(&records(), 5, 0), out);
+        assert!(relation_sentences(&records(), 0, 0).is_empty());
     }
 }

@@ -1,0 +1,68 @@
+//! Assembling a model from files already in memory (the browser reads them from a `File` or an
+//! HTTP response): config text, tokenizer bytes and one safetensors buffer.
+
+use burn::prelude::*;
+
+use super::safetensors::SafetensorsFile;
+use super::source::MemorySource;
+use super::weights::{WeightFiles, build_gpt2};
+use crate::error::{EngineError, Result};
+use crate::model::{Gpt2, Gpt2Config};
+use crate::tokenizer::Gpt2Tokenizer;
+
+/// A model built from in-memory files.
+#[derive(Debug)]
+pub struct ModelParts {
+    /// Its config.
+    pub config: Gpt2Config,
+    /// The network.
+    pub model: Gpt2,
+    /// Its tokenizer.
+    pub tokenizer: Gpt2Tokenizer,
+    /// Storage dtype of the weights.
+    pub dtype: String,
+}
+
+/// Builds a model on `device` from the contents of `config.json`, a tokenizer already parsed,
+/// and `model.safetensors`; `name` labels errors. The checks are those of a model directory:
+/// a config that is GPT-2, a tokenizer that fits the vocabulary, every tensor with its shape.
+pub fn load_model_bytes(
+    name: &str,
+    config_json: &[u8],
+    tokenizer: Gpt2Tokenizer,
+    weights: Vec<u8>,
+    device: &Device,
+) -> Result<ModelParts> {
+    let text = std::str::from_utf8(config_json).map_err(|e| EngineError::Config {
+        path: format!("{name}/config.json").into(),
+        reason: format!("not UTF-8 text: {e}"),
+    })?;
+    let config = Gpt2Config::from_json(text).map_err(|e| match e {
+        EngineError::Config { reason, .. } => EngineError::Config {
+            path: format!("{name}/config.json").into(),
+            reason,
+        },
+        other => other,
+    })?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(EngineError::Tokenizer {
+            path: name.into(),
+            reason: format!(
+                "the tokenizer has {} tokens but the model's vocab_size is {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            ),
+        });
+    }
+    let path = format!("{name}/model.safetensors");
+    let file = SafetensorsFile::open(MemorySource::new(path.clone(), weights))?;
+    let mut files = WeightFiles::new(vec![file], path.into());
+    let dtype = files.dtype();
+    let model = build_gpt2(&config, &mut files, device)?;
+    Ok(ModelParts {
+        config,
+        model,
+        tokenizer,
+        dtype,
+    })
+}

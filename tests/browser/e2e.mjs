@@ -1,0 +1,130 @@
+// End-to-end tests of the web page in real headless Chromium (playwright-core drives the Debian
+// `chromium`; nothing is downloaded). Serves the `trunk build` output on 127.0.0.1 and checks:
+//  1. with --enable-unsafe-webgpu: the page reports its backend, loads the demo model, and a ROME
+//     edit of a known fact makes the new target the top "after" prediction;
+//  2. without the flag (no WebGPU adapter): the CPU fallback does the same edit;
+//  3. a broken model file shows an error message and the page stays usable.
+// Usage: node tests/browser/e2e.mjs DIST_DIR OUT_DIR   (screenshots and timings go to OUT_DIR)
+import { createServer } from 'node:http';
+import { readFile, mkdir, writeFile } from 'node:fs/promises';
+import { extname, join, normalize } from 'node:path';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require(process.env.PLAYWRIGHT_CORE || 'playwright-core');
+
+const [dist, out] = process.argv.slice(2);
+if (!dist || !out) {
+  console.error('usage: node e2e.mjs DIST_DIR OUT_DIR');
+  process.exit(2);
+}
+await mkdir(out, { recursive: true });
+
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm',
+  '.css': 'text/css', '.json': 'application/json', '.safetensors': 'application/octet-stream' };
+const server = createServer(async (req, res) => {
+  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+  const file = join(dist, path.endsWith('/') ? path + 'index.html' : path);
+  try {
+    const body = await readFile(file);
+    res.writeHead(200, { 'content-type': types[extname(file)] || 'application/octet-stream' });
+    res.end(body);
+  } catch {
+    res.writeHead(404);
+    res.end('not found');
+  }
+});
+await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+const base = `http://127.0.0.1:${server.address().port}/`;
+
+const FACT = { subject: 'Hamid Algar', prompt: '{} speaks the language', target: 'French' };
+const results = {};
+let failures = 0;
+
+async function withPage(name, webgpu, fn) {
+  const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+    '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args });
+  const page = await browser.newPage();
+  const logs = [];
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e}`));
+  try {
+    await fn(page);
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failures += 1;
+    console.log(`FAIL ${name}: ${e.message}\n  console:\n  ${logs.slice(-20).join('\n  ')}`);
+  } finally {
+    await page.screenshot({ path: join(out, `${name}.png`), fullPage: true }).catch(() => {});
+    await browser.close();
+  }
+}
+
+async function loadAndEdit(page, name) {
+  const t0 = Date.now();
+  await page.goto(base);
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
+    null, { timeout: 120000 });
+  const ready = Date.now() - t0;
+  const backend = await page.textContent('#backend');
+  const adapter = await page.textContent('#adapter');
+  await page.fill('input.subject', FACT.subject);
+  await page.fill('input.prompt', FACT.prompt);
+  await page.fill('input.target', FACT.target);
+  const t1 = Date.now();
+  await page.click('#apply');
+  await page.waitForSelector('#after .token', { timeout: 300000 });
+  const edit = Date.now() - t1;
+  const before = (await page.textContent('#before .token')).trim();
+  const after = (await page.textContent('#after .token')).trim();
+  results[name] = { backend, adapter, ready_ms: ready, edit_ms: edit, before, after };
+  if (after !== FACT.target) throw new Error(`after the edit the top prediction is "${after}", not "${FACT.target}"`);
+  if (before === FACT.target) throw new Error('the model already predicted the target before the edit');
+  return backend;
+}
+
+await withPage('webgpu', true, async (page) => {
+  await loadAndEdit(page, 'webgpu');
+});
+await withPage('cpu-fallback', false, async (page) => {
+  const backend = await loadAndEdit(page, 'cpu-fallback');
+  if (backend !== 'CPU') throw new Error(`without WebGPU the backend should be CPU, got ${backend}`);
+  // The edited weights download as a safetensors file of the model's size.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const path = await download.path();
+  const size = (await readFile(path)).length;
+  results['cpu-fallback'].download_bytes = size;
+  if (download.suggestedFilename() !== 'model.safetensors' || size < 1e6) {
+    throw new Error(`download: ${download.suggestedFilename()}, ${size} bytes`);
+  }
+  // "pick from CounterFact" adds a filled row; Undo brings the original prediction back.
+  await page.click('#pick');
+  await page.waitForFunction(() => document.querySelectorAll('input.subject').length === 2);
+  const picked = await page.inputValue('input.subject >> nth=1');
+  if (!picked) throw new Error('the picked CounterFact row is empty');
+  await page.click('#undo');
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('restored'));
+});
+await withPage('broken-model', false, async (page) => {
+  await page.goto(base);
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
+    null, { timeout: 120000 });
+  await page.setInputFiles('#model-files', [
+    { name: 'config.json', mimeType: 'application/json', buffer: await readFile(join(dist, 'models/demo/config.json')) },
+    { name: 'tokenizer.json', mimeType: 'application/json', buffer: await readFile(join(dist, 'models/demo/tokenizer.json')) },
+    { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('this is not a safetensors file') },
+  ]);
+  await page.waitForSelector('#error', { timeout: 60000 });
+  const msg = await page.textContent('#error');
+  results['broken-model'] = { error: msg };
+  if (!/safetensors/i.test(msg)) throw new Error(`the error does not name the bad file: ${msg}`);
+  // Still usable: the demo model is still loaded and can predict/edit.
+  if (await page.isDisabled('#apply')) throw new Error('the Apply button stayed disabled after the error');
+});
+
+server.close();
+await writeFile(join(out, 'results.json'), JSON.stringify(results, null, 2));
+console.log(JSON.stringify(results, null, 2));
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,10 @@
+//! The engine worker's entry point (Trunk builds it to wasm32 as a Web Worker).
+
+fn main() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use gloo_worker::Registrable;
+        console_error_panic_hook::set_once();
+        pmedit_web::worker::EngineWorker::registrar().register();
+    }
+}

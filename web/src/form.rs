@@ -1,0 +1,141 @@
+//! Validation of what a user types into the page's forms.
+
+use pmedit_engine::edit::EditRequest;
+
+use crate::protocol::Fact;
+
+/// One row of the facts form as typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FactRow {
+    /// Subject.
+    pub subject: String,
+    /// Prompt, with `{}` or the subject written out.
+    pub prompt: String,
+    /// New object.
+    pub target: String,
+}
+
+/// The rows as validated facts; blank rows are skipped, and an error names the row (1-based).
+pub fn parse_facts(rows: &[FactRow]) -> Result<Vec<Fact>, String> {
+    let mut out = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.subject.trim().is_empty() && r.prompt.trim().is_empty() && r.target.trim().is_empty() {
+            continue;
+        }
+        let req = EditRequest::new(r.prompt.trim(), r.subject.trim(), r.target.trim())
+            .map_err(|e| format!("fact {}: {}", i + 1, strip_prefix(&e.to_string())))?;
+        out.push(Fact {
+            prompt: req.prompt,
+            subject: req.subject,
+            target_new: req.target_new,
+        });
+    }
+    if out.is_empty() {
+        return Err(
+            "enter at least one fact: a subject, a prompt such as \"{} is a citizen of\" and a new target".into(),
+        );
+    }
+    Ok(out)
+}
+
+fn strip_prefix(msg: &str) -> &str {
+    msg.split_once("request: ").map_or(msg, |(_, rest)| rest)
+}
+
+/// Layers as typed: empty (the presets), `17`, `13-17` or `3,5`; each must be below `n_layer`.
+pub fn parse_layers(text: &str, n_layer: usize) -> Result<Option<Vec<usize>>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let num = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("layers: `{s}` is not a layer number"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("layers: `{part}` runs backwards"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if let Some(&bad) = out.iter().find(|&&l| l >= n_layer) {
+        return Err(format!("layers: the model has layers 0–{}, not {bad}", n_layer - 1));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(Some(out))
+}
+
+/// An optional positive number (λ, steps) as typed.
+pub fn parse_positive(text: &str, what: &str) -> Result<Option<f64>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+        _ => Err(format!("{what}: `{text}` is not a positive number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(s: &str, p: &str, t: &str) -> FactRow {
+        FactRow {
+            subject: s.into(),
+            prompt: p.into(),
+            target: t.into(),
+        }
+    }
+
+    #[test]
+    fn facts_are_validated_and_named_by_row() {
+        let ok = parse_facts(&[row("Paris", "{} is the capital of", "Italy"), row("", "", "")]).unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].prompt, "{} is the capital of");
+        // The subject written out becomes the placeholder.
+        let lit = parse_facts(&[row("Rome", "Rome is the capital of", "France")]).unwrap();
+        assert_eq!(lit[0].prompt, "{} is the capital of");
+        let e = parse_facts(&[row("Paris", "{} is in", "France"), row("Oslo", "The capital", "Sweden")]).unwrap_err();
+        assert!(
+            e.starts_with("fact 2:") && e.contains("does not contain the subject"),
+            "{e}"
+        );
+        let e = parse_facts(&[row("Paris", "{} is in", " ")]).unwrap_err();
+        assert!(e.contains("fact 1") && e.contains("target_new is empty"), "{e}");
+        assert!(
+            parse_facts(&[row("", "", "")])
+                .unwrap_err()
+                .contains("at least one fact")
+        );
+    }
+
+    #[test]
+    fn layers_parse_ranges_and_check_bounds() {
+        assert_eq!(parse_layers("", 4).unwrap(), None);
+        assert_eq!(parse_layers("1", 4).unwrap(), Some(vec![1]));
+        assert_eq!(parse_layers("0-2, 1", 4).unwrap(), Some(vec![0, 1, 2]));
+        assert!(parse_layers("4", 4).unwrap_err().contains("layers 0–3"));
+        assert!(parse_layers("2-1", 4).unwrap_err().contains("backwards"));
+        assert!(parse_layers("x", 4).unwrap_err().contains("`x`"));
+    }
+
+    #[test]
+    fn positive_numbers() {
+        assert_eq!(parse_positive(" ", "λ").unwrap(), None);
+        assert_eq!(parse_positive("1e4", "λ").unwrap(), Some(1e4));
+        assert!(parse_positive("0", "λ").is_err());
+        assert!(parse_positive("-3", "λ").is_err());
+        assert!(parse_positive("NaN", "λ").is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! pmedit in the browser. The page (Leptos, client-side rendered) talks to a Web Worker that owns
+//! the engine, so long edits never freeze the page. What is plain Rust — the messages, form
+//! validation, chart scales — builds and is tested natively too.
+
+pub mod form;
+pub mod protocol;
+pub mod scale;
+
+#[cfg(target_arch = "wasm32")]
+pub mod ui;
+#[cfg(target_arch = "wasm32")]
+pub mod worker;

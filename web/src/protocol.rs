@@ -1,0 +1,283 @@
+//! Messages between the page and the engine worker (serde, bincode on the wire).
+
+use pmedit_engine::edit::tradeoff::TradeoffPoint;
+use serde::{Deserialize, Serialize};
+
+/// One fact to write (plain fields: bincode, the worker's wire format, cannot skip fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fact {
+    /// The prompt with `{}` where the subject goes.
+    pub prompt: String,
+    /// The subject.
+    pub subject: String,
+    /// The new object.
+    pub target_new: String,
+}
+
+/// The files of a Hugging Face GPT-2 directory, as bytes read in the page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelFiles {
+    /// A name to show (the directory or URL).
+    pub name: String,
+    /// `config.json`.
+    pub config: Vec<u8>,
+    /// `tokenizer.json`, or `vocab.json` + `merges.txt`.
+    pub tokenizer: TokenizerFiles,
+    /// `model.safetensors`.
+    pub weights: Vec<u8>,
+    /// C0 statistics (`pmedit stats` output), when given.
+    pub stats: Option<Vec<u8>>,
+}
+
+/// The tokenizer files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenizerFiles {
+    /// A `tokenizer.json`.
+    Json(Vec<u8>),
+    /// `vocab.json` and `merges.txt`.
+    VocabMerges(Vec<u8>, Vec<u8>),
+}
+
+/// Which compute device the worker should use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Backend {
+    /// WebGPU when the browser gives an adapter, else the CPU.
+    Auto,
+    /// The CPU backend (burn's `flex`, in wasm).
+    Cpu,
+}
+
+/// What the page asks of the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Load a model (replacing the current one).
+    Load {
+        /// Its files.
+        files: ModelFiles,
+        /// Where to run it.
+        backend: Backend,
+    },
+    /// Top-k next tokens for each prompt.
+    Predict {
+        /// Full prompts.
+        prompts: Vec<String>,
+        /// How many tokens.
+        k: usize,
+    },
+    /// Apply an edit.
+    Edit(EditSettings),
+    /// Restore the weights as loaded.
+    Undo,
+    /// The current (edited) weights as `model.safetensors`.
+    Download,
+}
+
+/// An edit's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditSettings {
+    /// The facts (a batch for MEMIT/EMMET).
+    pub facts: Vec<Fact>,
+    /// `rome`, `r-rome`, `memit` or `emmet`.
+    pub algorithm: String,
+    /// Layers to edit (default: the presets).
+    pub layers: Option<Vec<usize>>,
+    /// λ (default: the presets).
+    pub lambda: Option<f64>,
+    /// Value optimisation steps (default: the presets).
+    pub steps: Option<usize>,
+    /// Prompts whose top-k predictions to show before and after.
+    pub probes: Vec<String>,
+}
+
+/// One next-token candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The token's text.
+    pub token: String,
+    /// Its probability.
+    pub prob: f64,
+}
+
+/// Top-k predictions for one prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The prompt.
+    pub prompt: String,
+    /// Most likely next tokens, most likely first.
+    pub top: Vec<Candidate>,
+}
+
+/// What the worker answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Something is under way.
+    Status(String),
+    /// A model is loaded and ready.
+    Ready(ModelInfo),
+    /// Predictions.
+    Predictions(Vec<Prediction>),
+    /// A value-optimisation step (for the loss curve).
+    Loss {
+        /// Request index in the batch.
+        request: usize,
+        /// Step.
+        step: usize,
+        /// Total loss.
+        loss: f64,
+    },
+    /// An edit is applied.
+    Edited(EditReport),
+    /// The original weights are back.
+    Restored,
+    /// `model.safetensors` of the current weights.
+    Weights(Vec<u8>),
+    /// Something failed; the worker keeps its previous state.
+    Error(String),
+}
+
+/// About the loaded model and where it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The model's name.
+    pub name: String,
+    /// `WebGPU` or `CPU`.
+    pub backend: String,
+    /// The WebGPU adapter (name and limits) or why the CPU is used.
+    pub adapter: String,
+    /// Layers.
+    pub n_layer: usize,
+    /// Width.
+    pub n_embd: usize,
+    /// Parameters.
+    pub params: usize,
+    /// Layers with C0 statistics.
+    pub stats_layers: Vec<usize>,
+    /// Milliseconds from the request to ready.
+    pub load_ms: f64,
+}
+
+/// What an edit did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditReport {
+    /// Algorithm.
+    pub algorithm: String,
+    /// Layers edited.
+    pub layers: Vec<usize>,
+    /// λ used.
+    pub lambda: f64,
+    /// Milliseconds the edit took.
+    pub edit_ms: f64,
+    /// The probes before.
+    pub before: Vec<Prediction>,
+    /// The probes after.
+    pub after: Vec<Prediction>,
+    /// Total loss per step, for each request.
+    pub loss: Vec<Vec<f64>>,
+    /// P(new target) on each fact's prompt before and after.
+    pub target_prob: Vec<(f64, f64)>,
+    /// The preservation–memorization trade-off of the edited (last) layer's system.
+    pub tradeoff: Option<Tradeoff>,
+    /// Greedy continuation of the first fact's prompt before and after.
+    pub generated: (String, String),
+}
+
+/// Preservation and memorization errors of the same keys and residuals solved two ways, as λ
+/// sweeps: equality-constrained (ROME/EMMET, eq. 4/8) and least squares (MEMIT, eq. 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tradeoff {
+    /// The layer.
+    pub layer: usize,
+    /// Number of edited keys.
+    pub keys: usize,
+    /// ROME/EMMET.
+    pub equality: Vec<TradeoffPoint>,
+    /// MEMIT.
+    pub least_squares: Vec<TradeoffPoint>,
+}
+
+/// The λ values of the teaching view: 10⁻² … 10⁵.
+pub fn tradeoff_lambdas() -> Vec<f64> {
+    (-2..=5).map(|e| 10f64.powi(e)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmedit_engine::edit::tradeoff::TradeoffPoint;
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(x: T) {
+        let bytes = bincode::serialize(&x).unwrap();
+        assert_eq!(bincode::deserialize::<T>(&bytes).unwrap(), x);
+    }
+
+    /// Every message survives bincode, the worker's wire format (which cannot skip fields: a
+    /// `skip_serializing_if` anywhere would make the worker fail to read the message).
+    #[test]
+    fn messages_survive_the_worker_wire_format() {
+        let fact = Fact {
+            prompt: "{} is in".into(),
+            subject: "Paris".into(),
+            target_new: "Italy".into(),
+        };
+        round_trip(Request::Edit(EditSettings {
+            facts: vec![fact],
+            algorithm: "rome".into(),
+            layers: None,
+            lambda: Some(10.0),
+            steps: None,
+            probes: vec!["Paris is in".into()],
+        }));
+        round_trip(Request::Load {
+            files: ModelFiles {
+                name: "m".into(),
+                config: b"{}".to_vec(),
+                tokenizer: TokenizerFiles::VocabMerges(vec![1], vec![2]),
+                weights: vec![0; 3],
+                stats: None,
+            },
+            backend: Backend::Auto,
+        });
+        let pred = Prediction {
+            prompt: "p".into(),
+            top: vec![Candidate {
+                token: " Italy".into(),
+                prob: 0.5,
+            }],
+        };
+        let point = TradeoffPoint {
+            lambda: 1.0,
+            preservation: 0.1,
+            memorization: 0.0,
+        };
+        round_trip(Response::Edited(EditReport {
+            algorithm: "rome".into(),
+            layers: vec![0],
+            lambda: 1.0,
+            edit_ms: 3.0,
+            before: vec![pred.clone()],
+            after: vec![pred],
+            loss: vec![vec![3.0, 1.0]],
+            target_prob: vec![(0.1, 0.9)],
+            generated: ("a".into(), "b".into()),
+            tradeoff: Some(Tradeoff {
+                layer: 0,
+                keys: 1,
+                equality: vec![point],
+                least_squares: vec![point],
+            }),
+        }));
+        round_trip(Response::Ready(ModelInfo {
+            name: "demo".into(),
+            backend: "CPU".into(),
+            adapter: "flex".into(),
+            n_layer: 4,
+            n_embd: 128,
+            params: 1,
+            stats_layers: vec![0, 1],
+            load_ms: 1.0,
+        }));
+        round_trip(Response::Error("x".into()));
+        round_trip(Response::Weights(vec![1, 2, 3]));
+        round_trip(Request::Download);
+    }
+}

@@ -1,0 +1,548 @@
+//! The page: model loading, the facts form, before/after predictions and charts.
+
+use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::future::{Either, select};
+use gloo_worker::Spawnable;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::form::{FactRow, parse_facts, parse_layers, parse_positive};
+use crate::protocol::{
+    Backend, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response, TokenizerFiles,
+};
+use crate::scale::{Scale, tick_label};
+use crate::worker::EngineWorker;
+
+/// Where the built-in demo model is served from.
+const DEMO: &str = "models/demo";
+
+#[derive(Clone, Copy)]
+struct Page {
+    to_worker: StoredValue<UnboundedSender<Request>>,
+    status: RwSignal<String>,
+    error: RwSignal<Option<String>>,
+    info: RwSignal<Option<ModelInfo>>,
+    busy: RwSignal<bool>,
+    report: RwSignal<Option<EditReport>>,
+    live_loss: RwSignal<Vec<f64>>,
+    predictions: RwSignal<Vec<Prediction>>,
+}
+
+impl Page {
+    fn send(&self, r: Request) {
+        self.busy.set(true);
+        self.error.set(None);
+        let _ = self.to_worker.with_value(|tx| tx.unbounded_send(r));
+    }
+
+    fn on_response(&self, r: Response) {
+        match r {
+            Response::Status(s) => self.status.set(s),
+            Response::Ready(info) => {
+                self.status.set(format!("model ready ({:.0} ms)", info.load_ms));
+                self.info.set(Some(info));
+                self.report.set(None);
+                self.busy.set(false);
+            }
+            Response::Predictions(p) => {
+                self.predictions.set(p);
+                self.busy.set(false);
+            }
+            Response::Loss { loss, .. } => self.live_loss.update(|l| l.push(loss)),
+            Response::Edited(rep) => {
+                self.status.set(format!("edit applied in {:.0} ms", rep.edit_ms));
+                self.report.set(Some(rep));
+                self.busy.set(false);
+            }
+            Response::Weights(bytes) => {
+                if let Err(e) = save_download("model.safetensors", &bytes) {
+                    self.error.set(Some(e));
+                }
+                self.status
+                    .set(format!("model.safetensors ready ({:.1} MB)", bytes.len() as f64 / 1e6));
+                self.busy.set(false);
+            }
+            Response::Restored => {
+                self.status.set("original weights restored".into());
+                self.report.set(None);
+                self.busy.set(false);
+            }
+            Response::Error(e) => {
+                self.error.set(Some(e));
+                self.status.set("ready (the last request failed)".into());
+                self.busy.set(false);
+            }
+        }
+    }
+}
+
+fn backend_choice() -> Backend {
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    if search.contains("backend=cpu") {
+        Backend::Cpu
+    } else {
+        Backend::Auto
+    }
+}
+
+async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let resp = gloo_net::http::Request::get(url)
+        .send()
+        .await
+        .map_err(|e| format!("fetching {url}: {e}"))?;
+    if !resp.ok() {
+        return Err(format!("fetching {url}: HTTP {}", resp.status()));
+    }
+    resp.binary().await.map_err(|e| format!("reading {url}: {e}"))
+}
+
+async fn demo_files() -> Result<ModelFiles, String> {
+    Ok(ModelFiles {
+        name: "pmedit demo model".into(),
+        config: fetch_bytes(&format!("{DEMO}/config.json")).await?,
+        tokenizer: TokenizerFiles::Json(fetch_bytes(&format!("{DEMO}/tokenizer.json")).await?),
+        weights: fetch_bytes(&format!("{DEMO}/model.safetensors")).await?,
+        stats: Some(fetch_bytes(&format!("{DEMO}/stats.safetensors")).await?),
+    })
+}
+
+async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
+    let buf = JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|e| format!("reading {}: {e:?}", file.name()))?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+/// The files a user picked, matched by name.
+async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
+    let mut files = Vec::new();
+    for i in 0..list.length() {
+        if let Some(f) = list.get(i) {
+            files.push(f);
+        }
+    }
+    let find = |n: &str| files.iter().find(|f| f.name() == n).cloned();
+    let config = find("config.json").ok_or("pick config.json too (with model.safetensors and the tokenizer files)")?;
+    let weights = find("model.safetensors").ok_or("pick model.safetensors too")?;
+    let tokenizer = if let Some(t) = find("tokenizer.json") {
+        TokenizerFiles::Json(file_bytes(&t).await?)
+    } else if let (Some(v), Some(m)) = (find("vocab.json"), find("merges.txt")) {
+        TokenizerFiles::VocabMerges(file_bytes(&v).await?, file_bytes(&m).await?)
+    } else {
+        return Err("pick tokenizer.json, or vocab.json and merges.txt".into());
+    };
+    let stats = match files
+        .iter()
+        .find(|f| f.name().ends_with(".safetensors") && f.name() != "model.safetensors")
+    {
+        Some(s) => Some(file_bytes(s).await?),
+        None => None,
+    };
+    Ok(ModelFiles {
+        name: "your model".into(),
+        config: file_bytes(&config).await?,
+        tokenizer,
+        weights: file_bytes(&weights).await?,
+        stats,
+    })
+}
+
+/// Offers `bytes` as a file download.
+fn save_download(name: &str, bytes: &[u8]) -> Result<(), String> {
+    let err = |e: wasm_bindgen::JsValue| format!("download failed: {e:?}");
+    let array = js_sys::Array::new();
+    array.push(&js_sys::Uint8Array::from(bytes));
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&array).map_err(err)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(err)?;
+    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let a: web_sys::HtmlAnchorElement = document.create_element("a").map_err(err)?.unchecked_into();
+    a.set_href(&url);
+    a.set_download(name);
+    a.click();
+    web_sys::Url::revoke_object_url(&url).map_err(err)?;
+    Ok(())
+}
+
+/// A random held-out CounterFact record of the demo model, as a form row.
+async fn pick_counterfact(seed: f64) -> Result<FactRow, String> {
+    let bytes = fetch_bytes(&format!("{DEMO}/heldout.json")).await?;
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| format!("heldout.json: {e}"))?;
+    if records.is_empty() {
+        return Err("heldout.json has no records".into());
+    }
+    let r = &records[(seed * records.len() as f64) as usize % records.len()];
+    let field = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let subject = field("subject");
+    Ok(FactRow {
+        prompt: field("prompt").replacen(&subject, "{}", 1),
+        subject,
+        target: field("target_new"),
+    })
+}
+
+/// Mounts the page.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    mount_to_body(App);
+}
+
+#[component]
+fn App() -> impl IntoView {
+    let (tx, mut rx) = unbounded::<Request>();
+    let page = Page {
+        to_worker: StoredValue::new(tx),
+        status: RwSignal::new("starting the engine worker…".to_string()),
+        error: RwSignal::new(None),
+        info: RwSignal::new(None),
+        busy: RwSignal::new(true),
+        report: RwSignal::new(None),
+        live_loss: RwSignal::new(Vec::new()),
+        predictions: RwSignal::new(Vec::new()),
+    };
+    // One task owns the worker bridge: it forwards requests and dispatches responses.
+    spawn_local(async move {
+        let mut bridge = EngineWorker::spawner()
+            .as_module(false)
+            .with_loader(true)
+            .spawn("./worker_loader.js");
+        loop {
+            let event = match select(rx.next(), bridge.next()).await {
+                Either::Left((r, _)) => Either::Left(r),
+                Either::Right((r, _)) => Either::Right(r),
+            };
+            match event {
+                Either::Left(Some(r)) => bridge.send_input(r),
+                Either::Right(Some(r)) => page.on_response(r),
+                _ => break,
+            }
+        }
+    });
+    // The demo model loads on start.
+    spawn_local(async move {
+        page.status.set("downloading the demo model…".into());
+        match demo_files().await {
+            Ok(files) => {
+                page.status.set("loading the demo model…".into());
+                page.send(Request::Load {
+                    files,
+                    backend: backend_choice(),
+                });
+            }
+            Err(e) => {
+                page.error.set(Some(e));
+                page.busy.set(false);
+            }
+        }
+    });
+
+    view! {
+        <header>
+            <h1>"pmedit"</h1>
+            <p class="tagline">"Edit facts inside a GPT-2 in your browser: ROME, r-ROME, MEMIT and EMMET."</p>
+        </header>
+        <StatusBar page=page />
+        <main>
+            <ModelPanel page=page />
+            <EditPanel page=page />
+            <Results page=page />
+            <Teaching page=page />
+        </main>
+    }
+}
+
+#[component]
+fn StatusBar(page: Page) -> impl IntoView {
+    view! {
+        <section class="status">
+            <span id="status">{move || page.status.get()}</span>
+            {move || page.info.get().map(|i| view! {
+                <span>" · backend: "<b id="backend">{i.backend.clone()}</b></span>
+                <span id="adapter" class="muted">" ("{i.adapter.clone()}")"</span>
+            })}
+            {move || page.error.get().map(|e| view! { <div id="error" class="error" role="alert">{e}</div> })}
+        </section>
+    }
+}
+
+#[component]
+fn ModelPanel(page: Page) -> impl IntoView {
+    let on_files = move |ev: leptos::ev::Event| {
+        let Some(input) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else {
+            return;
+        };
+        let Some(list) = input.files() else { return };
+        spawn_local(async move {
+            page.status.set("reading your files…".into());
+            match picked_files(list).await {
+                Ok(files) => page.send(Request::Load {
+                    files,
+                    backend: backend_choice(),
+                }),
+                Err(e) => page.error.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <section class="panel">
+            <h2>"Model"</h2>
+            {move || page.info.get().map(|i| view! {
+                <p id="model-info">
+                    {format!("{}: {} layers, width {}, {:.2} M parameters; C0 statistics for layers {:?}",
+                        i.name, i.n_layer, i.n_embd, i.params as f64 / 1e6, i.stats_layers)}
+                </p>
+            })}
+            <label>"Load your own GPT-2 (config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt, optionally a stats .safetensors): "
+                <input id="model-files" type="file" multiple on:change=on_files />
+            </label>
+        </section>
+    }
+}
+
+#[component]
+fn EditPanel(page: Page) -> impl IntoView {
+    let rows = RwSignal::new(vec![FactRow {
+        subject: "Hamid Algar".into(),
+        prompt: "{} speaks the language".into(),
+        target: "French".into(),
+    }]);
+    let algo = RwSignal::new("rome".to_string());
+    let layers = RwSignal::new(String::new());
+    let lambda = RwSignal::new(String::new());
+    let steps = RwSignal::new(String::new());
+    let apply = move |_| {
+        let n_layer = page.info.get_untracked().map_or(1, |i| i.n_layer);
+        let settings = (|| -> Result<EditSettings, String> {
+            let facts = parse_facts(&rows.get_untracked())?;
+            let probes = facts.iter().map(|f| f.prompt.replacen("{}", &f.subject, 1)).collect();
+            Ok(EditSettings {
+                facts,
+                algorithm: algo.get_untracked(),
+                layers: parse_layers(&layers.get_untracked(), n_layer)?,
+                lambda: parse_positive(&lambda.get_untracked(), "λ")?,
+                steps: parse_positive(&steps.get_untracked(), "steps")?.map(|s| s as usize),
+                probes,
+            })
+        })();
+        match settings {
+            Ok(s) => {
+                page.live_loss.set(Vec::new());
+                page.status.set(format!("editing with {}…", s.algorithm));
+                page.send(Request::Edit(s));
+            }
+            Err(e) => page.error.set(Some(e)),
+        }
+    };
+    let field = move |i: usize, which: u8| {
+        let get = move || {
+            rows.with(|r| {
+                r.get(i).map_or(String::new(), |row| match which {
+                    0 => row.subject.clone(),
+                    1 => row.prompt.clone(),
+                    _ => row.target.clone(),
+                })
+            })
+        };
+        let set = move |ev: leptos::ev::Event| {
+            let v = event_target_value(&ev);
+            rows.update(|r| {
+                if let Some(row) = r.get_mut(i) {
+                    match which {
+                        0 => row.subject = v,
+                        1 => row.prompt = v,
+                        _ => row.target = v,
+                    }
+                }
+            });
+        };
+        (get, set)
+    };
+    view! {
+        <section class="panel">
+            <h2>"Facts to write"</h2>
+            <table class="facts">
+                <tr><th>"subject"</th><th>"prompt ({} = subject)"</th><th>"new target"</th></tr>
+                {move || (0..rows.with(Vec::len)).map(|i| {
+                    let (s_get, s_set) = field(i, 0);
+                    let (p_get, p_set) = field(i, 1);
+                    let (t_get, t_set) = field(i, 2);
+                    view! {
+                        <tr>
+                            <td><input class="subject" prop:value=s_get on:input=s_set /></td>
+                            <td><input class="prompt" prop:value=p_get on:input=p_set /></td>
+                            <td><input class="target" prop:value=t_get on:input=t_set /></td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </table>
+            <button on:click=move |_| rows.update(|r| r.push(FactRow::default()))>"+ fact"</button>
+            <button id="pick" on:click=move |_| {
+                spawn_local(async move {
+                    match pick_counterfact(js_sys::Math::random()).await {
+                        Ok(row) => rows.update(|r| r.push(row)),
+                        Err(e) => page.error.set(Some(e)),
+                    }
+                });
+            }>"pick from CounterFact"</button>
+            <button on:click=move |_| rows.update(|r| { r.pop(); })>"− fact"</button>
+            <div class="settings">
+                <label>"algorithm "
+                    <select id="algo" on:change=move |ev| algo.set(event_target_value(&ev))>
+                        <option value="rome" selected>"ROME"</option>
+                        <option value="r-rome">"r-ROME"</option>
+                        <option value="memit">"MEMIT"</option>
+                        <option value="emmet">"EMMET"</option>
+                    </select>
+                </label>
+                <label>" layers " <input id="layers" placeholder="preset" prop:value=layers on:input=move |ev| layers.set(event_target_value(&ev)) /></label>
+                <label>" λ " <input id="lambda" placeholder="preset" prop:value=lambda on:input=move |ev| lambda.set(event_target_value(&ev)) /></label>
+                <label>" steps " <input id="steps" placeholder="preset" prop:value=steps on:input=move |ev| steps.set(event_target_value(&ev)) /></label>
+            </div>
+            <button id="apply" on:click=apply disabled=move || page.busy.get() || page.info.get().is_none()>"Apply edit"</button>
+            <button id="undo" on:click=move |_| page.send(Request::Undo) disabled=move || page.busy.get() || page.report.get().is_none()>"Undo"</button>
+            <button id="download" on:click=move |_| page.send(Request::Download) disabled=move || page.busy.get() || page.info.get().is_none()>"Download model.safetensors"</button>
+        </section>
+    }
+}
+
+#[component]
+fn Results(page: Page) -> impl IntoView {
+    view! {
+        {move || page.report.get().map(|rep| view! {
+            <section class="panel" id="results">
+                <h2>{format!("After {} on layers {:?} (λ = {})", rep.algorithm, rep.layers, rep.lambda)}</h2>
+                <div class="columns">
+                    <PredictionList title="before" id="before" predictions=rep.before.clone() />
+                    <PredictionList title="after" id="after" predictions=rep.after.clone() />
+                </div>
+                <h3>"Generated (greedy)"</h3>
+                <p class="generated" id="gen-before">"before: "{rep.generated.0.clone()}</p>
+                <p class="generated" id="gen-after">"after: "{rep.generated.1.clone()}</p>
+                <h3>"P(new target) before and after"</h3>
+                <ProbBars probs=rep.target_prob.clone() />
+                <h3>"Value optimisation loss"</h3>
+                <LossCurve curves=rep.loss.clone() />
+            </section>
+        })}
+    }
+}
+
+#[component]
+fn PredictionList(title: &'static str, id: &'static str, predictions: Vec<Prediction>) -> impl IntoView {
+    view! {
+        <div class="predictions" id=id>
+            <h3>{title}</h3>
+            {predictions.into_iter().map(|p| view! {
+                <p class="prompt">{p.prompt.clone()}</p>
+                <ol>
+                    {p.top.into_iter().map(|c| view! {
+                        <li><span class="token">{c.token.clone()}</span>{format!(" {:.1} %", 100.0 * c.prob)}</li>
+                    }).collect_view()}
+                </ol>
+            }).collect_view()}
+        </div>
+    }
+}
+
+#[component]
+fn ProbBars(probs: Vec<(f64, f64)>) -> impl IntoView {
+    let (w, h) = (360.0, 40.0 + 28.0 * probs.len() as f64);
+    let x = Scale::linear((0.0, 1.0), (90.0, w - 10.0));
+    view! {
+        <svg class="chart" width=w height=h>
+            {probs.iter().enumerate().map(|(i, (b, a))| {
+                let y = 10.0 + 28.0 * i as f64;
+                view! {
+                    <text x="4" y=y + 16.0>{format!("fact {}", i + 1)}</text>
+                    <rect class="before" x=x.map(0.0) y=y width=x.map(*b) - x.map(0.0) height="10" />
+                    <rect class="after" x=x.map(0.0) y=y + 12.0 width=x.map(*a) - x.map(0.0) height="10" />
+                }
+            }).collect_view()}
+            {x.ticks(4).into_iter().map(|t| view! {
+                <text x=x.map(t) y=h - 8.0 text-anchor="middle">{tick_label(t)}</text>
+            }).collect_view()}
+        </svg>
+    }
+}
+
+#[component]
+fn LossCurve(curves: Vec<Vec<f64>>) -> impl IntoView {
+    let (w, h) = (360.0, 180.0);
+    let steps = curves.iter().map(Vec::len).max().unwrap_or(1).max(2);
+    let top = curves.iter().flatten().copied().fold(0.0, f64::max);
+    let x = Scale::linear((0.0, (steps - 1) as f64), (40.0, w - 10.0));
+    let y = Scale::linear((0.0, top), (h - 24.0, 10.0));
+    view! {
+        <svg class="chart" width=w height=h>
+            {curves.iter().map(|c| {
+                let d: Vec<String> = c.iter().enumerate().map(|(i, v)| format!("{},{}", x.map(i as f64), y.map(*v))).collect();
+                view! { <polyline class="loss" points=d.join(" ") /> }
+            }).collect_view()}
+            {y.ticks(4).into_iter().map(|t| view! { <text x="4" y=y.map(t)>{tick_label(t)}</text> }).collect_view()}
+            <text x=w / 2.0 y=h - 4.0 text-anchor="middle">"step"</text>
+        </svg>
+    }
+}
+
+#[component]
+fn Teaching(page: Page) -> impl IntoView {
+    view! {
+        <section class="panel" id="teaching">
+            <h2>"What the edit solves"</h2>
+            <p>"Every algorithm here changes one MLP weight W₀ → Ŵ of the edited layer by solving the preservation–memorization objective: keep the outputs for the keys K₀ the layer has seen ("<b>"preservation"</b>", ‖ŴK₀ − W₀K₀‖) while writing new values V_E for the edited keys K_E ("<b>"memorization"</b>", ‖ŴK_E − V_E‖)."</p>
+            <p>"ROME (eq. 4) and EMMET (eq. 8) make memorization an equality constraint: the new values are written exactly, whatever λ. MEMIT (eq. 1) makes it a least-squares term weighted against preservation by λ: the larger λ, the less the layer moves and the less exactly the facts are written."</p>
+            {move || page.report.get().and_then(|r| r.tradeoff).map(|t| {
+                let caption = format!("The last edit's system at layer {} ({} key{}), solved both ways for λ = 10⁻² … 10⁵.", t.layer, t.keys, if t.keys == 1 { "" } else { "s" });
+                view! {
+                    <p>{caption}</p>
+                    <div class="columns">
+                        <TradeoffChart title="memorization error ‖ŴK_E − V_E‖" pick=|p| p.memorization t=t.clone() />
+                        <TradeoffChart title="preservation error (RMS over K₀)" pick=|p| p.preservation t=t.clone() />
+                    </div>
+                }
+            })}
+        </section>
+    }
+}
+
+#[component]
+fn TradeoffChart(
+    title: &'static str,
+    pick: fn(&pmedit_engine::edit::tradeoff::TradeoffPoint) -> f64,
+    t: crate::protocol::Tradeoff,
+) -> impl IntoView {
+    let (w, h) = (340.0, 200.0);
+    let all: Vec<f64> = t.equality.iter().chain(&t.least_squares).map(pick).collect();
+    let top = all.iter().copied().fold(0.0, f64::max);
+    let lambdas: Vec<f64> = t.equality.iter().map(|p| p.lambda).collect();
+    let x = Scale::log(
+        (
+            lambdas.first().copied().unwrap_or(1.0),
+            lambdas.last().copied().unwrap_or(10.0),
+        ),
+        (48.0, w - 10.0),
+    );
+    let y = Scale::linear((0.0, top * 1.05), (h - 30.0, 16.0));
+    let line = |pts: &[pmedit_engine::edit::tradeoff::TradeoffPoint]| {
+        pts.iter()
+            .map(|p| format!("{},{}", x.map(p.lambda), y.map(pick(p))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    view! {
+        <svg class="chart" width=w height=h>
+            <text x=w / 2.0 y="11" text-anchor="middle">{title}</text>
+            <polyline class="equality" points=line(&t.equality) />
+            <polyline class="least-squares" points=line(&t.least_squares) />
+            {x.ticks(0).into_iter().map(|v| view! { <text x=x.map(v) y=h - 16.0 text-anchor="middle">{tick_label(v)}</text> }).collect_view()}
+            {y.ticks(4).into_iter().map(|v| view! { <text x="2" y=y.map(v)>{tick_label(v)}</text> }).collect_view()}
+            <text x=w / 2.0 y=h - 3.0 text-anchor="middle">"λ"</text>
+            <text class="equality" x=w - 150.0 y="28">"— ROME/EMMET (equality)"</text>
+            <text class="least-squares" x=w - 150.0 y="42">"— MEMIT (least squares)"</text>
+        </svg>
+    }
+}

@@ -1,0 +1,279 @@
+//! The engine worker: owns the model, answers [`Request`]s one at a time with [`Response`]s.
+//! It runs in a dedicated Web Worker so a long edit never freezes the page.
+
+use std::collections::HashMap;
+
+use burn::prelude::*;
+use futures::{SinkExt, StreamExt};
+use gloo_worker::reactor::{ReactorScope, reactor};
+use pmedit_engine::edit::presets::preset;
+use pmedit_engine::edit::stats::{LayerStats, fingerprint, stats_from_bytes};
+use pmedit_engine::edit::tradeoff::tradeoff;
+use pmedit_engine::edit::{
+    Algorithm, ContextTemplates, EditEvent, EditHparams, EditRequest, LayerDelta, Objective, Preservation, apply_edits,
+};
+use pmedit_engine::eval::score::score_targets;
+use pmedit_engine::load::{ModelParts, load_model_bytes};
+use pmedit_engine::model::Gpt2;
+use pmedit_engine::predict::top_k;
+use pmedit_engine::tokenizer::Gpt2Tokenizer;
+
+use crate::protocol::{
+    Backend, Candidate, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response, TokenizerFiles,
+    Tradeoff, tradeoff_lambdas,
+};
+
+/// What the worker holds between requests.
+struct State {
+    name: String,
+    parts: ModelParts,
+    /// The weights as loaded (Undo).
+    original: Gpt2,
+    stats: Vec<LayerStats>,
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// The reactor registered by the worker binary.
+#[reactor]
+pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
+    let mut state: Option<State> = None;
+    while let Some(request) = scope.next().await {
+        let replies = match handle(&mut state, request) {
+            Ok(r) => r,
+            Err(e) => vec![Response::Error(e)],
+        };
+        for r in replies {
+            if scope.send(r).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn handle(state: &mut Option<State>, request: Request) -> Result<Vec<Response>, String> {
+    match request {
+        Request::Load { files, backend } => {
+            let start = now_ms();
+            let (device, backend_name, adapter) = pick_device(backend);
+            let loaded = load(files, &device)?;
+            let info = ModelInfo {
+                name: loaded.name.clone(),
+                backend: backend_name,
+                adapter,
+                n_layer: loaded.parts.config.n_layer,
+                n_embd: loaded.parts.config.n_embd,
+                params: loaded.parts.model.num_params(),
+                stats_layers: loaded.stats.iter().map(|s| s.layer).collect(),
+                load_ms: now_ms() - start,
+            };
+            *state = Some(loaded);
+            Ok(vec![Response::Ready(info)])
+        }
+        Request::Predict { prompts, k } => {
+            let s = state.as_ref().ok_or("no model is loaded")?;
+            Ok(vec![Response::Predictions(predict(s, &prompts, k)?)])
+        }
+        Request::Edit(settings) => {
+            let s = state.as_mut().ok_or("no model is loaded")?;
+            let mut out = Vec::new();
+            let report = edit(s, &settings, &mut out)?;
+            out.push(Response::Edited(report));
+            Ok(out)
+        }
+        Request::Download => {
+            let s = state.as_ref().ok_or("no model is loaded")?;
+            let bytes = pmedit_engine::save::model_to_bytes(&s.parts.model).map_err(|e| e.to_string())?;
+            Ok(vec![Response::Weights(bytes)])
+        }
+        Request::Undo => {
+            let s = state.as_mut().ok_or("no model is loaded")?;
+            s.parts.model = s.original.clone();
+            Ok(vec![Response::Restored])
+        }
+    }
+}
+
+/// The CPU backend; WebGPU needs asynchronous read-backs throughout the engine, which it does
+/// not have yet, so the page says so rather than failing later.
+fn pick_device(backend: Backend) -> (Device, String, String) {
+    let why = match backend {
+        Backend::Cpu => "CPU chosen",
+        Backend::Auto => "WebGPU path not available yet: the engine reads results back synchronously",
+    };
+    (Device::flex(), "CPU".into(), format!("burn flex (wasm32); {why}"))
+}
+
+fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
+    let tokenizer = match &files.tokenizer {
+        TokenizerFiles::Json(b) => Gpt2Tokenizer::from_tokenizer_json(b),
+        TokenizerFiles::VocabMerges(v, m) => Gpt2Tokenizer::from_vocab_merges(v, m),
+    }
+    .map_err(|e| e.to_string())?;
+    let parts =
+        load_model_bytes(&files.name, &files.config, tokenizer, files.weights, device).map_err(|e| e.to_string())?;
+    let stats = match &files.stats {
+        Some(bytes) => {
+            let (stats, meta) = stats_from_bytes(bytes, "stats.safetensors", device).map_err(|e| e.to_string())?;
+            let fp = fingerprint(&parts.model);
+            if meta.model != fp {
+                return Err(format!(
+                    "the statistics file was computed on another model (fingerprint {} ≠ {fp})",
+                    meta.model
+                ));
+            }
+            stats
+        }
+        None => Vec::new(),
+    };
+    Ok(State {
+        name: files.name,
+        original: parts.model.clone(),
+        parts,
+        stats,
+    })
+}
+
+fn predict(s: &State, prompts: &[String], k: usize) -> Result<Vec<Prediction>, String> {
+    prompts
+        .iter()
+        .map(|p| {
+            let top = top_k(&s.parts.model, &s.parts.tokenizer, p, k).map_err(|e| e.to_string())?;
+            Ok(Prediction {
+                prompt: p.clone(),
+                top: top
+                    .into_iter()
+                    .map(|t| Candidate {
+                        token: t.token,
+                        prob: f64::from(t.logprob).exp(),
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+fn target_probs(s: &State, requests: &[EditRequest]) -> Result<Vec<f64>, String> {
+    let pairs: Vec<(String, String)> = requests
+        .iter()
+        .map(|f| (f.filled_prompt(), f.target_new.clone()))
+        .collect();
+    let scores = score_targets(&s.parts.model, &s.parts.tokenizer, &pairs, 16).map_err(|e| e.to_string())?;
+    Ok(scores.iter().map(|t| (-t.nll * t.target.len() as f64).exp()).collect())
+}
+
+fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -> Result<EditReport, String> {
+    let algorithm = Algorithm::parse(&settings.algorithm).map_err(|e| e.to_string())?;
+    let requests: Vec<EditRequest> = settings
+        .facts
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            EditRequest::new(&f.prompt, &f.subject, &f.target_new).map_err(|e| format!("fact {}: {e}", i + 1))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut hp: EditHparams = preset(algorithm, &s.parts.config);
+    if let Some(l) = &settings.layers {
+        hp.layers = l.clone();
+    }
+    if let Some(l) = settings.lambda {
+        hp.lambda = l;
+    }
+    if let Some(n) = settings.steps {
+        hp.value.steps = n;
+    }
+    let mut pres = HashMap::new();
+    for &l in &hp.layers {
+        let st = s.stats.iter().find(|x| x.layer == l).ok_or_else(|| {
+            format!(
+                "no C0 statistics for layer {l} (this model has them for {:?}); load a stats file made by `pmedit stats`",
+                s.stats.iter().map(|x| x.layer).collect::<Vec<_>>()
+            )
+        })?;
+        let c0 = st.c0().map_err(|e| e.to_string())?;
+        pres.insert(l, Preservation::new(c0, hp.lambda).map_err(|e| e.to_string())?);
+    }
+    let before = predict(s, &settings.probes, 5)?;
+    let gen_before = continuation(s, &requests[0])?;
+    let p_before = target_probs(s, &requests)?;
+    let start = now_ms();
+    // Edit a copy: a failure leaves the current weights untouched.
+    let mut model = s.parts.model.clone();
+    let outcome = apply_edits(
+        &mut model,
+        &s.parts.tokenizer,
+        &requests,
+        algorithm,
+        &hp,
+        &ContextTemplates::bare(),
+        &pres,
+        |e: EditEvent| {
+            if let EditEvent::ValueStep { request, loss } = e {
+                out.push(Response::Loss {
+                    request,
+                    step: loss.step,
+                    loss: f64::from(loss.total),
+                });
+            }
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let edit_ms = now_ms() - start;
+    s.parts.model = model;
+    let teaching = match outcome.deltas.last() {
+        Some(d) => Some(teach(s, d, hp.alpha)?),
+        None => None,
+    };
+    let after = predict(s, &settings.probes, 5)?;
+    let p_after = target_probs(s, &requests)?;
+    let gen_after = continuation(s, &requests[0])?;
+    Ok(EditReport {
+        algorithm: algorithm.name().into(),
+        layers: hp.layers.clone(),
+        lambda: hp.lambda,
+        edit_ms,
+        before,
+        after,
+        loss: outcome
+            .losses
+            .iter()
+            .map(|l| l.iter().map(|x| f64::from(x.total)).collect())
+            .collect(),
+        target_prob: p_before.into_iter().zip(p_after).collect(),
+        tradeoff: teaching,
+        generated: (gen_before, gen_after),
+    })
+}
+
+/// A greedy continuation of a request's prompt (16 tokens).
+fn continuation(s: &State, r: &EditRequest) -> Result<String, String> {
+    let opts = pmedit_engine::generate::GenerateOptions {
+        max_new_tokens: 16,
+        top_k: 1,
+        ..Default::default()
+    };
+    let prompt = r.filled_prompt();
+    let text = pmedit_engine::generate::generate(&s.parts.model, &s.parts.tokenizer, &prompt, &opts)
+        .map_err(|e| e.to_string())?;
+    Ok(format!("{prompt}{text}"))
+}
+
+/// The teaching view: the last layer's system re-solved both ways over a λ sweep.
+fn teach(s: &State, d: &LayerDelta, alpha: f64) -> Result<Tradeoff, String> {
+    let st = s
+        .stats
+        .iter()
+        .find(|x| x.layer == d.layer)
+        .ok_or("no statistics for the edited layer")?;
+    let c0 = st.c0().map_err(|e| e.to_string())?;
+    let lambdas = tradeoff_lambdas();
+    let run = |o: Objective| tradeoff(&c0, o, &d.keys, &d.residual, &lambdas).map_err(|e| e.to_string());
+    Ok(Tradeoff {
+        layer: d.layer,
+        keys: d.keys.dims()[1],
+        equality: run(Objective::Emmet { alpha })?,
+        least_squares: run(Objective::Memit)?,
+    })
+}
