@@ -230,8 +230,12 @@ fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // The whole context chain on one line, without a backtrace dump.
-            eprintln!("error: {e:#}");
+            // The whole context chain on one line, without a backtrace dump; the engine's error
+            // kind (when the cause is one) in brackets, for scripts.
+            match e.chain().find_map(|c| c.downcast_ref::<pmedit_engine::EngineError>()) {
+                Some(engine) => eprintln!("error[{}]: {e:#}", engine.kind()),
+                None => eprintln!("error: {e:#}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -81,6 +81,9 @@ pub enum EngineError {
     /// An edit request is malformed; the message names the request and the field.
     #[error("invalid edit request: {0}")]
     Request(String),
+    /// A text corpus is empty, binary or malformed JSON lines.
+    #[error("invalid corpus: {0}")]
+    Corpus(String),
     /// A dataset record is malformed; the message names the file, the record and the field.
     #[error("invalid dataset: {0}")]
     Dataset(String),
@@ -97,6 +100,27 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// A short stable name of the error's kind (`config`, `safetensors`, `request`, …), for
+    /// scripts and tests: the CLI prints it as `error[kind]: …`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::MissingFile { .. } => "missing-file",
+            Self::Config { .. } => "config",
+            Self::Safetensors { .. } => "safetensors",
+            Self::MissingTensor { .. } => "missing-tensor",
+            Self::ShapeMismatch { .. } => "shape-mismatch",
+            Self::UnsupportedDtype { .. } => "unsupported-dtype",
+            Self::Tokenizer { .. } => "tokenizer",
+            Self::Request(_) => "request",
+            Self::Corpus(_) => "corpus",
+            Self::Dataset(_) => "dataset",
+            Self::Input(_) => "input",
+            Self::Numerical(_) => "numerical",
+            Self::Backend(_) => "backend",
+        }
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

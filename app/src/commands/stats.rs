@@ -74,32 +74,13 @@ pub fn merge(inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads a corpus: plain text, or JSON lines with a `text` field.
+/// Reads a corpus file: plain text, or JSON lines with a `text` field (the file is only read).
 pub fn read_corpus(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
-    if bytes.is_empty() {
-        bail!("corpus {} is empty", path.display());
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| anyhow::anyhow!("corpus {} is not UTF-8 text (binary file?)", path.display()))?;
-    if text.contains('\0') {
-        bail!("corpus {} contains NUL bytes: it looks binary", path.display());
-    }
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    if first.trim_start().starts_with('{') {
-        let mut out = String::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let v: serde_json::Value =
-                serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
-            let t = v["text"]
-                .as_str()
-                .with_context(|| format!("{} line {}: no `text` field", path.display(), i + 1))?;
-            out.push_str(t);
-            out.push('\n');
-        }
-        return Ok(out);
-    }
-    Ok(text)
+    Ok(pmedit_engine::edit::corpus::corpus_text(
+        &bytes,
+        &path.display().to_string(),
+    )?)
 }
 
 pub fn run(args: StatsArgs, choice: Target) -> Result<()> {

@@ -96,7 +96,8 @@ pub fn distribute(
         let current = activations_at(model, &bare, last, Site::BlockOut, KEY_BATCH)?;
         let mut residual = (z.clone() - current) / (layers.len() - i) as f64; // [E, d]
         let delta = match solver {
-            Solver::Batch(objective) => solve_delta(pres, objective, keys.clone(), residual.clone())?,
+            Solver::Batch(objective) => solve_delta(pres, objective, keys.clone(), residual.clone())
+                .map_err(|e| name_collisions(e, &keys, requests, l))?,
             Solver::RankOne { consistent_keys } => {
                 if requests.len() != 1 {
                     return Err(EngineError::Input("ROME edits one request at a time".into()));
@@ -122,6 +123,60 @@ pub fn distribute(
         });
     }
     Ok(out)
+}
+
+/// Pairs of requests whose keys point the same way (cosine ≥ `min_cosine`), for keys `[n, E]`.
+pub fn colliding_keys(keys: &Tensor<2>, min_cosine: f64) -> Result<Vec<(usize, usize, f64)>> {
+    let [n, e] = keys.dims();
+    let data = keys
+        .clone()
+        .cast(burn::tensor::DType::F64)
+        .into_data()
+        .try_to_vec::<f64>()
+        .map_err(|err| EngineError::Backend(format!("reading keys back: {err:?}")))?;
+    let data = &data;
+    let col = |j: usize| (0..n).map(move |i| data[i * e + j]);
+    let norms: Vec<f64> = (0..e).map(|j| col(j).map(|x| x * x).sum::<f64>().sqrt()).collect();
+    let mut out = Vec::new();
+    for a in 0..e {
+        for b in a + 1..e {
+            let dot: f64 = col(a).zip(col(b)).map(|(x, y)| x * y).sum();
+            let cos = dot / (norms[a] * norms[b]).max(f64::MIN_POSITIVE);
+            if cos >= min_cosine {
+                out.push((a, b, cos));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds to a failed batch solve which requests collide (the same subject twice, typically).
+fn name_collisions(err: EngineError, keys: &Tensor<2>, requests: &[EditRequest], layer: usize) -> EngineError {
+    let EngineError::Numerical(msg) = err else {
+        return err;
+    };
+    let pairs = match colliding_keys(keys, 0.999) {
+        Ok(p) if !p.is_empty() => p,
+        _ => return EngineError::Numerical(msg),
+    };
+    let names: Vec<String> = pairs
+        .iter()
+        .take(5)
+        .map(|&(a, b, cos)| {
+            let r = |i: usize| format!("{i} ({} → {})", requests[i].subject, requests[i].target_new);
+            format!("requests {} and {} (cosine {cos:.6})", r(a), r(b))
+        })
+        .collect();
+    EngineError::Numerical(format!(
+        "{msg}. At layer {layer} these requests have (nearly) the same key, and one key cannot take two \
+         values: {}{}; edit them in separate batches or drop one",
+        names.join(", "),
+        if pairs.len() > 5 {
+            format!(" and {} more pairs", pairs.len() - 5)
+        } else {
+            String::new()
+        }
+    ))
 }
 
 /// Eq. 3: Δᵀ = C⁻¹k* rᵀ / (k_denᵀ C⁻¹ k*), for `k_star`, `k_den`: `[n, 1]` and `r`: `[1, d]`.

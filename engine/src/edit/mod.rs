@@ -2,6 +2,7 @@
 //! statistics, the closed-form solutions and their distribution over layers.
 
 pub mod algorithm;
+pub mod corpus;
 pub mod distribute;
 pub mod keys;
 pub mod npz;

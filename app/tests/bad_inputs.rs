@@ -1,0 +1,120 @@
+//! The bad-input suite: every case in `tests/bad-inputs/cases.json` runs `pmedit` on a small bad
+//! file or request and must fail with the named error kind (`error[kind]` on stderr) and message,
+//! leave no output behind, and leave its input files untouched.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A copy of the demo model with some files replaced by (or removed for) bad ones.
+fn model_dir(into: &Path, replace: &serde_json::Map<String, Value>) -> PathBuf {
+    let demo = root().join("public/models/demo");
+    let dir = into.join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "stats.safetensors",
+    ] {
+        std::fs::copy(demo.join(f), dir.join(f)).unwrap();
+    }
+    for (name, with) in replace {
+        match with.as_str() {
+            Some(bad) => std::fs::copy(root().join("tests/bad-inputs").join(bad), dir.join(name)).map(drop),
+            None => std::fs::remove_file(dir.join(name)),
+        }
+        .unwrap();
+    }
+    dir
+}
+
+fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(listing(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_bad_input_gets_its_error_kind_and_leaves_no_output() {
+    let cases: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/bad-inputs/cases.json")).unwrap()).unwrap();
+    assert!(cases.len() >= 15);
+    let inputs_before = listing(&root().join("tests/bad-inputs"));
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let model = case["model"].as_object().map(|r| model_dir(tmp.path(), r));
+        let model_before = model.as_deref().map(listing);
+        let out = tmp.path().join("out");
+        let args: Vec<String> = case["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let a = a.as_str().unwrap();
+                match a {
+                    "{model}" => model.as_ref().unwrap().display().to_string(),
+                    "{demo}" => root().join("public/models/demo").display().to_string(),
+                    "{out}" => out.display().to_string(),
+                    _ => match a.strip_prefix("{file:").and_then(|f| f.strip_suffix('}')) {
+                        Some(f) => root().join("tests/bad-inputs").join(f).display().to_string(),
+                        None => a.to_string(),
+                    },
+                }
+            })
+            .collect();
+        let run = Command::new(env!("CARGO_BIN_EXE_pmedit"))
+            .args(["--device", "cpu"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let kind = format!("error[{}]", case["kind"].as_str().unwrap());
+        let says = case["says"].as_str().unwrap();
+        if run.status.success() {
+            failures.push(format!("{name}: succeeded"));
+        } else if !stderr.contains(&kind) || !stderr.contains(says) {
+            failures.push(format!("{name}: expected `{kind}` and `{says}`, got: {stderr}"));
+        } else if stderr.contains("panicked") {
+            failures.push(format!("{name}: panicked: {stderr}"));
+        }
+        if out.exists() {
+            failures.push(format!("{name}: left an output at {}", out.display()));
+        }
+        // Nothing but the model copy (if any) in the scratch dir: no temporary files left over.
+        let stray: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "model")
+            .collect();
+        if !stray.is_empty() {
+            failures.push(format!("{name}: left {stray:?}"));
+        }
+        if let (Some(m), Some(before)) = (&model, model_before)
+            && listing(m) != before
+        {
+            failures.push(format!("{name}: changed its model directory"));
+        }
+    }
+    assert_eq!(
+        listing(&root().join("tests/bad-inputs")),
+        inputs_before,
+        "an input file was modified"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
