@@ -87,10 +87,17 @@ async function loadAndEdit(page, name) {
 
 await withPage('webgpu', true, async (page) => {
   await loadAndEdit(page, 'webgpu');
+  // The page reports the browser's adapter (SwiftShader here). The engine itself still computes
+  // on the CPU backend: it reads results back synchronously, which WebGPU does not allow.
+  const adapter = results.webgpu.adapter;
+  if (!/WebGPU adapter .*maxBufferSize \d+ MiB/.test(adapter)) throw new Error(`no WebGPU adapter reported: ${adapter}`);
 });
 await withPage('cpu-fallback', false, async (page) => {
   const backend = await loadAndEdit(page, 'cpu-fallback');
   if (backend !== 'CPU') throw new Error(`without WebGPU the backend should be CPU, got ${backend}`);
+  if (!results['cpu-fallback'].adapter.includes('no adapter available')) {
+    throw new Error(`without the flag there should be no adapter: ${results['cpu-fallback'].adapter}`);
+  }
   // The edited weights download as a safetensors file of the model's size.
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
   const path = await download.path();

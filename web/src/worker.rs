@@ -41,7 +41,13 @@ fn now_ms() -> f64 {
 pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
     let mut state: Option<State> = None;
     while let Some(request) = scope.next().await {
-        let replies = match handle(&mut state, request) {
+        let adapter = match &request {
+            Request::Load {
+                backend: Backend::Auto, ..
+            } => Some(webgpu_adapter().await),
+            _ => None,
+        };
+        let replies = match handle(&mut state, request, adapter) {
             Ok(r) => r,
             Err(e) => vec![Response::Error(e)],
         };
@@ -53,11 +59,11 @@ pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
     }
 }
 
-fn handle(state: &mut Option<State>, request: Request) -> Result<Vec<Response>, String> {
+fn handle(state: &mut Option<State>, request: Request, adapter: Option<String>) -> Result<Vec<Response>, String> {
     match request {
         Request::Load { files, backend } => {
             let start = now_ms();
-            let (device, backend_name, adapter) = pick_device(backend);
+            let (device, backend_name, adapter) = pick_device(backend, adapter);
             let loaded = load(files, &device)?;
             let info = ModelInfo {
                 name: loaded.name.clone(),
@@ -97,13 +103,64 @@ fn handle(state: &mut Option<State>, request: Request) -> Result<Vec<Response>, 
 }
 
 /// The CPU backend; WebGPU needs asynchronous read-backs throughout the engine, which it does
-/// not have yet, so the page says so rather than failing later.
-fn pick_device(backend: Backend) -> (Device, String, String) {
-    let why = match backend {
-        Backend::Cpu => "CPU chosen",
-        Backend::Auto => "WebGPU path not available yet: the engine reads results back synchronously",
+/// not have yet, so the page says so (and what adapter the browser offers) rather than failing.
+fn pick_device(backend: Backend, adapter: Option<String>) -> (Device, String, String) {
+    let why = match (backend, adapter) {
+        (Backend::Cpu, _) => "CPU chosen".to_string(),
+        (Backend::Auto, Some(a)) if a.starts_with("WebGPU adapter") => {
+            format!("{a}; the engine does not use it yet: it reads results back synchronously, which WebGPU cannot")
+        }
+        (Backend::Auto, Some(a)) => format!("{a}: CPU fallback"),
+        (Backend::Auto, None) => "no WebGPU adapter was asked for".to_string(),
     };
     (Device::flex(), "CPU".into(), format!("burn flex (wasm32); {why}"))
+}
+
+/// What the browser's WebGPU offers this worker: the adapter's description and limits, or why
+/// there is none. Read through JS reflection (web-sys's WebGPU bindings are unstable APIs).
+async fn webgpu_adapter() -> String {
+    use js_sys::{Function, Promise, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+    let get = |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+    let gpu = get(&get(&js_sys::global().into(), "navigator"), "gpu");
+    if gpu.is_undefined() {
+        return "this browser has no WebGPU".into();
+    }
+    let Ok(request) = get(&gpu, "requestAdapter").dyn_into::<Function>() else {
+        return "this browser has no WebGPU".into();
+    };
+    let adapter = match request.call0(&gpu).map(|p| p.dyn_into::<Promise>()) {
+        Ok(Ok(p)) => wasm_bindgen_futures::JsFuture::from(p).await.unwrap_or(JsValue::NULL),
+        _ => JsValue::NULL,
+    };
+    if adapter.is_null() || adapter.is_undefined() {
+        return "WebGPU: no adapter available".into();
+    }
+    let info = get(&adapter, "info");
+    let text = |o: &JsValue, k: &str| get(o, k).as_string().filter(|s| !s.is_empty());
+    let name = [
+        text(&info, "vendor"),
+        text(&info, "architecture"),
+        text(&info, "description"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let limits = get(&adapter, "limits");
+    let mib = |k: &str| {
+        get(&limits, k)
+            .as_f64()
+            .map_or("?".into(), |b| format!("{:.0} MiB", b / 1048576.0))
+    };
+    let fallback = get(&info, "isFallbackAdapter").as_bool().unwrap_or(false);
+    format!(
+        "WebGPU adapter {}{} (maxBufferSize {}, maxStorageBufferBindingSize {})",
+        if name.is_empty() { "(unnamed)" } else { &name },
+        if fallback { ", a software fallback" } else { "" },
+        mib("maxBufferSize"),
+        mib("maxStorageBufferBindingSize")
+    )
 }
 
 fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
