@@ -113,6 +113,13 @@ await withPage('cpu-fallback', false, async (page) => {
   if (!picked) throw new Error('the picked CounterFact row is empty');
   await page.click('#undo');
   await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('restored'));
+  // C0 statistics computed in the page (for models that come without them) cover every layer.
+  await page.click('#compute-stats');
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.startsWith('C0 statistics'),
+    null, { timeout: 120000 });
+  const info = await page.textContent('#model-info');
+  results['cpu-fallback'].stats = (await page.textContent('#status')).trim();
+  if (!info.includes('layers [0, 1, 2, 3]')) throw new Error(`statistics not for every layer: ${info}`);
 });
 await withPage('broken-model', false, async (page) => {
   await page.goto(base);

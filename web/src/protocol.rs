@@ -70,6 +70,15 @@ pub enum Request {
     Undo,
     /// The current (edited) weights as `model.safetensors`.
     Download,
+    /// Compute C0 statistics at `layers` on `text` (replacing any loaded ones).
+    ComputeStats {
+        /// Running text in the model's domain.
+        text: String,
+        /// Layers.
+        layers: Vec<usize>,
+        /// Use at most this many tokens.
+        max_tokens: usize,
+    },
 }
 
 /// An edit's settings.
@@ -131,6 +140,15 @@ pub enum Response {
     Restored,
     /// `model.safetensors` of the current weights.
     Weights(Vec<u8>),
+    /// C0 statistics were computed.
+    StatsReady {
+        /// Their layers.
+        layers: Vec<usize>,
+        /// Tokens seen.
+        tokens: u64,
+        /// Milliseconds taken.
+        ms: f64,
+    },
     /// Something failed; the worker keeps its previous state.
     Error(String),
 }
@@ -279,5 +297,10 @@ mod tests {
         round_trip(Response::Error("x".into()));
         round_trip(Response::Weights(vec![1, 2, 3]));
         round_trip(Request::Download);
+        round_trip(Response::StatsReady {
+            layers: vec![0, 1],
+            tokens: 5,
+            ms: 1.0,
+        });
     }
 }

@@ -41,6 +41,17 @@ impl Page {
     fn on_response(&self, r: Response) {
         match r {
             Response::Status(s) => self.status.set(s),
+            Response::StatsReady { layers, tokens, ms } => {
+                self.status.set(format!(
+                    "C0 statistics for layers {layers:?}: {tokens} tokens in {ms:.0} ms"
+                ));
+                self.info.update(|i| {
+                    if let Some(i) = i {
+                        i.stats_layers = layers;
+                    }
+                });
+                self.busy.set(false);
+            }
             Response::Ready(info) => {
                 self.status.set(format!("model ready ({:.0} ms)", info.load_ms));
                 self.info.set(Some(info));
@@ -102,12 +113,26 @@ async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
 }
 
 async fn demo_files() -> Result<ModelFiles, String> {
+    url_files(DEMO, "pmedit demo model").await
+}
+
+/// A Hugging Face directory served over HTTP: `config.json`, `model.safetensors`,
+/// `tokenizer.json` (or `vocab.json` + `merges.txt`) and, if present, `stats.safetensors`.
+async fn url_files(base: &str, name: &str) -> Result<ModelFiles, String> {
+    let base = base.trim_end_matches('/');
+    let tokenizer = match fetch_bytes(&format!("{base}/tokenizer.json")).await {
+        Ok(t) => TokenizerFiles::Json(t),
+        Err(_) => TokenizerFiles::VocabMerges(
+            fetch_bytes(&format!("{base}/vocab.json")).await?,
+            fetch_bytes(&format!("{base}/merges.txt")).await?,
+        ),
+    };
     Ok(ModelFiles {
-        name: "pmedit demo model".into(),
-        config: fetch_bytes(&format!("{DEMO}/config.json")).await?,
-        tokenizer: TokenizerFiles::Json(fetch_bytes(&format!("{DEMO}/tokenizer.json")).await?),
-        weights: fetch_bytes(&format!("{DEMO}/model.safetensors")).await?,
-        stats: Some(fetch_bytes(&format!("{DEMO}/stats.safetensors")).await?),
+        name: name.into(),
+        config: fetch_bytes(&format!("{base}/config.json")).await?,
+        tokenizer,
+        weights: fetch_bytes(&format!("{base}/model.safetensors")).await?,
+        stats: fetch_bytes(&format!("{base}/stats.safetensors")).await.ok(),
     })
 }
 
@@ -287,6 +312,35 @@ fn ModelPanel(page: Page) -> impl IntoView {
             }
         });
     };
+    let url = RwSignal::new(String::new());
+    let load_url = move |_| {
+        let base = url.get_untracked();
+        spawn_local(async move {
+            page.status.set(format!("downloading {base}…"));
+            match url_files(&base, &base).await {
+                Ok(files) => page.send(Request::Load {
+                    files,
+                    backend: backend_choice(),
+                }),
+                Err(e) => page.error.set(Some(e)),
+            }
+        });
+    };
+    let compute_stats = move |_| {
+        let Some(info) = page.info.get_untracked() else { return };
+        spawn_local(async move {
+            page.status
+                .set("computing C0 statistics on the built-in wikitext excerpt…".into());
+            match fetch_bytes("corpus/wikitext-excerpt.txt").await {
+                Ok(bytes) => page.send(Request::ComputeStats {
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                    layers: (0..info.n_layer).collect(),
+                    max_tokens: 20_000,
+                }),
+                Err(e) => page.error.set(Some(e)),
+            }
+        });
+    };
     view! {
         <section class="panel">
             <h2>"Model"</h2>
@@ -299,6 +353,18 @@ fn ModelPanel(page: Page) -> impl IntoView {
             <label>"Load your own GPT-2 (config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt, optionally a stats .safetensors): "
                 <input id="model-files" type="file" multiple on:change=on_files />
             </label>
+            <p>
+                <label>"…or from a URL (a directory served over HTTP): "
+                    <input id="model-url" placeholder="https://…/gpt2" prop:value=url on:input=move |ev| url.set(event_target_value(&ev)) />
+                </label>
+                <button on:click=load_url disabled=move || page.busy.get()>"Load"</button>
+            </p>
+            <p>
+                "A model needs C0 statistics for the layers it edits. "
+                <button id="compute-stats" on:click=compute_stats disabled=move || page.busy.get() || page.info.get().is_none()>
+                    "Compute them here on a built-in text excerpt (all layers, 20k tokens)"
+                </button>
+            </p>
         </section>
     }
 }

@@ -89,6 +89,22 @@ fn handle(state: &mut Option<State>, request: Request, adapter: Option<String>) 
             out.push(Response::Edited(report));
             Ok(out)
         }
+        Request::ComputeStats {
+            text,
+            layers,
+            max_tokens,
+        } => {
+            let s = state.as_mut().ok_or("no model is loaded")?;
+            let start = now_ms();
+            let stats = compute_stats(s, &text, &layers, max_tokens)?;
+            let tokens = stats.first().map_or(0, |x| x.count);
+            s.stats = stats;
+            Ok(vec![Response::StatsReady {
+                layers,
+                tokens,
+                ms: now_ms() - start,
+            }])
+        }
         Request::Download => {
             let s = state.as_ref().ok_or("no model is loaded")?;
             let bytes = pmedit_engine::save::model_to_bytes(&s.parts.model).map_err(|e| e.to_string())?;
@@ -161,6 +177,30 @@ async fn webgpu_adapter() -> String {
         mib("maxBufferSize"),
         mib("maxStorageBufferBindingSize")
     )
+}
+
+/// C0 statistics of the loaded model at `layers` over `text` (windows of the model's context).
+fn compute_stats(s: &State, text: &str, layers: &[usize], max_tokens: usize) -> Result<Vec<LayerStats>, String> {
+    let cfg = &s.parts.config;
+    if let Some(&bad) = layers.iter().find(|&&l| l >= cfg.n_layer) {
+        return Err(format!(
+            "layer {bad} does not exist (the model has {} layers)",
+            cfg.n_layer
+        ));
+    }
+    let mut ids = s.parts.tokenizer.encode(text).map_err(|e| e.to_string())?;
+    ids.truncate(max_tokens);
+    let seqs = pmedit_engine::edit::stats::windows(&ids, cfg.n_positions);
+    if seqs.is_empty() {
+        return Err("the text is empty".into());
+    }
+    let device = s.parts.model.device();
+    let mut stats: Vec<LayerStats> = layers
+        .iter()
+        .map(|&l| LayerStats::new(l, cfg.d_inner(), &device))
+        .collect();
+    pmedit_engine::edit::stats::accumulate(&s.parts.model, &seqs, 8, &mut stats).map_err(|e| e.to_string())?;
+    Ok(stats)
 }
 
 fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
