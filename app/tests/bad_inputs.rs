@@ -52,7 +52,7 @@ fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn every_bad_input_gets_its_error_kind_and_leaves_no_output() {
     let cases: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(root().join("tests/bad-inputs/cases.json")).unwrap()).unwrap();
-    assert!(cases.len() >= 15);
+    assert!(cases.len() >= 16);
     let inputs_before = listing(&root().join("tests/bad-inputs"));
     let mut failures = Vec::new();
     for case in &cases {
@@ -78,11 +78,12 @@ fn every_bad_input_gets_its_error_kind_and_leaves_no_output() {
                 }
             })
             .collect();
-        let run = Command::new(env!("CARGO_BIN_EXE_pmedit"))
-            .args(["--device", "cpu"])
-            .args(&args)
-            .output()
-            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pmedit"));
+        cmd.args(["--device", "cpu"]).args(&args);
+        for (k, v) in case["env"].as_object().into_iter().flatten() {
+            cmd.env(k, v.as_str().unwrap());
+        }
+        let run = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr);
         let kind = format!("error[{}]", case["kind"].as_str().unwrap());
         let says = case["says"].as_str().unwrap();

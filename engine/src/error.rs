@@ -94,6 +94,9 @@ pub enum EngineError {
     /// knob fixes it.
     #[error("numerical problem: {0}")]
     Numerical(String),
+    /// The work will not fit in the memory available; the message gives the estimate and the limit.
+    #[error("not enough memory: {0}")]
+    Resource(String),
     /// The backend failed while running (device lost, out of memory, ...).
     #[error("backend error: {0}")]
     Backend(String),
@@ -117,6 +120,7 @@ impl EngineError {
             Self::Dataset(_) => "dataset",
             Self::Input(_) => "input",
             Self::Numerical(_) => "numerical",
+            Self::Resource(_) => "resource",
             Self::Backend(_) => "backend",
         }
     }

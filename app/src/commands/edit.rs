@@ -61,6 +61,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     let (mut m, sel) = super::load(&args.model, choice)?;
 
     let mut hp = preset(algorithm, &m.config);
+    hp.value.memory_budget = super::memory_budget(&sel);
     if let Some(l) = args.layers {
         hp.layers = l;
     }

@@ -153,12 +153,14 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
     if let Some(n) = args.limit {
         records.truncate(n);
     }
-    let (m, _) = super::load(&args.model, choice)?;
+    let (m, sel) = super::load(&args.model, choice)?;
+    let budget = super::memory_budget(&sel);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let mut points: Vec<PointSummary> = Vec::new();
     for &algo in &algos {
-        let base = preset(algo, &m.config);
+        let mut base = preset(algo, &m.config);
+        base.value.memory_budget = budget;
         let layer_sets: Vec<Vec<usize>> = match &args.layers {
             Some(s) => s.split(';').map(parse_layers).collect::<Result<_>>()?,
             None => vec![base.layers.clone()],

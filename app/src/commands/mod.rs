@@ -83,3 +83,19 @@ pub fn context_templates(
         None => ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), seed)?,
     })
 }
+
+/// The value optimisation's memory budget on `sel`: 70 % of the memory free now on the CPU (wgpu
+/// reports no free-memory figure, so GPUs get none); `PMEDIT_MEMORY_BUDGET_GIB` overrides both.
+pub fn memory_budget(sel: &crate::device::Selected) -> Option<u64> {
+    if let Some(gib) = std::env::var("PMEDIT_MEMORY_BUDGET_GIB")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        return Some((gib * (1u64 << 30) as f64) as u64);
+    }
+    if sel.description.starts_with("cpu") {
+        pmedit_engine::edit::memory::available_memory().map(|b| b / 10 * 7)
+    } else {
+        None
+    }
+}

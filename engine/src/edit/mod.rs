@@ -5,6 +5,7 @@ pub mod algorithm;
 pub mod corpus;
 pub mod distribute;
 pub mod keys;
+pub mod memory;
 pub mod npz;
 pub mod objective;
 pub mod presets;

@@ -17,6 +17,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
+use super::memory::value_group_positions;
 use super::prompts::{SubjectPrompt, gather_positions, padded_batch, subject_prompt};
 use super::request::EditRequest;
 use super::templates::ContextTemplates;
@@ -37,6 +38,10 @@ pub struct ValueHparams {
     pub kl_factor: f64,
     /// ‖δ‖ ≤ this · ‖v_init‖ (`clamp_norm_factor`).
     pub clamp_norm_factor: f64,
+    /// Bytes the value optimisation may use (groups of requests shrink to fit; a request that
+    /// cannot fit alone is refused). `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<u64>,
 }
 
 /// Loss terms of one optimisation step (for progress bars and the web page's loss curve).
@@ -177,6 +182,14 @@ pub fn compute_values(
         .iter()
         .map(|r| request_prompts(tokenizer, r, templates, model.n_positions()))
         .collect::<Result<_>>()?;
+    // The group size the memory budget allows, estimated for the longest prompt.
+    let seq = all
+        .iter()
+        .flat_map(|r| r.prompts.iter().map(|p| p.ids.len()))
+        .max()
+        .unwrap_or(1);
+    let one = all.iter().map(|r| r.prompts.len()).max().unwrap_or(1) * seq;
+    let batch_tokens = value_group_positions(model.into(), layer, seq, one, batch_tokens, hp.memory_budget)?;
     let mut values = Vec::with_capacity(requests.len());
     let mut start = 0;
     while start < all.len() {

@@ -121,7 +121,10 @@ pub fn ngram_entropy(words: &[String], n: usize) -> f64 {
         *counts.entry(w).or_default() += 1;
     }
     let total = (words.len() + 1 - n) as f64;
-    counts.values().map(|&c| c as f64 / total).map(|p| -p * p.log2()).sum()
+    // Summed in a fixed order (the map's is random), so the same text gives the same bits.
+    let mut c: Vec<usize> = counts.into_values().collect();
+    c.sort_unstable();
+    c.into_iter().map(|c| c as f64 / total).map(|p| -p * p.log2()).sum()
 }
 
 /// Generation entropy of one text: mean of (2/3)·H(bigrams) and (4/3)·H(trigrams), ×100.
