@@ -158,6 +158,10 @@ enum Command {
         /// Use only the first N requests.
         #[arg(long)]
         limit: Option<usize>,
+        /// Leave out requests whose key duplicates an earlier one's (the same subject twice), with a
+        /// report, instead of refusing the batch.
+        #[arg(long)]
+        drop_dependent: bool,
         /// Output model directory.
         #[arg(long)]
         out: PathBuf,
@@ -309,6 +313,7 @@ fn run(cli: Cli) -> Result<()> {
             templates,
             seed,
             limit,
+            drop_dependent,
             out,
             save_delta,
             overwrite,
@@ -330,6 +335,7 @@ fn run(cli: Cli) -> Result<()> {
                 templates,
                 seed,
                 limit,
+                drop_dependent,
                 out,
                 save_delta,
                 overwrite,

@@ -513,3 +513,37 @@ fn killed_stats_resume_to_the_same_result() {
     let scale = x.2.iter().map(|a| a.abs()).fold(0f32, f32::max);
     assert!(max <= 1e-5 * scale, "resumed statistics differ by {max}");
 }
+
+/// `--drop-dependent` leaves out the second request for the same subject, says so, and edits.
+#[test]
+fn edit_drops_dependent_requests_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("edited");
+    let (ok, _, stderr) = pmedit(&[
+        "--device",
+        "cpu",
+        "edit",
+        "--model",
+        demo().to_str().unwrap(),
+        "--requests",
+        root()
+            .join("tests/bad-inputs/requests/duplicate-subjects.json")
+            .to_str()
+            .unwrap(),
+        "--algo",
+        "emmet",
+        "--alpha",
+        "0",
+        "--templates",
+        "none",
+        "--drop-dependent",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("dropped request 1 (Hamid Algar → German)") && stderr.contains("that of request 0"),
+        "{stderr}"
+    );
+    assert!(out.join("model.safetensors").is_file());
+}

@@ -221,3 +221,53 @@ fn batched_values_match_one_at_a_time() {
         );
     });
 }
+
+/// The same subject twice in an EMMET batch with α = 0 is refused naming both requests; with
+/// `drop_dependent_keys` the second is left out (reported) and the batch goes through.
+#[test]
+fn dependent_keys_are_named_or_dropped() {
+    let device = Device::flex();
+    let mut m = load_model_dir(&fixture("facts-gpt2"), &device).unwrap();
+    let mut requests = facts(3);
+    let mut twin = requests[0].clone();
+    twin.target_new = "Tokyo".into();
+    requests.push(twin);
+    let mut hp = preset(Algorithm::Emmet, &m.config);
+    hp.alpha = 0.0;
+    let pres = stats(&m, &hp.layers, hp.lambda);
+    let bare = ContextTemplates::bare();
+    let err = apply_edits(
+        &mut m.model.clone(),
+        &m.tokenizer,
+        &requests,
+        Algorithm::Emmet,
+        &hp,
+        &bare,
+        &pres,
+        |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), "numerical");
+    assert!(
+        err.to_string().contains("requests 0 (") && err.to_string().contains("and 3 ("),
+        "{err}"
+    );
+
+    let (kept, dropped) =
+        pmedit_engine::edit::drop_dependent_keys(&m.model, &m.tokenizer, &requests, &hp.layers, &bare).unwrap();
+    assert_eq!(kept.len(), 3);
+    assert_eq!(dropped.len(), 1);
+    assert_eq!((dropped[0].index, dropped[0].duplicate_of), (3, 0));
+    assert!(dropped[0].cosine > 0.999999);
+    apply_edits(
+        &mut m.model,
+        &m.tokenizer,
+        &kept,
+        Algorithm::Emmet,
+        &hp,
+        &bare,
+        &pres,
+        |_| {},
+    )
+    .unwrap();
+}

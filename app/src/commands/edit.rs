@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use pmedit_engine::edit::values::target_ids;
-use pmedit_engine::edit::{Algorithm, EditEvent, EditRequest, apply_edits, presets::preset};
+use pmedit_engine::edit::{Algorithm, EditEvent, EditRequest, apply_edits, drop_dependent_keys, presets::preset};
 use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
 use serde_json::json;
 
@@ -29,6 +29,7 @@ pub struct EditArgs {
     pub templates: Option<String>,
     pub seed: u64,
     pub limit: Option<usize>,
+    pub drop_dependent: bool,
     pub out: PathBuf,
     pub save_delta: Option<PathBuf>,
     pub overwrite: bool,
@@ -94,6 +95,20 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let templates = super::context_templates(args.templates.as_deref(), &m, algorithm, args.seed)?;
     spinner.finish_and_clear();
+    let requests = if args.drop_dependent {
+        let (kept, dropped) = drop_dependent_keys(&m.model, &m.tokenizer, &requests, &hp.layers, &templates)?;
+        for d in &dropped {
+            let r = &requests[d.index];
+            eprintln!(
+                "dropped request {} ({} → {}): its key at layer {} is that of request {} (cosine {:.6})",
+                d.index, r.subject, r.target_new, d.layer, d.duplicate_of, d.cosine
+            );
+        }
+        anyhow::ensure!(!kept.is_empty(), "every request was dropped");
+        kept
+    } else {
+        requests
+    };
 
     let before: Vec<f32> = requests
         .iter()

@@ -16,6 +16,8 @@ use super::objective::{Objective, Preservation, ensure_finite, solve_delta};
 use super::prompts::{SubjectPrompt, activations_at, subject_prompt};
 use super::request::EditRequest;
 use super::templates::ContextTemplates;
+use serde::{Deserialize, Serialize};
+
 use crate::error::{EngineError, Result};
 use crate::model::{Gpt2, Site};
 use crate::tokenizer::Gpt2Tokenizer;
@@ -150,6 +152,54 @@ pub fn colliding_keys(keys: &Tensor<2>, min_cosine: f64) -> Result<Vec<(usize, u
     Ok(out)
 }
 
+/// A request left out of a batch because its key duplicates an earlier request's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// Index of the dropped request.
+    pub index: usize,
+    /// The earlier request with (nearly) the same key.
+    pub duplicate_of: usize,
+    /// The keys' cosine similarity.
+    pub cosine: f64,
+    /// The layer where they collide.
+    pub layer: usize,
+}
+
+/// Drops every request whose key at one of `layers` points the same way (cosine ≥ 0.999) as an
+/// earlier kept request's, so a MEMIT/EMMET batch stays solvable (one key cannot take two values).
+/// Returns the kept requests and a report of the dropped ones.
+pub fn drop_dependent_keys(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    requests: &[EditRequest],
+    layers: &[usize],
+    templates: &ContextTemplates,
+) -> Result<(Vec<EditRequest>, Vec<Dropped>)> {
+    let mut dropped: Vec<Dropped> = Vec::new();
+    for &layer in layers {
+        let keys = compute_keys(model, tokenizer, layer, requests, templates)?;
+        for (a, b, cosine) in colliding_keys(&keys, 0.999)? {
+            let gone = |i: usize| dropped.iter().any(|d| d.index == i);
+            if !gone(a) && !gone(b) {
+                dropped.push(Dropped {
+                    index: b,
+                    duplicate_of: a,
+                    cosine,
+                    layer,
+                });
+            }
+        }
+    }
+    dropped.sort_by_key(|d| d.index);
+    let kept = requests
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !dropped.iter().any(|d| d.index == *i))
+        .map(|(_, r)| r.clone())
+        .collect();
+    Ok((kept, dropped))
+}
+
 /// Adds to a failed batch solve which requests collide (the same subject twice, typically).
 fn name_collisions(err: EngineError, keys: &Tensor<2>, requests: &[EditRequest], layer: usize) -> EngineError {
     let EngineError::Numerical(msg) = err else {
@@ -169,7 +219,7 @@ fn name_collisions(err: EngineError, keys: &Tensor<2>, requests: &[EditRequest],
         .collect();
     EngineError::Numerical(format!(
         "{msg}. At layer {layer} these requests have (nearly) the same key, and one key cannot take two \
-         values: {}{}; edit them in separate batches or drop one",
+         values: {}{}; edit them in separate batches or drop one (`pmedit edit --drop-dependent`)",
         names.join(", "),
         if pairs.len() > 5 {
             format!(" and {} more pairs", pairs.len() - 5)

@@ -17,7 +17,7 @@ pub mod tradeoff;
 pub mod values;
 
 pub use algorithm::{Algorithm, EditEvent, EditHparams, EditOutcome, apply_edits};
-pub use distribute::{LayerDelta, Solver, distribute};
+pub use distribute::{Dropped, LayerDelta, Solver, distribute, drop_dependent_keys};
 pub use objective::{Objective, Preservation, solve_delta};
 pub use request::EditRequest;
 pub use templates::{ContextTemplates, TemplateRecipe};
