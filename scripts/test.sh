@@ -28,6 +28,9 @@ cargo test --workspace --all-targets -- --test-threads=2
 step "web page: clippy for wasm32, trunk build"
 # The page and its worker build the engine for wasm32 too (one feature set, so burn compiles once).
 cargo clippy -p pmedit-web --target wasm32-unknown-unknown -- -D warnings
+# The shared build dir holds one uplifted .wasm per binary for every checkout that built it; remove
+# them so cargo writes this checkout's (Trunk reads those files).
+rm -f "$CARGO_TARGET_DIR"/wasm32-unknown-unknown/debug/{pmedit-web,worker}.wasm
 trunk build
 
 step "browser tests (headless Chromium: WebGPU flag, CPU fallback, broken model)"

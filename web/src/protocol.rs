@@ -92,6 +92,8 @@ pub struct EditSettings {
     pub layers: Option<Vec<usize>>,
     /// λ (default: the presets).
     pub lambda: Option<f64>,
+    /// α, EMMET's regulariser (default: the presets).
+    pub alpha: Option<f64>,
     /// Value optimisation steps (default: the presets).
     pub steps: Option<usize>,
     /// Prompts whose top-k predictions to show before and after.
@@ -242,6 +244,7 @@ mod tests {
             algorithm: "rome".into(),
             layers: None,
             lambda: Some(10.0),
+            alpha: Some(0.1),
             steps: None,
             probes: vec!["Paris is in".into()],
         }));

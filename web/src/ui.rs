@@ -379,6 +379,7 @@ fn EditPanel(page: Page) -> impl IntoView {
     let algo = RwSignal::new("rome".to_string());
     let layers = RwSignal::new(String::new());
     let lambda = RwSignal::new(String::new());
+    let alpha = RwSignal::new(String::new());
     let steps = RwSignal::new(String::new());
     let apply = move |_| {
         let n_layer = page.info.get_untracked().map_or(1, |i| i.n_layer);
@@ -390,6 +391,7 @@ fn EditPanel(page: Page) -> impl IntoView {
                 algorithm: algo.get_untracked(),
                 layers: parse_layers(&layers.get_untracked(), n_layer)?,
                 lambda: parse_positive(&lambda.get_untracked(), "λ")?,
+                alpha: parse_positive(&alpha.get_untracked(), "α")?,
                 steps: parse_positive(&steps.get_untracked(), "steps")?.map(|s| s as usize),
                 probes,
             })
@@ -466,6 +468,7 @@ fn EditPanel(page: Page) -> impl IntoView {
                 </label>
                 <label>" layers " <input id="layers" placeholder="preset" prop:value=layers on:input=move |ev| layers.set(event_target_value(&ev)) /></label>
                 <label>" λ " <input id="lambda" placeholder="preset" prop:value=lambda on:input=move |ev| lambda.set(event_target_value(&ev)) /></label>
+                <label>" α " <input id="alpha" placeholder="preset" prop:value=alpha on:input=move |ev| alpha.set(event_target_value(&ev)) /></label>
                 <label>" steps " <input id="steps" placeholder="preset" prop:value=steps on:input=move |ev| steps.set(event_target_value(&ev)) /></label>
             </div>
             <button id="apply" on:click=apply disabled=move || page.busy.get() || page.info.get().is_none()>"Apply edit"</button>
@@ -561,13 +564,13 @@ fn Teaching(page: Page) -> impl IntoView {
             <h2>"What the edit solves"</h2>
             <p>"Every algorithm here changes one MLP weight W₀ → Ŵ of the edited layer by solving the preservation–memorization objective: keep the outputs for the keys K₀ the layer has seen ("<b>"preservation"</b>", ‖ŴK₀ − W₀K₀‖) while writing new values V_E for the edited keys K_E ("<b>"memorization"</b>", ‖ŴK_E − V_E‖)."</p>
             <p>"ROME (eq. 4) and EMMET (eq. 8) make memorization an equality constraint: the new values are written exactly, whatever λ. MEMIT (eq. 1) makes it a least-squares term weighted against preservation by λ: the larger λ, the less the layer moves and the less exactly the facts are written."</p>
-            {move || page.report.get().and_then(|r| r.tradeoff).map(|t| {
+            {move || page.report.get().and_then(|r| r.tradeoff.map(|t| (t, r.lambda))).map(|(t, used)| {
                 let caption = format!("The last edit's system at layer {} ({} key{}), solved both ways for λ = 10⁻² … 10⁵.", t.layer, t.keys, if t.keys == 1 { "" } else { "s" });
                 view! {
                     <p>{caption}</p>
                     <div class="columns">
-                        <TradeoffChart title="memorization error ‖ŴK_E − V_E‖" pick=|p| p.memorization t=t.clone() />
-                        <TradeoffChart title="preservation error (RMS over K₀)" pick=|p| p.preservation t=t.clone() />
+                        <TradeoffChart title="memorization error ‖ŴK_E − V_E‖" pick=|p| p.memorization t=t.clone() used=used />
+                        <TradeoffChart title="preservation error (RMS over K₀)" pick=|p| p.preservation t=t.clone() used=used />
                     </div>
                 }
             })}
@@ -580,6 +583,8 @@ fn TradeoffChart(
     title: &'static str,
     pick: fn(&pmedit_engine::edit::tradeoff::TradeoffPoint) -> f64,
     t: crate::protocol::Tradeoff,
+    /// The λ the edit used (marked).
+    used: f64,
 ) -> impl IntoView {
     let (w, h) = (340.0, 200.0);
     let all: Vec<f64> = t.equality.iter().chain(&t.least_squares).map(pick).collect();
@@ -607,6 +612,8 @@ fn TradeoffChart(
             {x.ticks(0).into_iter().map(|v| view! { <text x=x.map(v) y=h - 16.0 text-anchor="middle">{tick_label(v)}</text> }).collect_view()}
             {y.ticks(4).into_iter().map(|v| view! { <text x="2" y=y.map(v)>{tick_label(v)}</text> }).collect_view()}
             <text x=w / 2.0 y=h - 3.0 text-anchor="middle">"λ"</text>
+            <line class="used" x1=x.map(used) x2=x.map(used) y1=y.map(0.0) y2="16" />
+            <text class="used" x=x.map(used) + 3.0 y=h - 36.0>{format!("this edit: λ = {}", tick_label(used))}</text>
             <text class="equality" x=w - 150.0 y="28">"— ROME/EMMET (equality)"</text>
             <text class="least-squares" x=w - 150.0 y="42">"— MEMIT (least squares)"</text>
         </svg>

@@ -278,6 +278,9 @@ fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -> Resu
     if let Some(l) = settings.lambda {
         hp.lambda = l;
     }
+    if let Some(a) = settings.alpha {
+        hp.alpha = a;
+    }
     if let Some(n) = settings.steps {
         hp.value.steps = n;
     }
