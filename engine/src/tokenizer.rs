@@ -117,6 +117,20 @@ impl Gpt2Tokenizer {
             .map_err(|e| EngineError::Input(format!("cannot decode {ids:?}: {e}")))
     }
 
+    /// Fails unless every token id fits a model with `vocab_size` rows (`path` labels the error).
+    pub fn check_fits(&self, vocab_size: usize, path: &Path) -> Result<()> {
+        if self.vocab_size() > vocab_size {
+            return Err(EngineError::Tokenizer {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "the tokenizer has {} tokens but the model's vocab_size is {vocab_size}",
+                    self.vocab_size()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use futures::{SinkExt, StreamExt};
 use gloo_worker::reactor::{ReactorScope, reactor};
 use pmedit_engine::edit::presets::preset;
-use pmedit_engine::edit::stats::{LayerStats, fingerprint, stats_from_bytes};
+use pmedit_engine::edit::stats::{LayerStats, stats_for_model};
 use pmedit_engine::edit::tradeoff::tradeoff;
 use pmedit_engine::edit::{
     Algorithm, ContextTemplates, EditEvent, EditHparams, EditRequest, LayerDelta, Objective, Preservation, apply_edits,
@@ -212,17 +212,7 @@ fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
     let parts =
         load_model_bytes(&files.name, &files.config, tokenizer, files.weights, device).map_err(|e| e.to_string())?;
     let stats = match &files.stats {
-        Some(bytes) => {
-            let (stats, meta) = stats_from_bytes(bytes, "stats.safetensors", device).map_err(|e| e.to_string())?;
-            let fp = fingerprint(&parts.model);
-            if meta.model != fp {
-                return Err(format!(
-                    "the statistics file was computed on another model (fingerprint {} ≠ {fp})",
-                    meta.model
-                ));
-            }
-            stats
-        }
+        Some(bytes) => stats_for_model(bytes, "stats.safetensors", &parts.model).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
     Ok(State {

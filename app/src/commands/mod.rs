@@ -36,7 +36,7 @@ pub fn load_preservation(
     layers: &[usize],
     lambda: f64,
 ) -> Result<std::collections::HashMap<usize, pmedit_engine::edit::Preservation>> {
-    let (model_dir, device) = (m.dir.as_path(), &m.model.device());
+    let model_dir = m.dir.as_path();
     let sp = stats.map_or_else(|| model_dir.join("stats.safetensors"), Path::to_path_buf);
     let bytes = std::fs::read(&sp).with_context(|| {
         format!(
@@ -47,15 +47,7 @@ pub fn load_preservation(
             sp.display()
         )
     })?;
-    let (layer_stats, meta) = pmedit_engine::edit::stats::stats_from_bytes(&bytes, &sp.to_string_lossy(), device)?;
-    let fp = pmedit_engine::edit::stats::fingerprint(&m.model);
-    anyhow::ensure!(
-        meta.model == fp,
-        "{} was computed on another model (fingerprint {} ≠ {fp} of {}): recompute it with `pmedit stats`",
-        sp.display(),
-        meta.model,
-        model_dir.display()
-    );
+    let layer_stats = pmedit_engine::edit::stats::stats_for_model(&bytes, &sp.to_string_lossy(), &m.model)?;
     let mut out = std::collections::HashMap::new();
     for &l in layers {
         let s = layer_stats

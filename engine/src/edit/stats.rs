@@ -164,6 +164,19 @@ pub fn stats_to_bytes(stats: &[LayerStats], meta: &StatsMeta) -> Result<Vec<u8>>
     crate::save::tensors_to_bytes(tensors, info)
 }
 
+/// Reads statistics for `model` (on its device), refusing a file computed on another model.
+pub fn stats_for_model(bytes: &[u8], name: &str, model: &Gpt2) -> Result<Vec<LayerStats>> {
+    let (stats, meta) = stats_from_bytes(bytes, name, &model.device())?;
+    let fp = fingerprint(model);
+    if meta.model != fp {
+        return Err(EngineError::Input(format!(
+            "{name} was computed on another model (fingerprint {} ≠ {fp}): recompute it with `pmedit stats`",
+            meta.model
+        )));
+    }
+    Ok(stats)
+}
+
 /// Reads statistics written by [`stats_to_bytes`] onto `device`.
 pub fn stats_from_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<(Vec<LayerStats>, StatsMeta)> {
     use crate::load::{MemorySource, SafetensorsFile};

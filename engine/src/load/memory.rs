@@ -44,16 +44,7 @@ pub fn load_model_bytes(
         },
         other => other,
     })?;
-    if tokenizer.vocab_size() > config.vocab_size {
-        return Err(EngineError::Tokenizer {
-            path: name.into(),
-            reason: format!(
-                "the tokenizer has {} tokens but the model's vocab_size is {}",
-                tokenizer.vocab_size(),
-                config.vocab_size
-            ),
-        });
-    }
+    tokenizer.check_fits(config.vocab_size, std::path::Path::new(name))?;
     let path = format!("{name}/model.safetensors");
     let file = SafetensorsFile::open(MemorySource::new(path.clone(), weights))?;
     let mut files = WeightFiles::new(vec![file], path.into());

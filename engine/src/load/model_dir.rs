@@ -103,16 +103,7 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     }
     let config = read_config(dir)?;
     let tokenizer = Gpt2Tokenizer::from_dir(dir)?;
-    if tokenizer.vocab_size() > config.vocab_size {
-        return Err(EngineError::Tokenizer {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "the tokenizer has {} tokens but the model's vocab_size is {}",
-                tokenizer.vocab_size(),
-                config.vocab_size
-            ),
-        });
-    }
+    tokenizer.check_fits(config.vocab_size, dir)?;
     let paths = weight_files(dir)?;
     let files = paths
         .iter()
