@@ -1,10 +1,13 @@
 //! Cholesky factorisation and SPD solves on the device, from burn tensor ops.
 //!
-//! burn 0.22 has no solve, inverse or Cholesky, so this is a blocked right-looking Cholesky:
-//! each `nb × nb` diagonal block is factored and inverted on the host in f64 (one small round
-//! trip per block), while the panels (`L21 = A21 L11⁻ᵀ`) and the trailing updates
-//! (`A22 −= L21 L21ᵀ`) — all of the O(n³) work — are matmuls on the device. Solves reuse the
-//! inverted diagonal blocks, so a factor computed once per layer serves every batch.
+//! burn 0.22 has no solve, inverse or Cholesky, so this is a blocked left-looking Cholesky:
+//! block column `j` is first brought up to date with the columns already factored
+//! (`A[j:, j] −= L[j:, :j] L[j, :j]ᵀ`, a device matmul that touches only the lower triangle, so
+//! the O(n³) work is the n³/3 of LAPACK's `potrf` rather than the 2n³/3 of updating the whole
+//! trailing matrix), then its `nb × nb` diagonal block is factored and inverted on the host in
+//! f64 (one small round trip per block) and the panel below it is `L21 = A21 L11⁻ᵀ`, another
+//! device matmul. Solves reuse the inverted diagonal blocks, so a factor computed once per
+//! layer serves every batch.
 //!
 //! Works in the dtype of its input: f64 where the device has it (flex, Vulkan), f32 on WebGPU.
 
@@ -64,14 +67,25 @@ impl CholeskyFactor {
         assert_eq!(n, m, "Cholesky of a non-square matrix");
         let (device, dtype) = (a.device(), a.dtype());
         let block = block.max(1);
-        let mut l = Tensor::<2>::zeros([n, n], (&device, dtype));
+        let mut columns: Vec<Tensor<2>> = Vec::new(); // L[k0.., k0..k0+kb] of each block column
         let mut diag_inv = Vec::new();
         let (mut dmax, mut dmin) = (0.0f64, f64::INFINITY);
-        let mut rest = a; // trailing matrix still to factor
         let mut k0 = 0;
         while k0 < n {
             let kb = block.min(n - k0);
-            let akk = to_host(rest.clone().slice([0..kb, 0..kb]))?;
+            let mut col = a.clone().slice([k0..n, k0..k0 + kb]);
+            if k0 > 0 {
+                // L[k0.., :k0]: the rows from k0 down of every finished block column.
+                let left: Vec<Tensor<2>> = columns
+                    .iter()
+                    .zip(block_starts(k0, block))
+                    .map(|(c, j0)| c.clone().narrow(0, k0 - j0, n - k0))
+                    .collect();
+                let left = Tensor::cat(left, 1);
+                let top = left.clone().narrow(0, 0, kb);
+                col = col - left.matmul(top.transpose());
+            }
+            let akk = to_host(col.clone().narrow(0, 0, kb))?;
             if akk.data.iter().any(|v| !v.is_finite()) {
                 return Err(LinalgError::NonFinite);
             }
@@ -82,16 +96,30 @@ impl CholeskyFactor {
                 dmin = dmin.min(lkk[(i, i)]);
             }
             let inv = to_device(&invert_lower(&lkk), &device, dtype);
-            l = l.slice_assign([k0..k0 + kb, k0..k0 + kb], to_device(&lkk, &device, dtype));
+            let mut parts = vec![to_device(&lkk, &device, dtype)];
             if k0 + kb < n {
-                let a21 = rest.clone().slice([kb..n - k0, 0..kb]);
-                let l21 = a21.matmul(inv.clone().transpose());
-                l = l.slice_assign([k0 + kb..n, k0..k0 + kb], l21.clone());
-                rest = rest.slice([kb..n - k0, kb..n - k0]) - l21.clone().matmul(l21.transpose());
+                parts.push(col.narrow(0, kb, n - k0 - kb).matmul(inv.clone().transpose()));
             }
+            columns.push(Tensor::cat(parts, 0));
             diag_inv.push(inv);
             k0 += kb;
         }
+        // Assemble L: each block column below `k0` zeros.
+        let l = Tensor::cat(
+            columns
+                .into_iter()
+                .zip(block_starts(n, block))
+                .map(|(c, j0)| {
+                    if j0 == 0 {
+                        c
+                    } else {
+                        let kb = c.dims()[1];
+                        Tensor::cat(vec![Tensor::<2>::zeros([j0, kb], (&device, dtype)), c], 0)
+                    }
+                })
+                .collect(),
+            1,
+        );
         Ok(Self {
             l,
             diag_inv,
@@ -148,6 +176,11 @@ impl CholeskyFactor {
     pub fn solve(&self, b: Tensor<2>) -> Tensor<2> {
         self.solve_upper(self.solve_lower(b))
     }
+}
+
+/// First rows of the block columns that start before `end`.
+fn block_starts(end: usize, block: usize) -> impl Iterator<Item = usize> {
+    (0..end).step_by(block)
 }
 
 /// Solves `A X = B` for SPD `A` (factor computed and discarded).
