@@ -62,6 +62,9 @@ pub struct EvalArgs {
     /// Weight of the KL term (kl_factor).
     #[arg(long)]
     pub kl_factor: Option<f64>,
+    /// Weight of ‖δ‖/‖v_init‖² in the value loss (v_weight_decay).
+    #[arg(long)]
+    pub v_weight_decay: Option<f64>,
     /// Batches per grid point (default: as many as the records fill).
     #[arg(long)]
     pub num_batches: Option<usize>,
@@ -186,6 +189,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                     (&mut hp.value.lr, args.v_lr),
                     (&mut hp.value.clamp_norm_factor, args.clamp_norm_factor),
                     (&mut hp.value.kl_factor, args.kl_factor),
+                    (&mut hp.value.weight_decay, args.v_weight_decay),
                 ] {
                     if let Some(x) = given {
                         *slot = x;
