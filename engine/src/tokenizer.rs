@@ -37,6 +37,11 @@ impl Gpt2Tokenizer {
     /// From the contents of a Hugging Face `tokenizer.json`.
     pub fn from_tokenizer_json(bytes: &[u8]) -> Result<Self> {
         let path = Path::new("tokenizer.json");
+        // Check UTF-8 and the JSON syntax first: `tokenizers` panics (instead of returning an
+        // error) on a syntax error or invalid UTF-8 inside the `decoder` object (both found by
+        // fuzz/fuzz_targets/tokenizer.rs).
+        let text = std::str::from_utf8(bytes).map_err(|e| tok_err(path, format!("not UTF-8 text: {e}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| tok_err(path, e))?;
         let inner = Tokenizer::from_bytes(bytes).map_err(|e| tok_err(path, e))?;
         Ok(Self::wrap(inner))
     }

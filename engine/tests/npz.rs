@@ -33,3 +33,12 @@ fn bad_npz_files_are_refused() {
     assert!(err.to_string().contains("np.savez"), "{err}");
     assert!(parse_npy(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<c8'}", "y").is_err());
 }
+
+/// Found by `fuzz/fuzz_targets/npz.rs`: a zip64 locator whose record offset is near `usize::MAX`
+/// made `offset + 32` overflow (a panic with overflow checks). Now a clear error.
+#[test]
+fn npz_with_offsets_past_the_end_is_refused() {
+    let bytes = std::fs::read(fixture("fuzz-regressions/npz-offset-overflow.npz")).unwrap();
+    let err = import_npz(&bytes, "fuzzed.npz", 0, &Device::flex()).unwrap_err();
+    assert!(err.to_string().contains("fuzzed.npz"), "{err}");
+}

@@ -42,3 +42,22 @@ fn malformed_merges_is_an_error() {
     let err = Gpt2Tokenizer::from_vocab_merges(b"{not json", b"").unwrap_err();
     assert!(matches!(err, pmedit_engine::EngineError::Tokenizer { .. }), "{err}");
 }
+
+/// Found by `fuzz/fuzz_targets/tokenizer.rs`: a JSON syntax error inside the `decoder` object
+/// made the `tokenizers` crate panic ("Helper") instead of returning an error.
+#[test]
+fn tokenizer_json_with_a_broken_decoder_is_an_error() {
+    let bytes = std::fs::read(fixture("fuzz-regressions/tokenizer-decoder-syntax-error.json")).unwrap();
+    let Err(err) = Gpt2Tokenizer::from_tokenizer_json(&bytes) else {
+        panic!("a broken file must be refused")
+    };
+    assert!(err.to_string().contains("tokenizer.json"), "{err}");
+    // A key inside the decoder that is not UTF-8 (the second finding).
+    let mut broken = br#"{"version":"1.0","decoder":{"type":"ByteLevel","add_prefix_s"#.to_vec();
+    broken.push(0xE0); // a lone lead byte
+    broken.extend_from_slice(br#"pace":true},"model":{"type":"BPE","vocab":{},"merges":[]}}"#);
+    let Err(err) = Gpt2Tokenizer::from_tokenizer_json(&broken) else {
+        panic!("invalid UTF-8 must be refused")
+    };
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+}

@@ -108,13 +108,13 @@ pub fn parse_npy(bytes: &[u8], name: &str) -> Result<NpyArray> {
 }
 
 fn u16_at(b: &[u8], i: usize) -> Option<u64> {
-    Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?) as u64)
+    Some(u16::from_le_bytes(b.get(i..i.checked_add(2)?)?.try_into().ok()?) as u64)
 }
 fn u32_at(b: &[u8], i: usize) -> Option<u64> {
-    Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?) as u64)
+    Some(u32::from_le_bytes(b.get(i..i.checked_add(4)?)?.try_into().ok()?) as u64)
 }
 fn u64_at(b: &[u8], i: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(b.get(i..i.checked_add(8)?)?.try_into().ok()?))
 }
 
 /// The members of a `.npz` (a zip archive) as `name → bytes`, read through the central directory.
@@ -137,8 +137,18 @@ pub fn npz_members<'a>(bytes: &'a [u8], name: &str) -> Result<HashMap<String, &'
         // zip64: locator just before the EOCD points at the zip64 EOCD record.
         let loc = eocd.checked_sub(20).ok_or_else(|| corrupt("no zip64 locator"))?;
         let rec = u64_at(bytes, loc + 8).ok_or_else(|| corrupt("short zip64 locator"))? as usize;
+        if rec > bytes.len() {
+            return Err(corrupt(
+                "zip64 end-of-central-directory offset past the end of the file",
+            ));
+        }
         entries = u64_at(bytes, rec + 32).ok_or_else(|| corrupt("short zip64 EOCD"))?;
         cd = u64_at(bytes, rec + 48).ok_or_else(|| corrupt("short zip64 EOCD"))?;
+    }
+    // Every offset read from the file must point into it (this also keeps the sums below from
+    // overflowing).
+    if cd > bytes.len() as u64 {
+        return Err(corrupt("central directory offset past the end of the file"));
     }
     let mut out = HashMap::new();
     let mut p = cd as usize;
@@ -189,6 +199,9 @@ pub fn npz_members<'a>(bytes: &'a [u8], name: &str) -> Result<HashMap<String, &'
                 name,
                 format!("member {member} is compressed (method {method}); re-save it with np.savez"),
             ));
+        }
+        if offset > bytes.len() as u64 {
+            return Err(corrupt("member offset past the end of the file"));
         }
         let lh = offset as usize;
         if bytes.get(lh..lh + 4) != Some(&[0x50, 0x4b, 0x03, 0x04]) {
