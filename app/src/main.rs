@@ -134,21 +134,8 @@ enum Command {
         /// α (EMMET's regulariser).
         #[arg(long)]
         alpha: Option<f64>,
-        /// Value optimisation steps.
-        #[arg(long)]
-        steps: Option<usize>,
-        /// Adam learning rate of the value optimisation (v_lr).
-        #[arg(long)]
-        v_lr: Option<f64>,
-        /// ‖δ‖ ≤ this · ‖v_init‖ (clamp_norm_factor).
-        #[arg(long)]
-        clamp_norm_factor: Option<f64>,
-        /// Weight of the KL term (kl_factor).
-        #[arg(long)]
-        kl_factor: Option<f64>,
-        /// Weight of ‖δ‖/‖v_init‖² (v_weight_decay).
-        #[arg(long)]
-        v_weight_decay: Option<f64>,
+        #[command(flatten)]
+        value: commands::ValueOverrides,
         /// Context templates: a JSON file, or `none` for the bare prompt (default: sampled).
         #[arg(long)]
         templates: Option<String>,
@@ -305,11 +292,7 @@ fn run(cli: Cli) -> Result<()> {
             stats,
             lambda,
             alpha,
-            steps,
-            v_lr,
-            clamp_norm_factor,
-            kl_factor,
-            v_weight_decay,
+            value,
             templates,
             seed,
             limit,
@@ -327,11 +310,7 @@ fn run(cli: Cli) -> Result<()> {
                 stats,
                 lambda,
                 alpha,
-                steps,
-                v_lr,
-                clamp_norm_factor,
-                kl_factor,
-                v_weight_decay,
+                value,
                 templates,
                 seed,
                 limit,

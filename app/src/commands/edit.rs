@@ -21,11 +21,7 @@ pub struct EditArgs {
     pub stats: Option<PathBuf>,
     pub lambda: Option<f64>,
     pub alpha: Option<f64>,
-    pub steps: Option<usize>,
-    pub v_lr: Option<f64>,
-    pub clamp_norm_factor: Option<f64>,
-    pub kl_factor: Option<f64>,
-    pub v_weight_decay: Option<f64>,
+    pub value: super::ValueOverrides,
     pub templates: Option<String>,
     pub seed: u64,
     pub limit: Option<usize>,
@@ -72,20 +68,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     if let Some(x) = args.alpha {
         hp.alpha = x;
     }
-    let v = &mut hp.value;
-    for (slot, given) in [
-        (&mut v.lr, args.v_lr),
-        (&mut v.clamp_norm_factor, args.clamp_norm_factor),
-        (&mut v.kl_factor, args.kl_factor),
-        (&mut v.weight_decay, args.v_weight_decay),
-    ] {
-        if let Some(x) = given {
-            *slot = x;
-        }
-    }
-    if let Some(x) = args.steps {
-        v.steps = x;
-    }
+    args.value.apply(&mut hp.value);
 
     // C0 for every edited layer.
     let stats = super::load_preservation(&m, args.stats.as_deref(), &hp.layers, hp.lambda)?;

@@ -50,21 +50,8 @@ pub struct EvalArgs {
     /// α (EMMET).
     #[arg(long)]
     pub alpha: Option<f64>,
-    /// Value optimisation steps (default from the presets).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// Adam learning rate of the value optimisation (v_lr).
-    #[arg(long)]
-    pub v_lr: Option<f64>,
-    /// ‖δ‖ ≤ this · ‖v_init‖ (clamp_norm_factor).
-    #[arg(long)]
-    pub clamp_norm_factor: Option<f64>,
-    /// Weight of the KL term (kl_factor).
-    #[arg(long)]
-    pub kl_factor: Option<f64>,
-    /// Weight of ‖δ‖/‖v_init‖² in the value loss (v_weight_decay).
-    #[arg(long)]
-    pub v_weight_decay: Option<f64>,
+    #[command(flatten)]
+    pub value: super::ValueOverrides,
     /// Batches per grid point (default: as many as the records fill).
     #[arg(long)]
     pub num_batches: Option<usize>,
@@ -182,19 +169,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                 if let Some(a) = args.alpha {
                     hp.alpha = a;
                 }
-                if let Some(x) = args.steps {
-                    hp.value.steps = x;
-                }
-                for (slot, given) in [
-                    (&mut hp.value.lr, args.v_lr),
-                    (&mut hp.value.clamp_norm_factor, args.clamp_norm_factor),
-                    (&mut hp.value.kl_factor, args.kl_factor),
-                    (&mut hp.value.weight_decay, args.v_weight_decay),
-                ] {
-                    if let Some(x) = given {
-                        *slot = x;
-                    }
-                }
+                args.value.apply(&mut hp.value);
                 let stats = super::load_preservation(&m, args.stats.as_deref(), &hp.layers, lambda)?;
                 for &b in &sizes {
                     let dir = point_dir(&args.out, algo, layers, b, lambda);

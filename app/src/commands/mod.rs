@@ -17,6 +17,45 @@ use pmedit_engine::load::{LoadedModel, load_model_dir};
 
 use crate::device::{Precision, Selected, Target, select};
 
+/// Overrides of the value optimisation's preset hyper-parameters (`edit` and `eval`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ValueOverrides {
+    /// Value optimisation steps (default from the presets).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Adam learning rate of the value optimisation (v_lr).
+    #[arg(long)]
+    pub v_lr: Option<f64>,
+    /// ‖δ‖ ≤ this · ‖v_init‖ (clamp_norm_factor).
+    #[arg(long)]
+    pub clamp_norm_factor: Option<f64>,
+    /// Weight of the KL term (kl_factor).
+    #[arg(long)]
+    pub kl_factor: Option<f64>,
+    /// Weight of ‖δ‖/‖v_init‖² in the value loss (v_weight_decay).
+    #[arg(long)]
+    pub v_weight_decay: Option<f64>,
+}
+
+impl ValueOverrides {
+    /// Replaces the preset values that were given on the command line.
+    pub fn apply(&self, v: &mut pmedit_engine::edit::ValueHparams) {
+        if let Some(x) = self.steps {
+            v.steps = x;
+        }
+        for (slot, given) in [
+            (&mut v.lr, self.v_lr),
+            (&mut v.clamp_norm_factor, self.clamp_norm_factor),
+            (&mut v.kl_factor, self.kl_factor),
+            (&mut v.weight_decay, self.v_weight_decay),
+        ] {
+            if let Some(x) = given {
+                *slot = x;
+            }
+        }
+    }
+}
+
 /// Selects the device, loads `dir` onto it and casts it to the requested precision.
 pub fn load(dir: &Path, (choice, precision): Target) -> Result<(LoadedModel, Selected)> {
     let mut sel = select(choice)?;
