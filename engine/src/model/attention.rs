@@ -9,6 +9,8 @@ pub(crate) fn normal(std: f64) -> Initializer {
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use super::linear::linear_rows;
+
 /// Configuration of [`Attention`].
 #[derive(Config, Debug)]
 pub struct AttentionConfig {
@@ -66,7 +68,7 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>, cache: Option<&mut Option<LayerCache>>) -> Tensor<3> {
         let [batch, seq, d] = x.dims();
         let dh = d / self.n_head;
-        let qkv = self.c_attn.forward(x);
+        let qkv = linear_rows(&self.c_attn, x);
         let heads = |t: Tensor<3>| t.reshape([batch, seq, self.n_head, dh]).swap_dims(1, 2);
         let q = heads(qkv.clone().narrow(2, 0, d));
         let mut k = heads(qkv.clone().narrow(2, d, d));
@@ -92,6 +94,6 @@ impl Attention {
         let scores = scores.mask_fill(mask.expand([batch, self.n_head, seq, total]), f32::MIN);
         let weights = softmax(scores, 3);
         let out = weights.matmul(v).swap_dims(1, 2).reshape([batch, seq, d]);
-        self.c_proj.forward(out)
+        linear_rows(&self.c_proj, out)
     }
 }

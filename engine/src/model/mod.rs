@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedding;
 pub mod gpt2;
 pub mod hooks;
+pub mod linear;
 pub mod mlp;
 pub mod precision;
 
