@@ -18,6 +18,27 @@ fn spd(n: usize, seed: u64) -> Mat {
     a.add_diag(0.1)
 }
 
+/// The host routines against their definitions: `L Lᵀ = A` with `L` lower triangular, and
+/// `L · L⁻¹ = I` (sizes around the 8-wide partial sums of the dot product).
+#[test]
+fn host_factor_and_inverse_satisfy_their_definitions() {
+    for n in [1, 7, 8, 9, 37] {
+        let a = spd(n, 10 + n as u64);
+        let l = host::cholesky(&a).unwrap();
+        assert!(
+            (0..n).all(|i| (i + 1..n).all(|j| l[(i, j)] == 0.0)),
+            "n = {n}: not lower"
+        );
+        assert!(rel_err(&l.matmul(&l.t()), &a) < 1e-14, "n = {n}: L Lᵀ ≠ A");
+        let inv = host::invert_lower(&l);
+        assert!(
+            (0..n).all(|i| (i + 1..n).all(|j| inv[(i, j)] == 0.0)),
+            "n = {n}: inverse not lower"
+        );
+        assert!(rel_err(&l.matmul(&inv), &Mat::eye(n)) < 1e-13, "n = {n}: L L⁻¹ ≠ I");
+    }
+}
+
 #[test]
 fn blocked_factor_matches_host_factor() {
     on_all_devices(|name, device| {

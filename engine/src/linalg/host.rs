@@ -91,43 +91,66 @@ impl std::ops::IndexMut<(usize, usize)> for Mat {
     }
 }
 
+/// `Σ aᵢbᵢ` with eight independent partial sums, so the compiler vectorises it (a single running
+/// sum is a serial dependency chain in strict floating point).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let mut acc = [0.0f64; 8];
+    for (x, y) in ca.zip(cb) {
+        for t in 0..8 {
+            acc[t] += x[t] * y[t];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 /// Lower Cholesky factor of an SPD matrix; `Err((i, pivot))` when pivot `i` is not positive.
+///
+/// Row-oriented: `L[i, j] = (A[i, j] − L[i, :j]·L[j, :j]) / L[j, j]`, a dot product of two
+/// contiguous rows.
 pub fn cholesky(a: &Mat) -> Result<Mat, (usize, f64)> {
     let n = a.rows;
     let mut l = Mat::zeros(n, n);
-    for j in 0..n {
-        let mut d = a[(j, j)];
-        for k in 0..j {
-            d -= l[(j, k)] * l[(j, k)];
-        }
-        if !d.is_finite() || d <= 0.0 {
-            return Err((j, d));
-        }
-        let d = d.sqrt();
-        l[(j, j)] = d;
-        for i in j + 1..n {
-            let mut s = a[(i, j)];
-            for k in 0..j {
-                s -= l[(i, k)] * l[(j, k)];
+    for i in 0..n {
+        for j in 0..=i {
+            let s = a[(i, j)] - dot(&l.data[i * n..i * n + j], &l.data[j * n..j * n + j]);
+            if i == j {
+                if !s.is_finite() || s <= 0.0 {
+                    return Err((i, s));
+                }
+                l[(i, i)] = s.sqrt();
+            } else {
+                l[(i, j)] = s / l[(j, j)];
             }
-            l[(i, j)] = s / d;
         }
     }
     Ok(l)
 }
 
 /// Inverse of a lower-triangular matrix with a positive diagonal.
+///
+/// Row by row from `L X = I`: `X[i, :] = (eᵢ − Σ_{k<i} L[i, k] X[k, :]) / L[i, i]`, where row `k`
+/// of `X` is non-zero only in its first `k + 1` entries, so every update is a contiguous axpy.
 pub fn invert_lower(l: &Mat) -> Mat {
     let n = l.rows;
     let mut inv = Mat::zeros(n, n);
-    for j in 0..n {
-        inv[(j, j)] = 1.0 / l[(j, j)];
-        for i in j + 1..n {
-            let mut s = 0.0;
-            for k in j..i {
-                s -= l[(i, k)] * inv[(k, j)];
+    let mut row = vec![0.0f64; n];
+    for i in 0..n {
+        row.fill(0.0);
+        row[i] = 1.0;
+        for k in 0..i {
+            let a = l[(i, k)];
+            if a == 0.0 {
+                continue;
             }
-            inv[(i, j)] = s / l[(i, i)];
+            for (r, x) in row[..=k].iter_mut().zip(&inv.data[k * n..k * n + k + 1]) {
+                *r -= a * x;
+            }
+        }
+        let d = l[(i, i)];
+        for (dst, r) in inv.data[i * n..i * n + i + 1].iter_mut().zip(&row[..=i]) {
+            *dst = r / d;
         }
     }
     inv
