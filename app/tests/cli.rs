@@ -164,6 +164,13 @@ fn edit_counterfact_requests_with_every_algorithm() {
         ]);
         assert!(ok, "edited model does not load: {err}");
         assert!(out.join("pmedit-edit.json").is_file());
+        // The weights get the same permissions as the other files, not a temp file's 0600.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |f: &str| std::fs::metadata(out.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode("model.safetensors"), mode("config.json"), "{algo} {n}");
+        }
     }
     assert_eq!(
         std::fs::read(model.join("model.safetensors")).unwrap(),

@@ -187,6 +187,15 @@ pub fn write_model_dir(model: &Gpt2, out: &Path, overwrite: bool, files: &[(Stri
                 reason: e.to_string(),
             }
         })?;
+        // safetensors creates the file private (0600); give it what any new file gets (0666
+        // less the umask), which the directory just created shows (0777 less the umask).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dir_mode = std::fs::metadata(&tmp).map_err(|e| io(&tmp, e))?.permissions().mode();
+            std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(dir_mode & 0o666))
+                .map_err(|e| io(&weights, e))?;
+        }
         for entry in std::fs::read_dir(&tmp).map_err(|e| io(&tmp, e))? {
             let path = entry.map_err(|e| io(&tmp, e))?.path();
             std::fs::File::open(&path)
