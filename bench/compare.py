@@ -67,7 +67,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="skip the long edit batches")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     a = ap.parse_args()
-    models = {"gpt2-small (124M, random)": a.small, "demo (1.3M)": a.demo}
+    demo_cfg = json.load(open(os.path.join(a.demo, "config.json")))
+    models = {
+        "gpt2-small (124M, random)": a.small,
+        f"demo ({demo_cfg['n_layer']} layers, d = {demo_cfg['n_embd']})": a.demo,
+    }
     cfg = {k: json.load(open(os.path.join(v, "config.json"))) for k, v in models.items()}
     small, demo = list(models)
     plan = [
