@@ -38,8 +38,10 @@ pub struct TrainDemoArgs {
     /// Bytes of running text to use.
     #[arg(long, default_value_t = 60_000)]
     pub text_bytes: usize,
-    /// Transformer blocks.
-    #[arg(long, default_value_t = 4)]
+    /// Transformer blocks. Depth is what makes the model recall a fact from the subject's last
+    /// token, where ROME-style edits write (measured, ROME ES over the 100 held-out facts at
+    /// layer 0: 4 blocks 74, 6 blocks 85, 8 blocks 89, 12 blocks 93; public/models/demo/README.md).
+    #[arg(long, default_value_t = 12)]
     pub layers: usize,
     /// Model width (n_embd).
     #[arg(long, default_value_t = 128)]
