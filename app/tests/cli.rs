@@ -377,7 +377,7 @@ fn eval_sweep_writes_reports_and_resumes() {
     }
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4 * 2, "{csv}");
-    let lines = std::fs::read_to_string(dir.join("emmet-L0-b2-lambda100/records.jsonl")).unwrap();
+    let lines = std::fs::read_to_string(dir.join("emmet-L0-b2-lambda1000/records.jsonl")).unwrap();
     assert!(dir.join("rome-L0-b1-lambda1/summary.json").is_file());
     assert_eq!(lines.lines().count(), 4);
     let (ok, _, err) = pmedit(&args);
