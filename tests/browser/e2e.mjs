@@ -119,7 +119,9 @@ await withPage('cpu-fallback', false, async (page) => {
     null, { timeout: 120000 });
   const info = await page.textContent('#model-info');
   results['cpu-fallback'].stats = (await page.textContent('#status')).trim();
-  if (!info.includes('layers [0, 1, 2, 3]')) throw new Error(`statistics not for every layer: ${info}`);
+  const nLayer = JSON.parse(await readFile(join(dist, 'models/demo/config.json'), 'utf8')).n_layer;
+  const every = `layers [${Array.from({ length: nLayer }, (_, i) => i).join(', ')}]`;
+  if (!info.includes(every)) throw new Error(`statistics not for every layer (${every}): ${info}`);
 });
 await withPage('broken-model', false, async (page) => {
   await page.goto(base);
