@@ -59,7 +59,12 @@ pub fn sample_top_k(logits: &[f32], top_k: usize, temperature: f32, rng: &mut Ch
 }
 
 /// Token ids generated after `prompt_ids` (the prompt itself is not included).
-pub fn generate_ids(model: &Gpt2, prompt_ids: &[u32], opts: &GenerateOptions, eos: Option<u32>) -> Result<Vec<u32>> {
+pub async fn generate_ids(
+    model: &Gpt2,
+    prompt_ids: &[u32],
+    opts: &GenerateOptions,
+    eos: Option<u32>,
+) -> Result<Vec<u32>> {
     let device = model.device();
     let budget = model.n_positions().saturating_sub(prompt_ids.len());
     let steps = opts.max_new_tokens.min(budget);
@@ -70,12 +75,9 @@ pub fn generate_ids(model: &Gpt2, prompt_ids: &[u32], opts: &GenerateOptions, eo
     for _ in 0..steps {
         let logits = model.forward_cached(token_tensor(&input, &device), &mut cache);
         let [_, seq, vocab] = logits.dims();
-        let last: Vec<f32> = logits
-            .narrow(1, seq - 1, 1)
-            .reshape([vocab])
-            .into_data()
-            .iter::<f32>()
-            .collect();
+        let last =
+            crate::readback::read_vec::<f32, 1, burn::tensor::Float>(logits.narrow(1, seq - 1, 1).reshape([vocab]))
+                .await?;
         let next = sample_top_k(&last, opts.top_k, opts.temperature, &mut rng);
         out.push(next);
         if opts.stop_at_eos && Some(next) == eos {
@@ -87,8 +89,8 @@ pub fn generate_ids(model: &Gpt2, prompt_ids: &[u32], opts: &GenerateOptions, eo
 }
 
 /// Generates a continuation of `prompt` and returns only the new text.
-pub fn generate(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str, opts: &GenerateOptions) -> Result<String> {
+pub async fn generate(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str, opts: &GenerateOptions) -> Result<String> {
     let ids = encode_prompt(model, tokenizer, prompt)?;
-    let new = generate_ids(model, &ids, opts, tokenizer.eos_id())?;
+    let new = generate_ids(model, &ids, opts, tokenizer.eos_id()).await?;
     tokenizer.decode(&new)
 }

@@ -48,21 +48,18 @@ pub fn token_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
 }
 
 /// Log-probabilities of the next token after `ids`, `[vocab]`, on the host.
-pub fn next_token_logprobs(model: &Gpt2, ids: &[u32]) -> Result<Vec<f32>> {
+pub async fn next_token_logprobs(model: &Gpt2, ids: &[u32]) -> Result<Vec<f32>> {
     let device = model.device();
     let logits = model.forward(token_tensor(ids, &device));
     let [_, seq, vocab] = logits.dims();
     let last = logits.narrow(1, seq - 1, 1).reshape([vocab]);
-    Ok(log_softmax(last.cast(burn::tensor::FloatDType::F32), 0)
-        .into_data()
-        .iter::<f32>()
-        .collect())
+    crate::readback::read_vec::<f32, 1, Float>(log_softmax(last.cast(burn::tensor::FloatDType::F32), 0)).await
 }
 
 /// The `k` most likely next tokens after `prompt`, most likely first.
-pub fn top_k(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str, k: usize) -> Result<Vec<TokenLogProb>> {
+pub async fn top_k(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str, k: usize) -> Result<Vec<TokenLogProb>> {
     let ids = encode_prompt(model, tokenizer, prompt)?;
-    let logprobs = next_token_logprobs(model, &ids)?;
+    let logprobs = next_token_logprobs(model, &ids).await?;
     top_k_of(tokenizer, &logprobs, k)
 }
 

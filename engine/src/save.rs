@@ -104,11 +104,47 @@ pub fn tensors_to_bytes<const D: usize>(
     safetensors::serialize(views, Some(metadata)).map_err(|e| EngineError::Input(format!("serialising tensors: {e}")))
 }
 
+/// One tensor already read back to the host, as little-endian f32 bytes.
+struct HostView {
+    bytes: Vec<u8>,
+    shape: Vec<usize>,
+}
+
+impl View for HostView {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 /// The whole model as safetensors bytes (transformers-5 names, f32), e.g. for a browser download.
-pub fn model_to_bytes(model: &Gpt2) -> Result<Vec<u8>> {
+/// Tensors are read back with async reads, one at a time, so it works on WebGPU.
+pub async fn model_to_bytes(model: &Gpt2) -> Result<Vec<u8>> {
+    let mut views = Vec::new();
+    for (name, view) in named_tensors(model) {
+        let mut bytes = Vec::with_capacity(view.data_len());
+        for part in view.parts {
+            let values = crate::readback::read_vec::<f32, 1, Float>(part).await?;
+            bytes.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        views.push((
+            name,
+            HostView {
+                bytes,
+                shape: view.shape,
+            },
+        ));
+    }
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize(named_tensors(model), Some(meta))
-        .map_err(|e| EngineError::Input(format!("serialising the model: {e}")))
+    safetensors::serialize(views, Some(meta)).map_err(|e| EngineError::Input(format!("serialising the model: {e}")))
 }
 
 /// Writes `model` (f32) to `out` as a Hugging Face directory. The config and tokenizer files are

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{download, fixture, on_all_devices, rel_err, upload};
+use pmedit_engine::block_on;
 use pmedit_engine::edit::distribute::rank_one;
 use pmedit_engine::edit::keys::compute_keys;
 use pmedit_engine::edit::stats::{LayerStats, accumulate, windows};
@@ -43,7 +44,7 @@ fn keys_values_and_deltas_match_pytorch() {
         // Values: 20 Adam steps from the same start; f32 vs f64 drift stays small.
         let mut deltas = Vec::new();
         for (i, req) in requests.iter().enumerate() {
-            let v = compute_value(
+            let v = block_on(compute_value(
                 &m.model,
                 &m.tokenizer,
                 req,
@@ -52,7 +53,7 @@ fn keys_values_and_deltas_match_pytorch() {
                 Site::MlpOut,
                 &hp,
                 |_| {},
-            )
+            ))
             .unwrap();
             let want_init = Mat::new(1, v.v_init.dims()[0], common::floats(&r["v_init"][i]));
             let want = Mat::new(1, v.v.dims()[0], common::floats(&r["v"][i]));
@@ -72,7 +73,7 @@ fn keys_values_and_deltas_match_pytorch() {
         let ids = m.tokenizer.encode(&text).unwrap();
         let mut st = vec![LayerStats::new(layer, m.config.d_inner(), device)];
         accumulate(&m.model, &windows(&ids, 64), 16, &mut st).unwrap();
-        let pres = Preservation::new(st[0].c0().unwrap(), r["lambda"].as_f64().unwrap()).unwrap();
+        let pres = block_on(Preservation::new(st[0].c0().unwrap(), r["lambda"].as_f64().unwrap())).unwrap();
         let k_ref = upload(&matrix(&r["keys"]).t(), device, burn::tensor::DType::F32);
         let v_ref = matrix(&r["v"]);
         let v0_ref = matrix(&r["v_init"]);
@@ -83,18 +84,18 @@ fn keys_values_and_deltas_match_pytorch() {
         );
         let r_dev = upload(&resid, device, burn::tensor::DType::F32);
         let k0 = k_ref.clone().narrow(1, 0, 1);
-        let rome = download(rank_one(&pres, k0.clone(), k0, r_dev.clone().narrow(0, 0, 1)).unwrap());
+        let rome = download(block_on(rank_one(&pres, k0.clone(), k0, r_dev.clone().narrow(0, 0, 1))).unwrap());
         let err = rel_err(&rome, &matrix(&r["rome_delta"]));
         assert!(err < 1e-3, "{name}: ROME Δ {err:e}");
         let emmet = download(
-            solve_delta(
+            block_on(solve_delta(
                 &pres,
                 Objective::Emmet {
                     alpha: r["alpha"].as_f64().unwrap(),
                 },
                 k_ref,
                 r_dev,
-            )
+            ))
             .unwrap(),
         );
         let err = rel_err(&emmet, &matrix(&r["emmet_delta"]));

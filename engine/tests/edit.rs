@@ -5,6 +5,7 @@
 
 mod common;
 
+use pmedit_engine::block_on;
 use std::collections::HashMap;
 
 use burn::prelude::*;
@@ -35,12 +36,16 @@ fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Prese
         .collect();
     accumulate(&m.model, &windows(&ids, 64), 16, &mut st).unwrap();
     st.iter()
-        .map(|s| (s.layer, Preservation::new(s.c0().unwrap(), lambda).unwrap()))
+        .map(|s| (s.layer, block_on(Preservation::new(s.c0().unwrap(), lambda)).unwrap()))
         .collect()
 }
 
 fn logprobs(m: &LoadedModel, prompt: &str) -> Vec<f32> {
-    next_token_logprobs(&m.model, &encode_prompt(&m.model, &m.tokenizer, prompt).unwrap()).unwrap()
+    block_on(next_token_logprobs(
+        &m.model,
+        &encode_prompt(&m.model, &m.tokenizer, prompt).unwrap(),
+    ))
+    .unwrap()
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -66,7 +71,7 @@ fn edit(device: &Device, algorithm: Algorithm, requests: &[EditRequest], templat
     let mut m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
     let hp = preset(algorithm, &m.config);
     let pres = stats(&m, &hp.layers, hp.lambda);
-    apply_edits(
+    block_on(apply_edits(
         &mut m.model,
         &m.tokenizer,
         requests,
@@ -75,7 +80,7 @@ fn edit(device: &Device, algorithm: Algorithm, requests: &[EditRequest], templat
         templates,
         &pres,
         |_| {},
-    )
+    ))
     .unwrap();
     m
 }
@@ -127,7 +132,13 @@ fn edits_take_with_sampled_templates() {
     let device = Device::flex();
     let m = load_model_dir(&fixture("facts-gpt2"), &device).unwrap();
     for algorithm in [Algorithm::Rome, Algorithm::Emmet] {
-        let t = ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), 3).unwrap();
+        let t = block_on(ContextTemplates::generate(
+            &m.model,
+            &m.tokenizer,
+            algorithm.template_recipe(),
+            3,
+        ))
+        .unwrap();
         assert_eq!(t.len(), if algorithm == Algorithm::Rome { 21 } else { 6 });
         single_edit_takes(algorithm, &t, "cpu", &device);
     }
@@ -176,7 +187,7 @@ fn batched_values_match_one_at_a_time() {
         let templates = ContextTemplates::from_json(r#"{"groups": [["{}"], ["The {}.", "Here: {}"]]}"#).unwrap();
         let requests = facts(5);
         // A budget that puts the five requests in at least two groups.
-        let batched = compute_values(
+        let batched = block_on(compute_values(
             &m.model,
             &m.tokenizer,
             &requests,
@@ -186,12 +197,12 @@ fn batched_values_match_one_at_a_time() {
             &hp.value,
             40,
             |_, _| {},
-        )
+        ))
         .unwrap();
         assert_eq!(batched.len(), requests.len());
         let mut steps = Vec::new();
         for (r, b) in requests.iter().zip(&batched) {
-            let alone = compute_value(
+            let alone = block_on(compute_value(
                 &m.model,
                 &m.tokenizer,
                 r,
@@ -200,7 +211,7 @@ fn batched_values_match_one_at_a_time() {
                 Site::BlockOut,
                 &hp.value,
                 |_| {},
-            )
+            ))
             .unwrap();
             let a: Vec<f32> = alone.v.into_data().iter::<f32>().collect();
             let c: Vec<f32> = b.v.clone().into_data().iter::<f32>().collect();
@@ -236,7 +247,7 @@ fn dependent_keys_are_named_or_dropped() {
     hp.alpha = 0.0;
     let pres = stats(&m, &hp.layers, hp.lambda);
     let bare = ContextTemplates::bare();
-    let err = apply_edits(
+    let err = block_on(apply_edits(
         &mut m.model.clone(),
         &m.tokenizer,
         &requests,
@@ -245,7 +256,7 @@ fn dependent_keys_are_named_or_dropped() {
         &bare,
         &pres,
         |_| {},
-    )
+    ))
     .unwrap_err();
     assert_eq!(err.kind(), "numerical");
     assert!(
@@ -253,13 +264,19 @@ fn dependent_keys_are_named_or_dropped() {
         "{err}"
     );
 
-    let (kept, dropped) =
-        pmedit_engine::edit::drop_dependent_keys(&m.model, &m.tokenizer, &requests, &hp.layers, &bare).unwrap();
+    let (kept, dropped) = block_on(pmedit_engine::edit::drop_dependent_keys(
+        &m.model,
+        &m.tokenizer,
+        &requests,
+        &hp.layers,
+        &bare,
+    ))
+    .unwrap();
     assert_eq!(kept.len(), 3);
     assert_eq!(dropped.len(), 1);
     assert_eq!((dropped[0].index, dropped[0].duplicate_of), (3, 0));
     assert!(dropped[0].cosine > 0.999999);
-    apply_edits(
+    block_on(apply_edits(
         &mut m.model,
         &m.tokenizer,
         &kept,
@@ -268,6 +285,6 @@ fn dependent_keys_are_named_or_dropped() {
         &bare,
         &pres,
         |_| {},
-    )
+    ))
     .unwrap();
 }

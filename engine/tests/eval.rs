@@ -4,6 +4,7 @@
 
 mod common;
 
+use pmedit_engine::block_on;
 use std::collections::HashMap;
 
 use common::{demo_dir, on_all_devices};
@@ -25,14 +26,14 @@ fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Prese
     let (all, meta) = stats_from_bytes(&bytes, "stats.safetensors", &m.model.device()).unwrap();
     assert_eq!(
         meta.model,
-        fingerprint(&m.model),
+        block_on(fingerprint(&m.model)).unwrap(),
         "the shipped stats belong to the shipped model"
     );
     layers
         .iter()
         .map(|&l| {
             let s = all.iter().find(|s| s.layer == l).unwrap();
-            (l, Preservation::new(s.c0().unwrap(), lambda).unwrap())
+            (l, block_on(Preservation::new(s.c0().unwrap(), lambda)).unwrap())
         })
         .collect()
 }
@@ -58,7 +59,7 @@ fn eval_rome_single_edits_move_probability() {
             seed: 3,
             ge: Some(GeOptions { tokens: 24, seed: 5 }),
         };
-        let out = run_eval(
+        let out = block_on(run_eval(
             &m.model,
             &m.tokenizer,
             &records,
@@ -66,7 +67,7 @@ fn eval_rome_single_edits_move_probability() {
             &ContextTemplates::bare(),
             &pres,
             |_| {},
-        )
+        ))
         .unwrap();
         assert_eq!(out.rows.len(), 8, "{name}");
         let after = out.after.counterfact.unwrap();
@@ -76,7 +77,7 @@ fn eval_rome_single_edits_move_probability() {
         assert!(after.ns >= 90.0, "{name}: {after:?}");
         // The baseline is the unedited model on the same records.
         let picked: Vec<_> = out.batches.iter().flatten().map(|&i| records[i].clone()).collect();
-        let direct = score_records(&m.model, &m.tokenizer, &picked, spec.ge.as_ref()).unwrap();
+        let direct = block_on(score_records(&m.model, &m.tokenizer, &picked, spec.ge.as_ref())).unwrap();
         for (row, d) in out.rows.iter().zip(&direct) {
             assert_eq!(row.before.case_id, d.case_id);
             assert!((row.before.rewrite[0].new - d.rewrite[0].new).abs() < 1e-4, "{name}");
@@ -114,7 +115,7 @@ fn eval_sequential_rescores_earlier_batches() {
             seed: 1,
             ge: None,
         };
-        let out = run_eval(
+        let out = block_on(run_eval(
             &m.model,
             &m.tokenizer,
             &records,
@@ -122,7 +123,7 @@ fn eval_sequential_rescores_earlier_batches() {
             &ContextTemplates::bare(),
             &pres,
             |_| {},
-        )
+        ))
         .unwrap();
         // Batch 0 scored after batches 0 and 1, batch 1 after batch 1.
         assert_eq!(out.rows.len(), 2 + 4, "{name}");
@@ -158,7 +159,7 @@ fn demo_model_knows_its_facts() {
         .flat_map(|r| r.paraphrase_prompts.iter().map(|p| (p.clone(), truth(r))))
         .collect();
     let top1 = |pairs: &[(String, String)]| {
-        let s = score_targets(&m.model, &m.tokenizer, pairs, 64).unwrap();
+        let s = block_on(score_targets(&m.model, &m.tokenizer, pairs, 64)).unwrap();
         s.iter().filter(|x| x.argmax[0] == x.target[0]).count() as f64 / s.len() as f64
     };
     let (a, p) = (top1(&rewrite), top1(&para));

@@ -5,6 +5,7 @@ mod common;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use common::{fixture, floats, ids, on_all_devices, reference};
+use pmedit_engine::block_on;
 use pmedit_engine::load::load_model_dir;
 use pmedit_engine::predict::token_tensor;
 
@@ -83,8 +84,12 @@ fn f16_file_matches_reference() {
 fn context_changes_the_prediction() {
     on_all_devices(|name, device| {
         let m = load_model_dir(&fixture("tiny-gpt2"), device).unwrap();
-        let a = pmedit_engine::predict::next_token_logprobs(&m.model, &[464, 1748, 286]).unwrap();
-        let b = pmedit_engine::predict::next_token_logprobs(&m.model, &[8765, 5140, 286]).unwrap();
+        let a = block_on(pmedit_engine::predict::next_token_logprobs(&m.model, &[464, 1748, 286])).unwrap();
+        let b = block_on(pmedit_engine::predict::next_token_logprobs(
+            &m.model,
+            &[8765, 5140, 286],
+        ))
+        .unwrap();
         let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(diff > 0.1, "{name}: context barely matters ({diff})");
     });
@@ -103,7 +108,11 @@ fn f16_compute_stays_close_to_reference() {
         let case = &r["f32"][0];
         let mut m = load_model_dir(&fixture("tiny-gpt2"), device).unwrap();
         m.model = pmedit_engine::model::precision::cast_model(m.model, burn::tensor::FloatDType::F16).unwrap();
-        let lp = pmedit_engine::predict::next_token_logprobs(&m.model, &ids(&case["ids"])).unwrap();
+        let lp = block_on(pmedit_engine::predict::next_token_logprobs(
+            &m.model,
+            &ids(&case["ids"]),
+        ))
+        .unwrap();
         for (id, want) in ids(&case["top10_ids"]).iter().zip(floats(&case["top10_logprobs"])) {
             let d = (lp[*id as usize] as f64 - want).abs();
             assert!(d < 3e-2, "{name}: f16 Δ {d:e}");

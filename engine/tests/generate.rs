@@ -4,6 +4,7 @@ mod common;
 
 use burn::prelude::*;
 use common::{fixture, on_all_devices};
+use pmedit_engine::block_on;
 use pmedit_engine::generate::{GenerateOptions, generate, generate_ids};
 use pmedit_engine::load::load_model_dir;
 use pmedit_engine::predict::next_token_logprobs;
@@ -19,11 +20,11 @@ fn greedy_with_cache_equals_argmax_of_full_forward() {
             stop_at_eos: false,
             ..Default::default()
         };
-        let cached = generate_ids(&m.model, &prompt, &opts, None).unwrap();
+        let cached = block_on(generate_ids(&m.model, &prompt, &opts, None)).unwrap();
         assert_eq!(cached.len(), 8);
         let mut ids = prompt.clone();
         for (step, &got) in cached.iter().enumerate() {
-            let lp = next_token_logprobs(&m.model, &ids).unwrap();
+            let lp = block_on(next_token_logprobs(&m.model, &ids)).unwrap();
             let best = (0..lp.len())
                 .max_by(|&a, &b| lp[a].total_cmp(&lp[b]).then(b.cmp(&a)))
                 .unwrap() as u32;
@@ -43,9 +44,9 @@ fn seeded_sampling_is_deterministic() {
             seed,
             ..Default::default()
         };
-        let a = generate(&m.model, &m.tokenizer, "Hello", &opts(7)).unwrap();
-        let b = generate(&m.model, &m.tokenizer, "Hello", &opts(7)).unwrap();
-        let c = generate(&m.model, &m.tokenizer, "Hello", &opts(8)).unwrap();
+        let a = block_on(generate(&m.model, &m.tokenizer, "Hello", &opts(7))).unwrap();
+        let b = block_on(generate(&m.model, &m.tokenizer, "Hello", &opts(7))).unwrap();
+        let c = block_on(generate(&m.model, &m.tokenizer, "Hello", &opts(8))).unwrap();
         assert_eq!(a, b, "{name}");
         assert_ne!(a, c, "{name}: different seeds gave the same text");
     });
@@ -61,5 +62,5 @@ fn generation_stops_at_the_context_length() {
         stop_at_eos: false,
         ..Default::default()
     };
-    assert_eq!(generate_ids(&m.model, &prompt, &opts, None).unwrap().len(), 2);
+    assert_eq!(block_on(generate_ids(&m.model, &prompt, &opts, None)).unwrap().len(), 2);
 }

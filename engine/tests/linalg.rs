@@ -4,6 +4,7 @@ mod common;
 
 use burn::tensor::DType;
 use common::{download, on_all_devices, randn, rel_err, upload};
+use pmedit_engine::block_on;
 use pmedit_engine::linalg::host::{self, Mat};
 use pmedit_engine::linalg::{CholeskyFactor, LinalgError};
 
@@ -49,7 +50,7 @@ fn blocked_factor_matches_host_factor() {
             if !device.supports_dtype(dtype) {
                 continue;
             }
-            let f = CholeskyFactor::new(upload(&a, device, dtype), 16).unwrap();
+            let f = block_on(CholeskyFactor::new(upload(&a, device, dtype), 16)).unwrap();
             let got = download(f.l.clone());
             let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
             assert!(rel_err(&got, &want) < tol, "{name} {dtype:?}: {}", rel_err(&got, &want));
@@ -63,7 +64,7 @@ fn solves_match_host_solve() {
         let a = spd(37, 2);
         let b = Mat::new(37, 5, randn(3, 37 * 5));
         let want = host::spd_solve(&a, &b).unwrap();
-        let f = CholeskyFactor::new(upload(&a, device, DType::F32), 8).unwrap();
+        let f = block_on(CholeskyFactor::new(upload(&a, device, DType::F32), 8)).unwrap();
         let got = download(f.solve(upload(&b, device, DType::F32)));
         assert!(rel_err(&got, &want) < 1e-4, "{name}: {}", rel_err(&got, &want));
         // L (Lᵀ X) = B, one triangle at a time.
@@ -78,7 +79,7 @@ fn indefinite_matrix_is_reported() {
     on_all_devices(|name, device| {
         let mut a = spd(12, 4);
         a[(7, 7)] = -5.0;
-        let err = CholeskyFactor::new(upload(&a, device, DType::F32), 4).unwrap_err();
+        let err = block_on(CholeskyFactor::new(upload(&a, device, DType::F32), 4)).unwrap_err();
         assert!(
             matches!(err, LinalgError::NotPositiveDefinite { index: 7, .. }),
             "{name}: {err}"
@@ -89,10 +90,10 @@ fn indefinite_matrix_is_reported() {
 #[test]
 fn condition_estimate_grows_with_conditioning() {
     let device = burn::prelude::Device::flex();
-    let good = CholeskyFactor::new(upload(&Mat::eye(8), &device, DType::F64), 4).unwrap();
+    let good = block_on(CholeskyFactor::new(upload(&Mat::eye(8), &device, DType::F64), 4)).unwrap();
     assert!((good.condition_estimate() - 1.0).abs() < 1e-12);
     let mut a = Mat::eye(8);
     a[(3, 3)] = 1e-8;
-    let bad = CholeskyFactor::new(upload(&a, &device, DType::F64), 4).unwrap();
+    let bad = block_on(CholeskyFactor::new(upload(&a, &device, DType::F64), 4)).unwrap();
     assert!(bad.condition_estimate() > 1e7);
 }

@@ -5,6 +5,7 @@ mod common;
 
 use burn::tensor::DType;
 use common::{download, on_all_devices, randn, rel_err, upload};
+use pmedit_engine::block_on;
 use pmedit_engine::edit::{Objective, Preservation, solve_delta};
 use pmedit_engine::linalg::host::{self, Mat};
 
@@ -53,8 +54,16 @@ fn device_delta(
     lambda: f64,
     o: Objective,
 ) -> Mat {
-    let pres = Preservation::new(upload(c0, device, dtype), lambda).unwrap();
-    download(solve_delta(&pres, o, upload(k, device, dtype), upload(r, device, dtype)).unwrap())
+    let pres = block_on(Preservation::new(upload(c0, device, dtype), lambda)).unwrap();
+    download(
+        block_on(solve_delta(
+            &pres,
+            o,
+            upload(k, device, dtype),
+            upload(r, device, dtype),
+        ))
+        .unwrap(),
+    )
 }
 
 #[test]
@@ -132,22 +141,22 @@ fn duplicate_keys_without_alpha_are_refused() {
     for i in 0..16 {
         dup[(i, 1)] = dup[(i, 0)];
     }
-    let pres = Preservation::new(upload(&c0, &device, DType::F64), 1.0).unwrap();
-    let err = solve_delta(
+    let pres = block_on(Preservation::new(upload(&c0, &device, DType::F64), 1.0)).unwrap();
+    let err = block_on(solve_delta(
         &pres,
         Objective::Emmet { alpha: 0.0 },
         upload(&dup, &device, DType::F64),
         upload(&r, &device, DType::F64),
-    );
+    ));
     let err = err.expect_err("dependent keys must be refused");
     assert!(err.to_string().contains("raise α"), "{err}");
     // With α > 0 the same batch solves.
-    let ok = solve_delta(
+    let ok = block_on(solve_delta(
         &pres,
         Objective::Emmet { alpha: 0.1 },
         upload(&dup, &device, DType::F64),
         upload(&r, &device, DType::F64),
-    );
+    ));
     assert!(ok.is_ok());
 }
 
@@ -160,13 +169,13 @@ fn nearly_dependent_keys_are_refused_with_advice() {
     for i in 0..16 {
         near[(i, 1)] = near[(i, 0)] * (1.0 + 1e-5 * (i as f64).sin());
     }
-    let pres = Preservation::new(upload(&c0, &device, DType::F32), 1.0).unwrap();
-    let err = solve_delta(
+    let pres = block_on(Preservation::new(upload(&c0, &device, DType::F32), 1.0)).unwrap();
+    let err = block_on(solve_delta(
         &pres,
         Objective::Emmet { alpha: 0.0 },
         upload(&near, &device, DType::F32),
         upload(&r, &device, DType::F32),
-    )
+    ))
     .expect_err("an ill-conditioned batch must be refused");
     assert!(err.to_string().contains("raise α"), "{err}");
 }

@@ -7,6 +7,7 @@ mod common;
 use burn::prelude::*;
 use burn::tensor::DType;
 use common::{download, fixture, on_all_devices, randn, rel_err, upload};
+use pmedit_engine::block_on;
 use pmedit_engine::edit::keys::compute_keys;
 use pmedit_engine::edit::stats::{LayerStats, accumulate, windows};
 use pmedit_engine::edit::{ContextTemplates, EditRequest, Objective, Preservation, solve_delta};
@@ -50,8 +51,16 @@ fn f32_solves_match_f64_reference() {
                 let r = Mat::new(e, d, randn(e as u64, e * d));
                 for objective in [Objective::Memit, Objective::Emmet { alpha: 0.1 }] {
                     let solve = |dev: &Device, dtype: DType| {
-                        let pres = Preservation::new(upload(&c0, dev, dtype), lambda).unwrap();
-                        download(solve_delta(&pres, objective, upload(&k, dev, dtype), upload(&r, dev, dtype)).unwrap())
+                        let pres = block_on(Preservation::new(upload(&c0, dev, dtype), lambda)).unwrap();
+                        download(
+                            block_on(solve_delta(
+                                &pres,
+                                objective,
+                                upload(&k, dev, dtype),
+                                upload(&r, dev, dtype),
+                            ))
+                            .unwrap(),
+                        )
                     };
                     let want = solve(&reference_device, DType::F64);
                     let got = solve(device, DType::F32);

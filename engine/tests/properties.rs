@@ -7,6 +7,7 @@ mod common;
 use burn::prelude::Device;
 use burn::tensor::DType;
 use common::{download, randn, upload};
+use pmedit_engine::block_on;
 use pmedit_engine::edit::{Objective, Preservation, solve_delta};
 use pmedit_engine::linalg::host::Mat;
 use proptest::prelude::*;
@@ -29,8 +30,14 @@ fn problem(n: usize, d: usize, e: usize, seed: u64, ridge: f64) -> (Mat, Mat, Ma
 
 fn delta(c0: &Mat, k: &Mat, r: &Mat, lambda: f64, o: Objective) -> pmedit_engine::Result<Mat> {
     let device = Device::flex();
-    let pres = Preservation::new(upload(c0, &device, DType::F64), lambda)?;
-    solve_delta(&pres, o, upload(k, &device, DType::F64), upload(r, &device, DType::F64)).map(download)
+    let pres = block_on(Preservation::new(upload(c0, &device, DType::F64), lambda))?;
+    block_on(solve_delta(
+        &pres,
+        o,
+        upload(k, &device, DType::F64),
+        upload(r, &device, DType::F64),
+    ))
+    .map(download)
 }
 
 fn sub(a: &Mat, b: &Mat) -> Mat {

@@ -16,6 +16,7 @@ use pmedit_engine::eval::score::score_targets;
 use pmedit_engine::load::{ModelParts, load_model_bytes};
 use pmedit_engine::model::Gpt2;
 use pmedit_engine::predict::top_k;
+use pmedit_engine::readback::read_scalar;
 use pmedit_engine::tokenizer::Gpt2Tokenizer;
 
 use crate::protocol::{
@@ -40,14 +41,21 @@ fn now_ms() -> f64 {
 #[reactor]
 pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
     let mut state: Option<State> = None;
+    // The WebGPU device, brought up once (burn registers one runtime per adapter) on the first
+    // load that asks for it; `Err` holds why there is none.
+    let mut gpu: Option<Result<(Device, String), String>> = None;
     while let Some(request) = scope.next().await {
-        let adapter = match &request {
+        if matches!(
+            request,
             Request::Load {
-                backend: Backend::Auto, ..
-            } => Some(webgpu_adapter().await),
-            _ => None,
-        };
-        let replies = match handle(&mut state, request, adapter) {
+                backend: Backend::Auto,
+                ..
+            }
+        ) && gpu.is_none()
+        {
+            gpu = Some(webgpu_device().await);
+        }
+        let replies = match handle(&mut state, request, gpu.as_ref()).await {
             Ok(r) => r,
             Err(e) => vec![Response::Error(e)],
         };
@@ -59,12 +67,16 @@ pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
     }
 }
 
-fn handle(state: &mut Option<State>, request: Request, adapter: Option<String>) -> Result<Vec<Response>, String> {
+async fn handle(
+    state: &mut Option<State>,
+    request: Request,
+    gpu: Option<&Result<(Device, String), String>>,
+) -> Result<Vec<Response>, String> {
     match request {
         Request::Load { files, backend } => {
             let start = now_ms();
-            let (device, backend_name, adapter) = pick_device(backend, adapter);
-            let loaded = load(files, &device)?;
+            let (device, backend_name, adapter) = pick_device(backend, gpu);
+            let loaded = load(files, &device).await?;
             let info = ModelInfo {
                 name: loaded.name.clone(),
                 backend: backend_name,
@@ -80,12 +92,12 @@ fn handle(state: &mut Option<State>, request: Request, adapter: Option<String>) 
         }
         Request::Predict { prompts, k } => {
             let s = state.as_ref().ok_or("no model is loaded")?;
-            Ok(vec![Response::Predictions(predict(s, &prompts, k)?)])
+            Ok(vec![Response::Predictions(predict(s, &prompts, k).await?)])
         }
         Request::Edit(settings) => {
             let s = state.as_mut().ok_or("no model is loaded")?;
             let mut out = Vec::new();
-            let report = edit(s, &settings, &mut out)?;
+            let report = edit(s, &settings, &mut out).await?;
             out.push(Response::Edited(report));
             Ok(out)
         }
@@ -107,7 +119,9 @@ fn handle(state: &mut Option<State>, request: Request, adapter: Option<String>) 
         }
         Request::Download => {
             let s = state.as_ref().ok_or("no model is loaded")?;
-            let bytes = pmedit_engine::save::model_to_bytes(&s.parts.model).map_err(|e| e.to_string())?;
+            let bytes = pmedit_engine::save::model_to_bytes(&s.parts.model)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(vec![Response::Weights(bytes)])
         }
         Request::Undo => {
@@ -118,18 +132,52 @@ fn handle(state: &mut Option<State>, request: Request, adapter: Option<String>) 
     }
 }
 
-/// The CPU backend; WebGPU needs asynchronous read-backs throughout the engine, which it does
-/// not have yet, so the page says so (and what adapter the browser offers) rather than failing.
-fn pick_device(backend: Backend, adapter: Option<String>) -> (Device, String, String) {
-    let why = match (backend, adapter) {
-        (Backend::Cpu, _) => "CPU chosen".to_string(),
-        (Backend::Auto, Some(a)) if a.starts_with("WebGPU adapter") => {
-            format!("{a}; the engine does not use it yet: it reads results back synchronously, which WebGPU cannot")
+/// WebGPU when it was asked for and the browser gave a device, else the CPU backend (burn
+/// `flex` in wasm), with a line that says which adapter or why not.
+fn pick_device(backend: Backend, gpu: Option<&Result<(Device, String), String>>) -> (Device, String, String) {
+    match (backend, gpu) {
+        (Backend::Auto, Some(Ok((device, adapter)))) => {
+            // A software adapter (SwiftShader, WARP) runs each kernel on the CPU with a large cost
+            // per dispatch: say that the CPU backend is faster there.
+            let hint = if adapter.contains("software fallback") {
+                "; on a software adapter the CPU backend (?backend=cpu) edits much faster"
+            } else {
+                ""
+            };
+            (device.clone(), "WebGPU".into(), format!("burn wgpu; {adapter}{hint}"))
         }
-        (Backend::Auto, Some(a)) => format!("{a}: CPU fallback"),
-        (Backend::Auto, None) => "no WebGPU adapter was asked for".to_string(),
-    };
-    (Device::flex(), "CPU".into(), format!("burn flex (wasm32); {why}"))
+        (Backend::Auto, Some(Err(why))) => (
+            Device::flex(),
+            "CPU".into(),
+            format!("burn flex (wasm32); {why}: CPU fallback"),
+        ),
+        (Backend::Cpu, _) => (Device::flex(), "CPU".into(), "burn flex (wasm32); CPU chosen".into()),
+        (Backend::Auto, None) => (
+            Device::flex(),
+            "CPU".into(),
+            "burn flex (wasm32); no WebGPU device was asked for".into(),
+        ),
+    }
+}
+
+/// Brings up burn's wgpu runtime on the browser's WebGPU adapter (asynchronously: a browser
+/// cannot block) and returns the device with the adapter's description, or why there is none.
+async fn webgpu_device() -> Result<(Device, String), String> {
+    let adapter = webgpu_adapter().await;
+    if !adapter.starts_with("WebGPU adapter") {
+        return Err(adapter);
+    }
+    let device = Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| format!("{adapter}, but burn could not start on it: {e}"))?;
+    // A first tiny read proves the device computes and reads back before a model is put on it.
+    let probe = Tensor::<1>::from_data(TensorData::new(vec![1f32, 2.0], [2]), &device).sum();
+    match read_scalar::<f32, 1, Float>(probe).await {
+        Ok(3.0) => Ok((device, adapter)),
+        Ok(x) => Err(format!("{adapter}, but a test sum on it gave {x} instead of 3")),
+        Err(e) => Err(format!("{adapter}, but reading from it failed: {e}")),
+    }
 }
 
 /// What the browser's WebGPU offers this worker: the adapter's description and limits, or why
@@ -203,7 +251,7 @@ fn compute_stats(s: &State, text: &str, layers: &[usize], max_tokens: usize) -> 
     Ok(stats)
 }
 
-fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
+async fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
     let tokenizer = match &files.tokenizer {
         TokenizerFiles::Json(b) => Gpt2Tokenizer::from_tokenizer_json(b),
         TokenizerFiles::VocabMerges(v, m) => Gpt2Tokenizer::from_vocab_merges(v, m),
@@ -212,7 +260,9 @@ fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
     let parts =
         load_model_bytes(&files.name, &files.config, tokenizer, files.weights, device).map_err(|e| e.to_string())?;
     let stats = match &files.stats {
-        Some(bytes) => stats_for_model(bytes, "stats.safetensors", &parts.model).map_err(|e| e.to_string())?,
+        Some(bytes) => stats_for_model(bytes, "stats.safetensors", &parts.model)
+            .await
+            .map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
     Ok(State {
@@ -223,35 +273,38 @@ fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
     })
 }
 
-fn predict(s: &State, prompts: &[String], k: usize) -> Result<Vec<Prediction>, String> {
-    prompts
-        .iter()
-        .map(|p| {
-            let top = top_k(&s.parts.model, &s.parts.tokenizer, p, k).map_err(|e| e.to_string())?;
-            Ok(Prediction {
-                prompt: p.clone(),
-                top: top
-                    .into_iter()
-                    .map(|t| Candidate {
-                        token: t.token,
-                        prob: f64::from(t.logprob).exp(),
-                    })
-                    .collect(),
-            })
-        })
-        .collect()
+async fn predict(s: &State, prompts: &[String], k: usize) -> Result<Vec<Prediction>, String> {
+    let mut out = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        let top = top_k(&s.parts.model, &s.parts.tokenizer, p, k)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push(Prediction {
+            prompt: p.clone(),
+            top: top
+                .into_iter()
+                .map(|t| Candidate {
+                    token: t.token,
+                    prob: f64::from(t.logprob).exp(),
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
-fn target_probs(s: &State, requests: &[EditRequest]) -> Result<Vec<f64>, String> {
+async fn target_probs(s: &State, requests: &[EditRequest]) -> Result<Vec<f64>, String> {
     let pairs: Vec<(String, String)> = requests
         .iter()
         .map(|f| (f.filled_prompt(), f.target_new.clone()))
         .collect();
-    let scores = score_targets(&s.parts.model, &s.parts.tokenizer, &pairs, 16).map_err(|e| e.to_string())?;
+    let scores = score_targets(&s.parts.model, &s.parts.tokenizer, &pairs, 16)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(scores.iter().map(|t| (-t.nll * t.target.len() as f64).exp()).collect())
 }
 
-fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -> Result<EditReport, String> {
+async fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -> Result<EditReport, String> {
     let algorithm = Algorithm::parse(&settings.algorithm).map_err(|e| e.to_string())?;
     let requests: Vec<EditRequest> = settings
         .facts
@@ -283,11 +336,11 @@ fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -> Resu
             )
         })?;
         let c0 = st.c0().map_err(|e| e.to_string())?;
-        pres.insert(l, Preservation::new(c0, hp.lambda).map_err(|e| e.to_string())?);
+        pres.insert(l, Preservation::new(c0, hp.lambda).await.map_err(|e| e.to_string())?);
     }
-    let before = predict(s, &settings.probes, 5)?;
-    let gen_before = continuation(s, &requests[0])?;
-    let p_before = target_probs(s, &requests)?;
+    let before = predict(s, &settings.probes, 5).await?;
+    let gen_before = continuation(s, &requests[0]).await?;
+    let p_before = target_probs(s, &requests).await?;
     let start = now_ms();
     // Edit a copy: a failure leaves the current weights untouched.
     let mut model = s.parts.model.clone();
@@ -309,16 +362,17 @@ fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -> Resu
             }
         },
     )
+    .await
     .map_err(|e| e.to_string())?;
     let edit_ms = now_ms() - start;
     s.parts.model = model;
     let teaching = match outcome.deltas.last() {
-        Some(d) => Some(teach(s, d, hp.alpha)?),
+        Some(d) => Some(teach(s, d, hp.alpha).await?),
         None => None,
     };
-    let after = predict(s, &settings.probes, 5)?;
-    let p_after = target_probs(s, &requests)?;
-    let gen_after = continuation(s, &requests[0])?;
+    let after = predict(s, &settings.probes, 5).await?;
+    let p_after = target_probs(s, &requests).await?;
+    let gen_after = continuation(s, &requests[0]).await?;
     Ok(EditReport {
         algorithm: algorithm.name().into(),
         layers: hp.layers.clone(),
@@ -338,7 +392,7 @@ fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -> Resu
 }
 
 /// A greedy continuation of a request's prompt (16 tokens).
-fn continuation(s: &State, r: &EditRequest) -> Result<String, String> {
+async fn continuation(s: &State, r: &EditRequest) -> Result<String, String> {
     let opts = pmedit_engine::generate::GenerateOptions {
         max_new_tokens: 16,
         top_k: 1,
@@ -346,12 +400,13 @@ fn continuation(s: &State, r: &EditRequest) -> Result<String, String> {
     };
     let prompt = r.filled_prompt();
     let text = pmedit_engine::generate::generate(&s.parts.model, &s.parts.tokenizer, &prompt, &opts)
+        .await
         .map_err(|e| e.to_string())?;
     Ok(format!("{prompt}{text}"))
 }
 
 /// The teaching view: the last layer's system re-solved both ways over a λ sweep.
-fn teach(s: &State, d: &LayerDelta, alpha: f64) -> Result<Tradeoff, String> {
+async fn teach(s: &State, d: &LayerDelta, alpha: f64) -> Result<Tradeoff, String> {
     let st = s
         .stats
         .iter()
@@ -359,11 +414,11 @@ fn teach(s: &State, d: &LayerDelta, alpha: f64) -> Result<Tradeoff, String> {
         .ok_or("no statistics for the edited layer")?;
     let c0 = st.c0().map_err(|e| e.to_string())?;
     let lambdas = tradeoff_lambdas();
-    let run = |o: Objective| tradeoff(&c0, o, &d.keys, &d.residual, &lambdas).map_err(|e| e.to_string());
+    let run = |o: Objective| tradeoff(&c0, o, &d.keys, &d.residual, &lambdas);
     Ok(Tradeoff {
         layer: d.layer,
         keys: d.keys.dims()[1],
-        equality: run(Objective::Emmet { alpha })?,
-        least_squares: run(Objective::Memit)?,
+        equality: run(Objective::Emmet { alpha }).await.map_err(|e| e.to_string())?,
+        least_squares: run(Objective::Memit).await.map_err(|e| e.to_string())?,
     })
 }

@@ -4,6 +4,7 @@
 //! BENCHMARKS.md. Ops: load, forward, generate, stats, rome, emmet-N, memit-N, solve-emmet-N,
 //! solve-memit-N, cholesky-N, matmul-N.
 
+use pmedit_engine::block_on;
 use std::path::Path;
 use std::time::Instant;
 
@@ -113,7 +114,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
         let b = Tensor::<2>::random([n, 64], Distribution::Normal(0.0, 1.0), &device);
         let flops = (n as f64).powi(3) / 3.0 + 2.0 * (n * n * 64) as f64;
         return time_flops(op, runs, flops, || {
-            sync(pmedit_engine::linalg::spd_solve(a.clone(), b.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
+            sync(block_on(pmedit_engine::linalg::spd_solve(a.clone(), b.clone())).map_err(|e| anyhow::anyhow!("{e}"))?);
             Ok(())
         });
     }
@@ -139,7 +140,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
                         ..Default::default()
                     };
                     Box::new(move || {
-                        generate_ids(&model, &[ids[0][0]], &opts, None)?;
+                        block_on(generate_ids(&model, &[ids[0][0]], &opts, None))?;
                         Ok(())
                     })
                 }
@@ -168,8 +169,8 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
             let r = Tensor::<2>::random([e, m.config.n_embd], Distribution::Normal(0.0, 1.0), &device);
             Box::new(move || {
                 // The factorisation of λ·C0 is part of the solve (the PyTorch side does it too).
-                let pres = Preservation::new(c0.clone(), 100.0)?;
-                sync(solve_delta(&pres, objective, k.clone(), r.clone())?);
+                let pres = block_on(Preservation::new(c0.clone(), 100.0))?;
+                sync(block_on(solve_delta(&pres, objective, k.clone(), r.clone()))?);
                 Ok(())
             })
         }
@@ -197,12 +198,12 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
                 ..hp.value
             };
             let c0 = spd(m.config.d_inner(), &device);
-            let stats = HashMap::from([(last, Preservation::new(c0, hp.lambda)?)]);
+            let stats = HashMap::from([(last, block_on(Preservation::new(c0, hp.lambda))?)]);
             let reqs = requests(n)?;
             let (model, tokenizer) = (m.model.clone(), m.tokenizer.clone());
             Box::new(move || {
                 let mut edited = model.clone();
-                apply_edits(
+                block_on(apply_edits(
                     &mut edited,
                     &tokenizer,
                     &reqs,
@@ -211,7 +212,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
                     &ContextTemplates::bare(),
                     &stats,
                     |_| {},
-                )?;
+                ))?;
                 let _ = edited.h[last].mlp.c_proj.weight.val().sum().into_scalar::<f32>();
                 Ok(())
             })
@@ -247,7 +248,7 @@ pub fn run(dir: &Path, choice: Target, runs: usize, batch: usize, seq: usize, as
         ..Default::default()
     };
     let generate_s = time(runs, || {
-        generate_ids(&m.model, &[ids[0][0]], &opts, None)?;
+        block_on(generate_ids(&m.model, &[ids[0][0]], &opts, None))?;
         Ok(())
     })?;
     let layer = m.config.n_layer / 2;

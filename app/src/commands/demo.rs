@@ -2,6 +2,7 @@
 //! few facts, applies one ROME edit and one EMMET batch edit of held-out facts, and prints the
 //! predictions before and after with the CounterFact metrics.
 
+use pmedit_engine::block_on;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -44,7 +45,7 @@ fn parse_fact(text: &str, m: &LoadedModel) -> Result<Record> {
     };
     let mut request = EditRequest::new(prompt, subject, target)?;
     // The "true" object is what the model says now.
-    let now = top_k(&m.model, &m.tokenizer, &request.filled_prompt(), 1)?;
+    let now = block_on(top_k(&m.model, &m.tokenizer, &request.filled_prompt(), 1))?;
     request.target_true = Some(now[0].token.trim().to_string());
     Ok(Record {
         case_id: 0,
@@ -57,7 +58,7 @@ fn parse_fact(text: &str, m: &LoadedModel) -> Result<Record> {
 }
 
 fn top3(model: &pmedit_engine::Gpt2, tokenizer: &pmedit_engine::Gpt2Tokenizer, prompt: &str) -> Result<String> {
-    Ok(top_k(model, tokenizer, prompt, 3)?
+    Ok(block_on(top_k(model, tokenizer, prompt, 3))?
         .iter()
         .map(|t| format!("{} {:.2}", t.token.trim(), t.logprob.exp()))
         .collect::<Vec<_>>()
@@ -80,10 +81,10 @@ fn run_one(
     let hp = preset(algorithm, &m.config);
     let stats = super::load_preservation(m, None, &hp.layers, hp.lambda)?;
     let templates = super::context_templates(None, m, algorithm, seed)?;
-    let before = summarize(&score_records(&m.model, &m.tokenizer, records, None)?);
+    let before = summarize(&block_on(score_records(&m.model, &m.tokenizer, records, None))?);
     let mut edited = m.model.clone();
     let reqs: Vec<EditRequest> = records.iter().map(|r| r.request.clone()).collect();
-    apply_edits(
+    block_on(apply_edits(
         &mut edited,
         &m.tokenizer,
         &reqs,
@@ -92,8 +93,8 @@ fn run_one(
         &templates,
         &stats,
         |_| {},
-    )?;
-    let after = summarize(&score_records(&edited, &m.tokenizer, records, None)?);
+    ))?;
+    let after = summarize(&block_on(score_records(&edited, &m.tokenizer, records, None))?);
     Ok((Outcome { before, after }, edited))
 }
 
@@ -189,7 +190,7 @@ pub fn run(mut args: DemoArgs, choice: Target) -> Result<()> {
     if args.json {
         let preds: Vec<_> = probes
             .iter()
-            .map(|(k, p)| Ok(json!({"kind": k, "prompt": p, "before": top_k(&m.model, &m.tokenizer, p, 3)?, "after": top_k(&edited, &m.tokenizer, p, 3)?})))
+            .map(|(k, p)| Ok(json!({"kind": k, "prompt": p, "before": block_on(top_k(&m.model, &m.tokenizer, p, 3))?, "after": block_on(top_k(&edited, &m.tokenizer, p, 3))?})))
             .collect::<Result<_>>()?;
         println!(
             "{}",

@@ -1,5 +1,6 @@
 //! `pmedit edit`: apply ROME / r-ROME / MEMIT / EMMET to a model and write the edited copy.
 
+use pmedit_engine::block_on;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,7 @@ pub fn read_requests(path: &Path, limit: Option<usize>) -> Result<Vec<EditReques
 fn target_prob(m: &pmedit_engine::load::LoadedModel, r: &EditRequest) -> Result<f32> {
     let ids = encode_prompt(&m.model, &m.tokenizer, &r.filled_prompt())?;
     let t = target_ids(&m.tokenizer, r)?[0] as usize;
-    Ok(next_token_logprobs(&m.model, &ids)?[t].exp())
+    Ok(block_on(next_token_logprobs(&m.model, &ids))?[t].exp())
 }
 
 pub fn run(args: EditArgs, choice: Target) -> Result<()> {
@@ -79,7 +80,13 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     let templates = super::context_templates(args.templates.as_deref(), &m, algorithm, args.seed)?;
     spinner.finish_and_clear();
     let requests = if args.drop_dependent {
-        let (kept, dropped) = drop_dependent_keys(&m.model, &m.tokenizer, &requests, &hp.layers, &templates)?;
+        let (kept, dropped) = block_on(drop_dependent_keys(
+            &m.model,
+            &m.tokenizer,
+            &requests,
+            &hp.layers,
+            &templates,
+        ))?;
         for d in &dropped {
             let r = &requests[d.index];
             eprintln!(
@@ -101,7 +108,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     let bar = ProgressBar::new((requests.len() * hp.value.steps) as u64);
     bar.set_style(ProgressStyle::with_template("{msg:30} {bar:30} {pos}/{len} eta {eta}")?);
     let start = std::time::Instant::now();
-    let outcome = apply_edits(
+    let outcome = block_on(apply_edits(
         &mut m.model,
         &m.tokenizer,
         &requests,
@@ -119,7 +126,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
             }
             EditEvent::Layer { layer } => bar.set_message(format!("solving layer {layer}")),
         },
-    )?;
+    ))?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let after: Vec<f32> = requests

@@ -4,6 +4,7 @@
 //! sizes, λ values and algorithms make a sweep; each grid point has its own directory, so an
 //! interrupted sweep resumes where it stopped, and SVG plots of each metric are drawn.
 
+use pmedit_engine::block_on;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -199,7 +200,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                     let bar = ProgressBar::new((n_batches * b.min(records.len()) * hp.value.steps) as u64);
                     bar.set_style(ProgressStyle::with_template("{msg:40} {bar:30} {pos}/{len} eta {eta}")?);
                     bar.set_message(format!("{} L{layers:?} b={b} λ={lambda}", algo.name()));
-                    let outcome = run_eval(
+                    let outcome = block_on(run_eval(
                         &m.model,
                         &m.tokenizer,
                         &records,
@@ -213,7 +214,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                             }
                             _ => {}
                         },
-                    )?;
+                    ))?;
                     bar.finish_and_clear();
                     let point = write_point(&dir, &spec, &outcome)?;
                     eprintln!(

@@ -1,5 +1,6 @@
 //! `pmedit generate`.
 
+use pmedit_engine::block_on;
 use std::path::Path;
 
 use anyhow::Result;
@@ -11,7 +12,7 @@ use crate::device::Target;
 pub fn run(dir: &Path, prompt: &str, opts: &GenerateOptions, choice: Target, as_json: bool) -> Result<()> {
     let (m, sel) = super::load(dir, choice)?;
     let start = std::time::Instant::now();
-    let text = generate(&m.model, &m.tokenizer, prompt, opts)?;
+    let text = block_on(generate(&m.model, &m.tokenizer, prompt, opts))?;
     let secs = start.elapsed().as_secs_f64();
     if as_json {
         let out = json!({"prompt": prompt, "completion": text, "seed": opts.seed, "device": sel.description, "seconds": secs});

@@ -10,6 +10,7 @@ pub mod predict;
 pub mod stats;
 pub mod train_demo;
 
+use pmedit_engine::block_on;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -86,14 +87,18 @@ pub fn load_preservation(
             sp.display()
         )
     })?;
-    let layer_stats = pmedit_engine::edit::stats::stats_for_model(&bytes, &sp.to_string_lossy(), &m.model)?;
+    let layer_stats = block_on(pmedit_engine::edit::stats::stats_for_model(
+        &bytes,
+        &sp.to_string_lossy(),
+        &m.model,
+    ))?;
     let mut out = std::collections::HashMap::new();
     for &l in layers {
         let s = layer_stats
             .iter()
             .find(|s| s.layer == l)
             .with_context(|| format!("{} has no statistics for layer {l}", sp.display()))?;
-        out.insert(l, pmedit_engine::edit::Preservation::new(s.c0()?, lambda)?);
+        out.insert(l, block_on(pmedit_engine::edit::Preservation::new(s.c0()?, lambda))?);
     }
     Ok(out)
 }
@@ -111,7 +116,12 @@ pub fn context_templates(
         Some(file) => {
             ContextTemplates::from_json(&std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?)?
         }
-        None => ContextTemplates::generate(&m.model, &m.tokenizer, algorithm.template_recipe(), seed)?,
+        None => block_on(ContextTemplates::generate(
+            &m.model,
+            &m.tokenizer,
+            algorithm.template_recipe(),
+            seed,
+        ))?,
     })
 }
 

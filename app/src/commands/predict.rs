@@ -1,5 +1,6 @@
 //! `pmedit predict`.
 
+use pmedit_engine::block_on;
 use std::path::Path;
 
 use anyhow::Result;
@@ -11,7 +12,7 @@ use crate::device::Target;
 pub fn run(dir: &Path, prompt: &str, k: usize, choice: Target, as_json: bool) -> Result<()> {
     let (m, sel) = super::load(dir, choice)?;
     let ids = m.tokenizer.encode(prompt)?;
-    let top = top_k(&m.model, &m.tokenizer, prompt, k)?;
+    let top = block_on(top_k(&m.model, &m.tokenizer, prompt, k))?;
     if as_json {
         let out = json!({
             "prompt": prompt,

@@ -1,5 +1,6 @@
 //! `pmedit stats`: C0 statistics over a corpus, resumable.
 
+use pmedit_engine::block_on;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -100,7 +101,7 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
             .map(|(_, s)| s)
             .collect();
     }
-    let fp = fingerprint(&m.model);
+    let fp = block_on(fingerprint(&m.model))?;
     let corpus_name = args
         .corpus
         .file_name()
@@ -194,7 +195,7 @@ pub fn import(model: &Path, npz: &[std::path::PathBuf], layers: &[usize], out: &
         stats.push(st);
     }
     let meta = StatsMeta {
-        model: fingerprint(&m.model),
+        model: block_on(fingerprint(&m.model))?,
         corpus: "authors-npz".into(),
         windows_done: 0,
     };

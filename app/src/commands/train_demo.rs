@@ -2,10 +2,11 @@
 //! facts) with burn's autodiff, and writes it with everything the editors need: config,
 //! tokenizer, weights, C0 statistics for the preset layers, the facts and a held-out split.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
+use burn::prelude::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use pmedit_engine::edit::Algorithm;
 use pmedit_engine::edit::presets::preset;
@@ -15,10 +16,10 @@ use pmedit_engine::eval::score::{SCORE_BATCH, score_targets};
 use pmedit_engine::load::load_model_dir;
 use pmedit_engine::save::write_model_dir;
 use pmedit_engine::train::{Batcher, TrainConfig, fact_sentences, relation_sentences, text_lines, train_bpe, train_lm};
-use pmedit_engine::{Gpt2Config, Gpt2Tokenizer};
+use pmedit_engine::{Gpt2, Gpt2Config, Gpt2Tokenizer, block_on};
 use serde_json::{Value, json};
 
-use crate::device::{Target, select};
+use crate::device::{Selected, Target, select};
 
 #[derive(clap::Args)]
 pub struct TrainDemoArgs {
@@ -40,8 +41,9 @@ pub struct TrainDemoArgs {
     pub text_bytes: usize,
     /// Transformer blocks. Depth is what makes the model recall a fact from the subject's last
     /// token, where ROME-style edits write (measured, ROME ES over the 100 held-out facts at
-    /// layer 0: 4 blocks 74, 6 blocks 85, 8 blocks 89, 12 blocks 93; public/models/demo/README.md).
-    #[arg(long, default_value_t = 12)]
+    /// layer 0: 4 blocks 74, 6 blocks 86, 8 blocks 89, 12 blocks 93, 16 blocks 95;
+    /// public/models/demo/README.md).
+    #[arg(long, default_value_t = 16)]
     pub layers: usize,
     /// Model width (n_embd).
     #[arg(long, default_value_t = 128)]
@@ -86,6 +88,12 @@ pub struct TrainDemoArgs {
     /// Replace `--out` if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    /// Skip training: take the weights, loss curve and training time from a directory an earlier
+    /// run of this command wrote with the same settings (its tokenizer must come out identical),
+    /// and recompute everything else — statistics for the current presets' layers, accuracy,
+    /// splits. For refreshing a shipped model after the presets change, without an hour of training.
+    #[arg(long)]
+    pub weights_from: Option<PathBuf>,
 }
 
 /// Top-1 accuracy of the first token of each target after its prompt.
@@ -97,7 +105,7 @@ pub fn top1_accuracy(
     if pairs.is_empty() {
         return Ok(f64::NAN);
     }
-    let scores = score_targets(model, tokenizer, pairs, SCORE_BATCH)?;
+    let scores = block_on(score_targets(model, tokenizer, pairs, SCORE_BATCH))?;
     let hits = scores.iter().filter(|s| s.argmax[0] == s.target[0]).count();
     Ok(hits as f64 / pairs.len() as f64)
 }
@@ -169,44 +177,10 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     config.bos_token_id = Some(eos);
     config.validate()?;
     let sel = select(choice)?;
-    eprintln!("training on {}: {} parameters", sel.description, config.num_params());
-    // Seeded weights as well as batches: the same command gives the same model on a device.
-    sel.device.seed(args.seed);
-    let model = config.init(&sel.device.clone().autodiff());
-    let mut batcher = Batcher::new(fact_ids, text_ids.clone(), args.context, 0.6, args.seed);
-    let train = TrainConfig::new()
-        .with_steps(args.steps)
-        .with_batch(args.batch)
-        .with_lr(args.lr)
-        .with_label_smoothing(args.label_smoothing);
-    let bar = ProgressBar::new(args.steps as u64).with_style(
-        ProgressStyle::with_template("train {bar:30} {pos}/{len} {msg} [{elapsed_precise} eta {eta}]")
-            .expect("valid template"),
-    );
-    let mut curve = Vec::new();
-    let mut smooth = f32::NAN;
-    let model = train_lm(
-        model,
-        &train,
-        |n| batcher.next_batch(n),
-        |s| {
-            smooth = if smooth.is_nan() {
-                s.loss
-            } else {
-                0.95 * smooth + 0.05 * s.loss
-            };
-            if s.step % 10 == 0 {
-                curve.push(json!({"step": s.step, "loss": s.loss}));
-            }
-            bar.set_message(format!("loss {smooth:.3}"));
-            if bar.is_hidden() && s.step % 100 == 0 {
-                eprintln!("step {}/{}: loss {smooth:.3}, lr {:.2e}", s.step, args.steps, s.lr);
-            }
-            bar.inc(1);
-        },
-    )?;
-    bar.finish();
-    let train_secs = started.elapsed().as_secs_f64();
+    let (model, curve, train_secs) = match &args.weights_from {
+        Some(dir) => earlier_weights(dir, &tokenizer_json, &sel.device)?,
+        None => train(&args, &config, &sel, fact_ids, &text_ids, started)?,
+    };
 
     // Write the model, then reload it (plain device) for statistics and the accuracy check.
     let config_json = serde_json::to_vec_pretty(&json!({
@@ -267,7 +241,7 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     let wins = windows(&stream, args.context);
     accumulate(&m.model, &wins, 16, &mut stats)?;
     let meta = StatsMeta {
-        model: fingerprint(&m.model),
+        model: block_on(fingerprint(&m.model))?,
         corpus: "demo-training-text".into(),
         windows_done: wins.len() as u64,
     };
@@ -298,4 +272,72 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Trains the demo model (`train-demo` without `--weights-from`); returns it with its loss curve
+/// and the seconds since `started`.
+fn train(
+    args: &TrainDemoArgs,
+    config: &Gpt2Config,
+    sel: &Selected,
+    fact_ids: Vec<Vec<u32>>,
+    text_ids: &[u32],
+    started: Instant,
+) -> Result<(Gpt2, Vec<Value>, f64)> {
+    eprintln!("training on {}: {} parameters", sel.description, config.num_params());
+    // Seeded weights as well as batches: the same command gives the same model on a device.
+    sel.device.seed(args.seed);
+    let model = config.init(&sel.device.clone().autodiff());
+    let mut batcher = Batcher::new(fact_ids, text_ids.to_vec(), args.context, 0.6, args.seed);
+    let train = TrainConfig::new()
+        .with_steps(args.steps)
+        .with_batch(args.batch)
+        .with_lr(args.lr)
+        .with_label_smoothing(args.label_smoothing);
+    let bar = ProgressBar::new(args.steps as u64).with_style(
+        ProgressStyle::with_template("train {bar:30} {pos}/{len} {msg} [{elapsed_precise} eta {eta}]")
+            .expect("valid template"),
+    );
+    let mut curve = Vec::new();
+    let mut smooth = f32::NAN;
+    let model = train_lm(
+        model,
+        &train,
+        |n| batcher.next_batch(n),
+        |s| {
+            smooth = if smooth.is_nan() {
+                s.loss
+            } else {
+                0.95 * smooth + 0.05 * s.loss
+            };
+            if s.step % 10 == 0 {
+                curve.push(json!({"step": s.step, "loss": s.loss}));
+            }
+            bar.set_message(format!("loss {smooth:.3}"));
+            if bar.is_hidden() && s.step % 100 == 0 {
+                eprintln!("step {}/{}: loss {smooth:.3}, lr {:.2e}", s.step, args.steps, s.lr);
+            }
+            bar.inc(1);
+        },
+    )?;
+    bar.finish();
+    Ok((model, curve, started.elapsed().as_secs_f64()))
+}
+
+/// The weights, loss curve and training time of an earlier `train-demo` output in `dir`, checked
+/// to belong to this run's settings (same tokenizer).
+fn earlier_weights(dir: &Path, tokenizer_json: &str, device: &Device) -> Result<(Gpt2, Vec<Value>, f64)> {
+    let read =
+        |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()));
+    ensure!(
+        read("tokenizer.json")? == tokenizer_json.as_bytes(),
+        "{} was trained with other settings: its tokenizer differs from the one these settings give",
+        dir.display()
+    );
+    let report: Value = serde_json::from_slice(&read("train.json")?)
+        .with_context(|| format!("{}/train.json is not JSON", dir.display()))?;
+    let curve = report["loss_curve"].as_array().cloned().unwrap_or_default();
+    let secs = report["train_seconds"].as_f64().unwrap_or(f64::NAN);
+    eprintln!("weights from {} (trained in {secs:.0} s)", dir.display());
+    Ok((load_model_dir(dir, device)?.model, curve, secs))
 }

@@ -128,7 +128,7 @@ pub struct EditOutcome {
 
 /// Applies `requests` to `model` in place.
 #[allow(clippy::too_many_arguments)]
-pub fn apply_edits(
+pub async fn apply_edits(
     model: &mut Gpt2,
     tokenizer: &Gpt2Tokenizer,
     requests: &[EditRequest],
@@ -180,7 +180,8 @@ pub fn apply_edits(
                     loss: *loss,
                 })
             },
-        )?;
+        )
+        .await?;
         let mut deltas = Vec::with_capacity(batch.len());
         for (j, value) in values.into_iter().enumerate() {
             on_event(EditEvent::ValueDone { request: index + j });
@@ -193,7 +194,8 @@ pub fn apply_edits(
         let z = activations_at(model, &bare, last, Site::BlockOut, KEY_BATCH)? + Tensor::cat(deltas, 0);
         let applied = distribute(model, tokenizer, batch, z, &layers, solver, templates, stats, |layer| {
             on_event(EditEvent::Layer { layer })
-        })?;
+        })
+        .await?;
         outcome.deltas.extend(applied);
         index += batch.len();
     }

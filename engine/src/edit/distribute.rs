@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::model::{Gpt2, Site};
+use crate::readback::{read_scalar, read_vec};
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// How a layer's Δ is solved.
@@ -66,7 +67,7 @@ pub fn apply_delta(model: &mut Gpt2, layer: usize, delta: Tensor<2>) {
 /// Writes the targets `z` (`[E, d]`, block output of the last layer at each request's bare
 /// prompt) into `layers`, distributing the residual as in eq. 6/7. Returns the Δ of each layer.
 #[allow(clippy::too_many_arguments)]
-pub fn distribute(
+pub async fn distribute(
     model: &mut Gpt2,
     tokenizer: &Gpt2Tokenizer,
     requests: &[EditRequest],
@@ -98,8 +99,10 @@ pub fn distribute(
         let current = activations_at(model, &bare, last, Site::BlockOut, KEY_BATCH)?;
         let mut residual = (z.clone() - current) / (layers.len() - i) as f64; // [E, d]
         let delta = match solver {
-            Solver::Batch(objective) => solve_delta(pres, objective, keys.clone(), residual.clone())
-                .map_err(|e| name_collisions(e, &keys, requests, l))?,
+            Solver::Batch(objective) => match solve_delta(pres, objective, keys.clone(), residual.clone()).await {
+                Ok(delta) => delta,
+                Err(e) => return Err(name_collisions(e, &keys, requests, l).await),
+            },
             Solver::RankOne { consistent_keys } => {
                 if requests.len() != 1 {
                     return Err(EngineError::Input("ROME edits one request at a time".into()));
@@ -113,7 +116,7 @@ pub fn distribute(
                 } else {
                     bare_key
                 };
-                rank_one(pres, keys.clone(), k_den, residual.clone())?
+                rank_one(pres, keys.clone(), k_den, residual.clone()).await?
             }
         };
         apply_delta(model, l, delta.clone());
@@ -128,14 +131,9 @@ pub fn distribute(
 }
 
 /// Pairs of requests whose keys point the same way (cosine ≥ `min_cosine`), for keys `[n, E]`.
-pub fn colliding_keys(keys: &Tensor<2>, min_cosine: f64) -> Result<Vec<(usize, usize, f64)>> {
+pub async fn colliding_keys(keys: &Tensor<2>, min_cosine: f64) -> Result<Vec<(usize, usize, f64)>> {
     let [n, e] = keys.dims();
-    let data = keys
-        .clone()
-        .cast(burn::tensor::DType::F64)
-        .into_data()
-        .try_to_vec::<f64>()
-        .map_err(|err| EngineError::Backend(format!("reading keys back: {err:?}")))?;
+    let data = read_vec::<f64, 2, Float>(keys.clone()).await?;
     let data = &data;
     let col = |j: usize| (0..n).map(move |i| data[i * e + j]);
     let norms: Vec<f64> = (0..e).map(|j| col(j).map(|x| x * x).sum::<f64>().sqrt()).collect();
@@ -168,7 +166,7 @@ pub struct Dropped {
 /// Drops every request whose key at one of `layers` points the same way (cosine ≥ 0.999) as an
 /// earlier kept request's, so a MEMIT/EMMET batch stays solvable (one key cannot take two values).
 /// Returns the kept requests and a report of the dropped ones.
-pub fn drop_dependent_keys(
+pub async fn drop_dependent_keys(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     requests: &[EditRequest],
@@ -178,7 +176,7 @@ pub fn drop_dependent_keys(
     let mut dropped: Vec<Dropped> = Vec::new();
     for &layer in layers {
         let keys = compute_keys(model, tokenizer, layer, requests, templates)?;
-        for (a, b, cosine) in colliding_keys(&keys, 0.999)? {
+        for (a, b, cosine) in colliding_keys(&keys, 0.999).await? {
             let gone = |i: usize| dropped.iter().any(|d| d.index == i);
             if !gone(a) && !gone(b) {
                 dropped.push(Dropped {
@@ -201,11 +199,11 @@ pub fn drop_dependent_keys(
 }
 
 /// Adds to a failed batch solve which requests collide (the same subject twice, typically).
-fn name_collisions(err: EngineError, keys: &Tensor<2>, requests: &[EditRequest], layer: usize) -> EngineError {
+async fn name_collisions(err: EngineError, keys: &Tensor<2>, requests: &[EditRequest], layer: usize) -> EngineError {
     let EngineError::Numerical(msg) = err else {
         return err;
     };
-    let pairs = match colliding_keys(keys, 0.999) {
+    let pairs = match colliding_keys(keys, 0.999).await {
         Ok(p) if !p.is_empty() => p,
         _ => return EngineError::Numerical(msg),
     };
@@ -230,15 +228,15 @@ fn name_collisions(err: EngineError, keys: &Tensor<2>, requests: &[EditRequest],
 }
 
 /// Eq. 3: Δᵀ = C⁻¹k* rᵀ / (k_denᵀ C⁻¹ k*), for `k_star`, `k_den`: `[n, 1]` and `r`: `[1, d]`.
-pub fn rank_one(pres: &Preservation, k_star: Tensor<2>, k_den: Tensor<2>, r: Tensor<2>) -> Result<Tensor<2>> {
+pub async fn rank_one(pres: &Preservation, k_star: Tensor<2>, k_den: Tensor<2>, r: Tensor<2>) -> Result<Tensor<2>> {
     let q = pres.solve(k_star); // [n, 1]
-    let denom = k_den.transpose().matmul(q.clone()).into_scalar::<f64>();
+    let denom = read_scalar::<f64, 2, Float>(k_den.transpose().matmul(q.clone())).await?;
     if !denom.is_finite() || denom.abs() <= 1e-30 {
         return Err(EngineError::Numerical(format!(
             "ROME's denominator kᵀC⁻¹k* is {denom:e}: the key is degenerate"
         )));
     }
     let delta = q.matmul(r) / denom;
-    ensure_finite(&delta, "Δ")?;
+    ensure_finite(&delta, "Δ").await?;
     Ok(delta)
 }

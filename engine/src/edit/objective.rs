@@ -30,19 +30,21 @@ pub struct Preservation {
 
 impl Preservation {
     /// Factors `λ·c0` (`c0` is `[n, n]`, the uncentred second moment of the keys).
-    pub fn new(c0: Tensor<2>, lambda: f64) -> Result<Self> {
+    pub async fn new(c0: Tensor<2>, lambda: f64) -> Result<Self> {
         if !(lambda > 0.0 && lambda.is_finite()) {
             return Err(EngineError::Input(format!(
                 "λ must be positive and finite, got {lambda}"
             )));
         }
-        let factor = CholeskyFactor::new(c0 * lambda, DEFAULT_BLOCK).map_err(|e| match e {
-            LinalgError::NotPositiveDefinite { index, pivot } => EngineError::Numerical(format!(
-                "C0 is not positive definite (pivot {index} = {pivot:e}): the statistics saw too few tokens \
+        let factor = CholeskyFactor::new(c0 * lambda, DEFAULT_BLOCK)
+            .await
+            .map_err(|e| match e {
+                LinalgError::NotPositiveDefinite { index, pivot } => EngineError::Numerical(format!(
+                    "C0 is not positive definite (pivot {index} = {pivot:e}): the statistics saw too few tokens \
                  for this key dimension; collect more (--max-tokens) or add a ridge to C0"
-            )),
-            other => EngineError::Numerical(other.to_string()),
-        })?;
+                )),
+                other => EngineError::Numerical(other.to_string()),
+            })?;
         Ok(Self { factor, lambda })
     }
 
@@ -67,7 +69,7 @@ pub enum Objective {
 }
 
 /// Δᵀ `[n, d]` for keys `k: [n, E]` and residuals `r: [E, d]` (eq. 3, 5, 9).
-pub fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>, r: Tensor<2>) -> Result<Tensor<2>> {
+pub async fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>, r: Tensor<2>) -> Result<Tensor<2>> {
     let [n, e] = k.dims();
     let [e2, _] = r.dims();
     if e != e2 {
@@ -97,7 +99,7 @@ pub fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>, r: T
     let d = g + Tensor::<2>::eye(e, &device).cast(q.dtype()) * mu;
     let dtype = d.dtype();
     let system = if mu > 0.0 { "KᵀC⁻¹K + μI" } else { "KᵀC⁻¹K" };
-    let factor = CholeskyFactor::new(d, DEFAULT_BLOCK).map_err(|err| {
+    let factor = CholeskyFactor::new(d, DEFAULT_BLOCK).await.map_err(|err| {
         EngineError::Numerical(format!(
             "the {e}×{e} system {system} is singular ({err}): keys of the batch are (nearly) linearly \
              dependent; raise {knob} or drop duplicate subjects"
@@ -115,13 +117,13 @@ pub fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>, r: T
     }
     let y = factor.solve(r);
     let delta = q.matmul(y);
-    ensure_finite(&delta, "Δ")?;
+    ensure_finite(&delta, "Δ").await?;
     Ok(delta)
 }
 
 /// Fails when `t` holds NaN or infinity, naming `what`.
-pub fn ensure_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<()> {
-    let bad = t.clone().is_finite().bool_not().any().into_scalar::<bool>();
+pub async fn ensure_finite<const D: usize>(t: &Tensor<D>, what: &str) -> Result<()> {
+    let bad = crate::readback::any(t.clone().is_finite().bool_not()).await?;
     if bad {
         return Err(EngineError::Numerical(format!(
             "{what} holds non-finite values; nothing was written"

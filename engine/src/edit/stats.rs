@@ -108,7 +108,7 @@ pub fn accumulate(model: &Gpt2, seqs: &[Vec<u32>], batch: usize, stats: &mut [La
 /// Identifies the model statistics were computed on: FNV-1a over the config's sizes and the first
 /// 256 token-embedding values (editing changes only `mlp.c_proj`, so an edited model keeps the
 /// fingerprint of its original and can reuse its statistics).
-pub fn fingerprint(model: &Gpt2) -> String {
+pub async fn fingerprint(model: &Gpt2) -> Result<String> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for b in bytes {
@@ -125,11 +125,10 @@ pub fn fingerprint(model: &Gpt2) -> String {
         eat(&(v as u64).to_le_bytes());
     }
     let n = (256 / model.wte.d_model()).max(1);
-    let head = model.wte.head_rows(n).into_data();
-    for x in head.iter::<f32>() {
+    for x in crate::readback::read_vec::<f32, 2, Float>(model.wte.head_rows(n)).await? {
         eat(&x.to_le_bytes());
     }
-    format!("{h:016x}")
+    Ok(format!("{h:016x}"))
 }
 
 /// Metadata stored with statistics.
@@ -165,9 +164,9 @@ pub fn stats_to_bytes(stats: &[LayerStats], meta: &StatsMeta) -> Result<Vec<u8>>
 }
 
 /// Reads statistics for `model` (on its device), refusing a file computed on another model.
-pub fn stats_for_model(bytes: &[u8], name: &str, model: &Gpt2) -> Result<Vec<LayerStats>> {
+pub async fn stats_for_model(bytes: &[u8], name: &str, model: &Gpt2) -> Result<Vec<LayerStats>> {
     let (stats, meta) = stats_from_bytes(bytes, name, &model.device())?;
-    let fp = fingerprint(model);
+    let fp = fingerprint(model).await?;
     if meta.model != fp {
         return Err(EngineError::Input(format!(
             "{name} was computed on another model (fingerprint {} ≠ {fp}): recompute it with `pmedit stats`",

@@ -71,48 +71,74 @@ impl ContextTemplates {
     }
 
     /// Samples templates from the model with the given recipe (top-k 5, seeded).
-    pub fn generate(model: &Gpt2, tokenizer: &Gpt2Tokenizer, recipe: TemplateRecipe, seed: u64) -> Result<Self> {
-        let eos = tokenizer.eos_id();
-        let sample = |start: &str, total_len: usize, i: u64| -> Result<String> {
-            let start_ids = if start == "<|endoftext|>" {
-                vec![eos.ok_or_else(|| EngineError::Input("the tokenizer has no <|endoftext|>".into()))?]
-            } else {
-                tokenizer.encode(start)?
-            };
-            let opts = GenerateOptions {
-                max_new_tokens: total_len.saturating_sub(start_ids.len()),
-                top_k: 5,
-                temperature: 1.0,
-                seed: seed.wrapping_mul(1_000_003).wrapping_add(i),
-                stop_at_eos: false,
-            };
-            let new = generate_ids(model, &start_ids, &opts, eos)?;
-            let mut ids: Vec<u32> = start_ids.into_iter().chain(new).filter(|t| Some(*t) != eos).collect();
-            ids.truncate(total_len);
-            let text = tokenizer.decode(&ids)?.replace(['{', '}'], " ");
-            Ok(format!("{text}. {{}}"))
+    pub async fn generate(model: &Gpt2, tokenizer: &Gpt2Tokenizer, recipe: TemplateRecipe, seed: u64) -> Result<Self> {
+        // (start text, length in tokens) of each sampled template, in sampling order.
+        let plan: Vec<Vec<(&str, usize)>> = match recipe {
+            TemplateRecipe::Rome => vec![
+                [(5, 10), (10, 10)]
+                    .into_iter()
+                    .flat_map(|(len, n)| std::iter::repeat_n(("<|endoftext|>", len), n))
+                    .collect(),
+            ],
+            TemplateRecipe::Memit => vec![
+                ["The", "Therefore", "Because", "I", "You"]
+                    .into_iter()
+                    .map(|s| (s, 10))
+                    .collect(),
+            ],
         };
+        let mut groups = Vec::new();
         let mut i = 0u64;
-        let mut next = |start: &str, len: usize| {
-            i += 1;
-            sample(start, len, i)
-        };
-        let groups = match recipe {
-            TemplateRecipe::Rome => {
-                let mut g = vec!["{}".to_string()];
-                for (len, n) in [(5, 10), (10, 10)] {
-                    for _ in 0..n {
-                        g.push(next("<|endoftext|>", len)?);
-                    }
-                }
-                vec![g]
+        for sampled in plan {
+            let mut g = Vec::with_capacity(sampled.len());
+            for (start, len) in sampled {
+                i += 1;
+                g.push(
+                    sample_template(
+                        model,
+                        tokenizer,
+                        start,
+                        len,
+                        seed.wrapping_mul(1_000_003).wrapping_add(i),
+                    )
+                    .await?,
+                );
             }
-            TemplateRecipe::Memit => {
-                let starts = ["The", "Therefore", "Because", "I", "You"];
-                let g = starts.iter().map(|s| next(s, 10)).collect::<Result<Vec<_>>>()?;
-                vec![vec!["{}".to_string()], g]
-            }
-        };
+            groups.push(g);
+        }
+        // ROME: "{}" leads the one group; MEMIT: "{}" is a group of its own.
+        match recipe {
+            TemplateRecipe::Rome => groups[0].insert(0, "{}".to_string()),
+            TemplateRecipe::Memit => groups.insert(0, vec!["{}".to_string()]),
+        }
         Ok(Self { groups })
     }
+}
+
+/// One template: `total_len` tokens sampled after `start`, then ". {}".
+async fn sample_template(
+    model: &Gpt2,
+    tokenizer: &Gpt2Tokenizer,
+    start: &str,
+    total_len: usize,
+    seed: u64,
+) -> Result<String> {
+    let eos = tokenizer.eos_id();
+    let start_ids = if start == "<|endoftext|>" {
+        vec![eos.ok_or_else(|| EngineError::Input("the tokenizer has no <|endoftext|>".into()))?]
+    } else {
+        tokenizer.encode(start)?
+    };
+    let opts = GenerateOptions {
+        max_new_tokens: total_len.saturating_sub(start_ids.len()),
+        top_k: 5,
+        temperature: 1.0,
+        seed,
+        stop_at_eos: false,
+    };
+    let new = generate_ids(model, &start_ids, &opts, eos).await?;
+    let mut ids: Vec<u32> = start_ids.into_iter().chain(new).filter(|t| Some(*t) != eos).collect();
+    ids.truncate(total_len);
+    let text = tokenizer.decode(&ids)?.replace(['{', '}'], " ");
+    Ok(format!("{text}. {{}}"))
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::objective::{Objective, Preservation, solve_delta};
 use crate::error::Result;
+use crate::readback::read_scalar;
 
 /// The two errors of one solution at one λ.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -25,32 +26,27 @@ pub struct TradeoffPoint {
 
 /// Preservation and memorization errors of `objective`'s solution for keys `k: [n, E]` and
 /// residuals `r: [E, d]`, at each λ of `lambdas` (`c0`: `[n, n]`).
-pub fn tradeoff(
+pub async fn tradeoff(
     c0: &Tensor<2>,
     objective: Objective,
     k: &Tensor<2>,
     r: &Tensor<2>,
     lambdas: &[f64],
 ) -> Result<Vec<TradeoffPoint>> {
-    lambdas
-        .iter()
-        .map(|&lambda| {
-            let pres = Preservation::new(c0.clone(), lambda)?;
-            let delta = solve_delta(&pres, objective, k.clone(), r.clone())?; // [n, d]
-            let preservation = (delta.clone() * c0.clone().matmul(delta.clone()))
-                .sum()
-                .into_scalar::<f64>()
-                .max(0.0)
-                .sqrt();
-            let miss = k.clone().transpose().matmul(delta) - r.clone();
-            let memorization = (miss.clone() * miss).sum().into_scalar::<f64>().sqrt();
-            Ok(TradeoffPoint {
-                lambda,
-                preservation,
-                memorization,
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(lambdas.len());
+    for &lambda in lambdas {
+        let pres = Preservation::new(c0.clone(), lambda).await?;
+        let delta = solve_delta(&pres, objective, k.clone(), r.clone()).await?; // [n, d]
+        let moved = read_scalar::<f64, 1, Float>((delta.clone() * c0.clone().matmul(delta.clone())).sum()).await?;
+        let miss = k.clone().transpose().matmul(delta) - r.clone();
+        let memorization = read_scalar::<f64, 1, Float>((miss.clone() * miss).sum()).await?.sqrt();
+        out.push(TradeoffPoint {
+            lambda,
+            preservation: moved.max(0.0).sqrt(),
+            memorization,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -73,8 +69,9 @@ mod tests {
         let r = Mat::new(2, 2, vec![1.0, -1.0, 0.5, 2.0]);
         let lambdas = [0.01, 1.0, 100.0];
         let (tc0, tk, tr) = (t(&c0, &device), t(&k, &device), t(&r, &device));
-        let emmet = tradeoff(&tc0, Objective::Emmet { alpha: 0.0 }, &tk, &tr, &lambdas).unwrap();
-        let memit = tradeoff(&tc0, Objective::Memit, &tk, &tr, &lambdas).unwrap();
+        let emmet =
+            crate::readback::block_on(tradeoff(&tc0, Objective::Emmet { alpha: 0.0 }, &tk, &tr, &lambdas)).unwrap();
+        let memit = crate::readback::block_on(tradeoff(&tc0, Objective::Memit, &tk, &tr, &lambdas)).unwrap();
         for e in &emmet {
             assert!(e.memorization < 1e-9, "{e:?}");
             assert!((e.preservation - emmet[0].preservation).abs() < 1e-9, "{e:?}");

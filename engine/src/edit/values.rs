@@ -23,6 +23,7 @@ use super::request::EditRequest;
 use super::templates::ContextTemplates;
 use crate::error::{EngineError, Result};
 use crate::model::{Gpt2, Hooks, Site};
+use crate::readback::read_vec;
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// Hyper-parameters of the value optimisation.
@@ -91,7 +92,7 @@ pub const VALUE_BATCH_TOKENS: usize = 4096;
 
 /// Optimises the value of `request` at `(layer, site)`; `on_step` sees each step's loss.
 #[allow(clippy::too_many_arguments)]
-pub fn compute_value(
+pub async fn compute_value(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     request: &EditRequest,
@@ -111,7 +112,8 @@ pub fn compute_value(
         hp,
         VALUE_BATCH_TOKENS,
         |_, loss| on_step(loss),
-    )?;
+    )
+    .await?;
     Ok(values.remove(0))
 }
 
@@ -161,7 +163,7 @@ fn request_prompts(
 /// grouped so that a group's padded prompts hold at most `batch_tokens` positions. `on_step` sees
 /// `(request index, loss)`.
 #[allow(clippy::too_many_arguments)]
-pub fn compute_values(
+pub async fn compute_values(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     requests: &[EditRequest],
@@ -206,7 +208,8 @@ pub fn compute_values(
         }
         let group = optimise_group(model, &all[start..end], layer, site, hp, |r, loss| {
             on_step(start + r, loss)
-        })?;
+        })
+        .await?;
         values.extend(group);
         start = end;
     }
@@ -214,7 +217,7 @@ pub fn compute_values(
 }
 
 /// One group of [`compute_values`].
-fn optimise_group(
+async fn optimise_group(
     model: &Gpt2,
     group: &[RequestPrompts],
     layer: usize,
@@ -307,13 +310,10 @@ fn optimise_group(
     );
     let p0 = log_p0.clone().exp();
 
-    let init_norms: Vec<f64> = v_init
-        .clone()
-        .powi_scalar(2)
-        .sum_dim(1)
-        .into_data()
-        .iter::<f32>()
-        .map(|x| (x as f64).sqrt())
+    let init_norms: Vec<f64> = read_vec::<f64, 2, Float>(v_init.clone().powi_scalar(2).sum_dim(1))
+        .await?
+        .into_iter()
+        .map(f64::sqrt)
         .collect();
     if let Some(bad) = init_norms.iter().find(|n| !(**n > 0.0 && n.is_finite())) {
         return Err(EngineError::Numerical(format!(
@@ -348,11 +348,8 @@ fn optimise_group(
         let wd = (delta.clone().powi_scalar(2).sum_dim(1) + 1e-30).sqrt() * wd_scale.clone();
         let loss = nll.clone() + kl.clone() * hp.kl_factor + wd.clone(); // [R, 1]
 
-        let scalars = Tensor::cat(vec![nll, kl, wd, loss.clone()], 1)
-            .without_autodiff()
-            .into_data()
-            .iter::<f32>()
-            .collect::<Vec<_>>();
+        let scalars =
+            read_vec::<f32, 2, Float>(Tensor::cat(vec![nll, kl, wd, loss.clone()], 1).without_autodiff()).await?;
         let mut update = vec![0f32; n_req];
         for r in 0..n_req {
             if !active[r] {

@@ -72,7 +72,7 @@ impl Default for GeOptions {
 
 /// GE of one record: the mean [`generation_entropy`] of texts sampled from its generation prompts,
 /// or from its rewrite prompt when it has none (the EasyEdit format; PAPER.md says to do so).
-pub fn record_generation_entropy(
+pub async fn record_generation_entropy(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     record: &Record,
@@ -93,14 +93,14 @@ pub fn record_generation_entropy(
             seed: ge.seed ^ record.case_id.rotate_left(17) ^ (k as u64).rotate_left(47),
             stop_at_eos: false,
         };
-        let text = generate(model, tokenizer, prompt, &opts)?;
+        let text = generate(model, tokenizer, prompt, &opts).await?;
         total += generation_entropy(&format!("{prompt}{text}"));
     }
     Ok(total / prompts.len() as f64)
 }
 
 /// Scores `records` on `model`; with `ge`, CounterFact records also get their generation entropy.
-pub fn score_records(
+pub async fn score_records(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     records: &[Record],
@@ -136,7 +136,7 @@ pub fn score_records(
             neighborhood,
         });
     }
-    let scores = score_targets(model, tokenizer, &pairs, SCORE_BATCH)?;
+    let scores = score_targets(model, tokenizer, &pairs, SCORE_BATCH).await?;
     let pair = |i: usize| PairNll {
         new: scores[i].nll,
         true_: scores[i + 1].nll,
@@ -145,7 +145,7 @@ pub fn score_records(
     let mut entropies = Vec::with_capacity(records.len());
     for r in records {
         entropies.push(match (ge, r.benchmark) {
-            (Some(ge), Benchmark::CounterFact) => Some(record_generation_entropy(model, tokenizer, r, ge)?),
+            (Some(ge), Benchmark::CounterFact) => Some(record_generation_entropy(model, tokenizer, r, ge).await?),
             _ => None,
         });
     }

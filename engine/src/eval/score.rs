@@ -10,6 +10,7 @@ use crate::edit::prompts::padded_batch;
 use crate::error::Result;
 use crate::model::Gpt2;
 use crate::predict::encode_prompt;
+use crate::readback::read_vec;
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// Score of one (prompt, target) pair.
@@ -27,7 +28,7 @@ pub struct TargetScore {
 pub const SCORE_BATCH: usize = 64;
 
 /// Scores every `(prompt, target)` pair, `batch` pairs per forward pass.
-pub fn score_targets(
+pub async fn score_targets(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     pairs: &[(String, String)],
@@ -77,8 +78,8 @@ pub fn score_targets(
         let cols = Tensor::<2, Int>::from_data(TensorData::new(cols, [n, 1]), &device);
         let picked = hidden.reshape([chunk.len() * seq, width]).select(0, rows);
         let log_probs = log_softmax(model.lm_head(picked.unsqueeze_dim(0)).squeeze_dim::<2>(0), 1);
-        let lp: Vec<f32> = log_probs.clone().gather(1, cols).into_data().iter::<f32>().collect();
-        let am: Vec<i64> = log_probs.argmax(1).into_data().iter::<i64>().collect();
+        let lp = read_vec::<f32, 2, Float>(log_probs.clone().gather(1, cols)).await?;
+        let am = read_vec::<i64, 2, Int>(log_probs.argmax(1)).await?;
         let mut at = 0;
         for (_, t) in chunk {
             let k = t.len();

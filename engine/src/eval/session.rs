@@ -112,7 +112,7 @@ pub fn sample_batches(n: usize, batch_size: usize, num_batches: Option<usize>, s
 
 /// Runs `spec` on `records`. `model` itself is never changed.
 #[allow(clippy::too_many_arguments)]
-pub fn run_eval(
+pub async fn run_eval(
     model: &Gpt2,
     tokenizer: &Gpt2Tokenizer,
     records: &[Record],
@@ -128,7 +128,7 @@ pub fn run_eval(
     let picked: Vec<usize> = batches.iter().flatten().copied().collect();
     on_event(EvalEvent::Baseline);
     let subset: Vec<Record> = picked.iter().map(|&i| records[i].clone()).collect();
-    let before_scores = score_records(model, tokenizer, &subset, spec.ge.as_ref())?;
+    let before_scores = score_records(model, tokenizer, &subset, spec.ge.as_ref()).await?;
     let before_of: HashMap<usize, RecordScores> = picked.iter().copied().zip(before_scores.iter().cloned()).collect();
 
     let mut rows = Vec::new();
@@ -158,7 +158,8 @@ pub fn run_eval(
                     on_event(EvalEvent::ValueStep);
                 }
             },
-        )?;
+        )
+        .await?;
         let secs = start.elapsed().as_secs_f64();
         edit_seconds.push(secs);
         // Score this batch (sequential: every batch so far).
@@ -172,7 +173,7 @@ pub fn run_eval(
             batch.iter().map(|&i| (b, i)).collect()
         };
         let recs: Vec<Record> = scored.iter().map(|&(_, i)| records[i].clone()).collect();
-        let after = score_records(&current, tokenizer, &recs, spec.ge.as_ref())?;
+        let after = score_records(&current, tokenizer, &recs, spec.ge.as_ref()).await?;
         for ((k, i), a) in scored.into_iter().zip(after) {
             latest.insert(i, a.clone());
             rows.push(RecordRow {

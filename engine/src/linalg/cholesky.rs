@@ -50,19 +50,30 @@ pub struct CholeskyFactor {
     pub diag_range: (f64, f64),
 }
 
-pub(crate) fn to_host(t: Tensor<2>) -> Result<Mat, LinalgError> {
+pub(crate) async fn to_host(t: Tensor<2>) -> Result<Mat, LinalgError> {
     let [r, c] = t.dims();
-    let data = t.try_into_data().map_err(|e| LinalgError::Device(format!("{e:?}")))?;
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| LinalgError::Device(format!("{e:?}")))?;
     Ok(Mat::new(r, c, data.iter::<f64>().collect()))
 }
 
+/// A host matrix on the device in `dtype`, converted on the host (WebGPU has no f64 to cast from).
 pub(crate) fn to_device(m: &Mat, device: &Device, dtype: DType) -> Tensor<2> {
-    Tensor::<2>::from_data(TensorData::new(m.data.clone(), [m.rows, m.cols]), (device, DType::F64)).cast(dtype)
+    let shape = [m.rows, m.cols];
+    match dtype {
+        DType::F64 => Tensor::<2>::from_data(TensorData::new(m.data.clone(), shape), (device, DType::F64)),
+        _ => {
+            let data = TensorData::new(m.data.iter().map(|&x| x as f32).collect::<Vec<f32>>(), shape);
+            Tensor::<2>::from_data(data, (device, DType::F32)).cast(dtype)
+        }
+    }
 }
 
 impl CholeskyFactor {
     /// Factors the SPD matrix `a` (`[n, n]`) with blocks of `block` rows.
-    pub fn new(a: Tensor<2>, block: usize) -> Result<Self, LinalgError> {
+    pub async fn new(a: Tensor<2>, block: usize) -> Result<Self, LinalgError> {
         let [n, m] = a.dims();
         assert_eq!(n, m, "Cholesky of a non-square matrix");
         let (device, dtype) = (a.device(), a.dtype());
@@ -85,7 +96,7 @@ impl CholeskyFactor {
                 let top = left.clone().narrow(0, 0, kb);
                 col = col - left.matmul(top.transpose());
             }
-            let akk = to_host(col.clone().narrow(0, 0, kb))?;
+            let akk = to_host(col.clone().narrow(0, 0, kb)).await?;
             if akk.data.iter().any(|v| !v.is_finite()) {
                 return Err(LinalgError::NonFinite);
             }
@@ -184,6 +195,6 @@ fn block_starts(end: usize, block: usize) -> impl Iterator<Item = usize> {
 }
 
 /// Solves `A X = B` for SPD `A` (factor computed and discarded).
-pub fn spd_solve(a: Tensor<2>, b: Tensor<2>) -> Result<Tensor<2>, LinalgError> {
-    Ok(CholeskyFactor::new(a, DEFAULT_BLOCK)?.solve(b))
+pub async fn spd_solve(a: Tensor<2>, b: Tensor<2>) -> Result<Tensor<2>, LinalgError> {
+    Ok(CholeskyFactor::new(a, DEFAULT_BLOCK).await?.solve(b))
 }
