@@ -74,6 +74,30 @@ fn solves_match_host_solve() {
     });
 }
 
+/// A factor scaled by `s` solves `s·A X = B` like a fresh factorisation of `s·A` (the λ sweep of
+/// the teaching view factors C0 once).
+#[test]
+fn scaled_factor_solves_the_scaled_system() {
+    on_all_devices(|name, device| {
+        let a = spd(37, 5);
+        let b = Mat::new(37, 3, randn(6, 37 * 3));
+        let f = block_on(CholeskyFactor::new(upload(&a, device, DType::F32), 8)).unwrap();
+        for s in [1e-2, 3.0, 1e4] {
+            let scaled = Mat::new(37, 37, a.data.iter().map(|x| x * s).collect());
+            let want = host::spd_solve(&scaled, &b).unwrap();
+            let g = f.scaled(s);
+            let got = download(g.solve(upload(&b, device, DType::F32)));
+            assert!(rel_err(&got, &want) < 1e-4, "{name} s = {s}: {}", rel_err(&got, &want));
+            let direct = block_on(CholeskyFactor::new(upload(&scaled, device, DType::F32), 8)).unwrap();
+            let ratio = g.condition_estimate() / direct.condition_estimate();
+            assert!(
+                (ratio - 1.0).abs() < 1e-4,
+                "{name} s = {s}: condition estimates differ ({ratio})"
+            );
+        }
+    });
+}
+
 #[test]
 fn indefinite_matrix_is_reported() {
     on_all_devices(|name, device| {

@@ -48,6 +48,19 @@ impl Preservation {
         Ok(Self { factor, lambda })
     }
 
+    /// The same C0 weighted by another λ, from this factor (no new factorisation).
+    pub fn with_lambda(&self, lambda: f64) -> Result<Self> {
+        if !(lambda > 0.0 && lambda.is_finite()) {
+            return Err(EngineError::Input(format!(
+                "λ must be positive and finite, got {lambda}"
+            )));
+        }
+        Ok(Self {
+            factor: self.factor.scaled(lambda / self.lambda),
+            lambda,
+        })
+    }
+
     /// `C⁻¹ K` for keys `k: [n, E]`.
     pub fn solve(&self, k: Tensor<2>) -> Tensor<2> {
         self.factor.solve(k)

@@ -34,8 +34,10 @@ pub async fn tradeoff(
     lambdas: &[f64],
 ) -> Result<Vec<TradeoffPoint>> {
     let mut out = Vec::with_capacity(lambdas.len());
+    // C0 is factored once; each λ·C0 reuses the factor scaled by √λ.
+    let unit = Preservation::new(c0.clone(), 1.0).await?;
     for &lambda in lambdas {
-        let pres = Preservation::new(c0.clone(), lambda).await?;
+        let pres = unit.with_lambda(lambda)?;
         let delta = solve_delta(&pres, objective, k.clone(), r.clone()).await?; // [n, d]
         let moved = read_scalar::<f64, 1, Float>((delta.clone() * c0.clone().matmul(delta.clone())).sum()).await?;
         let miss = k.clone().transpose().matmul(delta) - r.clone();

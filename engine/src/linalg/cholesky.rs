@@ -139,6 +139,18 @@ impl CholeskyFactor {
         })
     }
 
+    /// The factor of `s·A` (`s > 0`) from this factor of `A`: `√s·L`, with no new factorisation
+    /// (a λ sweep over `λ·C0` factors `C0` once).
+    pub fn scaled(&self, s: f64) -> Self {
+        let r = s.sqrt();
+        Self {
+            l: self.l.clone() * r,
+            diag_inv: self.diag_inv.iter().map(|d| d.clone() / r).collect(),
+            block: self.block,
+            diag_range: (self.diag_range.0 * r, self.diag_range.1 * r),
+        }
+    }
+
     /// Size n.
     pub fn n(&self) -> usize {
         self.l.dims()[0]
