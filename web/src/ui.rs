@@ -27,7 +27,8 @@ struct Page {
     info: RwSignal<Option<ModelInfo>>,
     busy: RwSignal<bool>,
     report: RwSignal<Option<EditReport>>,
-    live_loss: RwSignal<Vec<f64>>,
+    /// Loss per step of each request's value optimisation, as the worker reports it.
+    live_loss: RwSignal<Vec<Vec<f64>>>,
     predictions: RwSignal<Vec<Prediction>>,
 }
 
@@ -62,7 +63,19 @@ impl Page {
                 self.predictions.set(p);
                 self.busy.set(false);
             }
-            Response::Loss { loss, .. } => self.live_loss.update(|l| l.push(loss)),
+            Response::Loss { request, step, loss } => {
+                self.live_loss.update(|l| {
+                    if l.len() <= request {
+                        l.resize(request + 1, Vec::new());
+                    }
+                    l[request].push(loss);
+                });
+                self.status.set(format!(
+                    "optimising the value of fact {}: step {}, loss {loss:.3}",
+                    request + 1,
+                    step + 1
+                ));
+            }
             Response::Edited(rep) => {
                 self.status.set(format!("edit applied in {:.0} ms", rep.edit_ms));
                 self.report.set(Some(rep));
@@ -474,6 +487,12 @@ fn EditPanel(page: Page) -> impl IntoView {
             <button id="apply" on:click=apply disabled=move || page.busy.get() || page.info.get().is_none()>"Apply edit"</button>
             <button id="undo" on:click=move |_| page.send(Request::Undo) disabled=move || page.busy.get() || page.report.get().is_none()>"Undo"</button>
             <button id="download" on:click=move |_| page.send(Request::Download) disabled=move || page.busy.get() || page.info.get().is_none()>"Download model.safetensors"</button>
+            {move || (page.busy.get() && !page.live_loss.with(Vec::is_empty)).then(|| view! {
+                <div id="live-loss">
+                    <h3>"Value optimisation loss (running)"</h3>
+                    <LossCurve curves=page.live_loss.get() />
+                </div>
+            })}
         </section>
     }
 }

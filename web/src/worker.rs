@@ -55,7 +55,16 @@ pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
         {
             gpu = Some(webgpu_device().await);
         }
-        let replies = match handle(&mut state, request, gpu.as_ref()).await {
+        // Progress (the value optimisation's loss per step) goes out while the request runs: the
+        // engine yields at every device read on WebGPU, and then the forwarder sends what is queued.
+        let (progress, queued) = futures::channel::mpsc::unbounded();
+        let (st, device) = (&mut state, gpu.as_ref());
+        let work = async move { handle(st, request, device, &progress).await };
+        let (result, sent) = futures::future::join(work, forward(queued, &mut scope)).await;
+        if sent.is_err() {
+            return;
+        }
+        let replies = match result {
             Ok(r) => r,
             Err(e) => vec![Response::Error(e)],
         };
@@ -67,10 +76,22 @@ pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
     }
 }
 
+/// Sends each queued progress message to the page until the sender is dropped.
+async fn forward(
+    mut queued: futures::channel::mpsc::UnboundedReceiver<Response>,
+    scope: &mut ReactorScope<Request, Response>,
+) -> Result<(), ()> {
+    while let Some(r) = queued.next().await {
+        scope.send(r).await.map_err(|_| ())?;
+    }
+    Ok(())
+}
+
 async fn handle(
     state: &mut Option<State>,
     request: Request,
     gpu: Option<&Result<(Device, String), String>>,
+    progress: &Progress,
 ) -> Result<Vec<Response>, String> {
     match request {
         Request::Load { files, backend } => {
@@ -96,10 +117,7 @@ async fn handle(
         }
         Request::Edit(settings) => {
             let s = state.as_mut().ok_or("no model is loaded")?;
-            let mut out = Vec::new();
-            let report = edit(s, &settings, &mut out).await?;
-            out.push(Response::Edited(report));
-            Ok(out)
+            Ok(vec![Response::Edited(edit(s, &settings, progress).await?)])
         }
         Request::ComputeStats {
             text,
@@ -304,7 +322,10 @@ async fn target_probs(s: &State, requests: &[EditRequest]) -> Result<Vec<f64>, S
     Ok(scores.iter().map(|t| (-t.nll * t.target.len() as f64).exp()).collect())
 }
 
-async fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -> Result<EditReport, String> {
+/// Where a running request sends its progress messages.
+type Progress = futures::channel::mpsc::UnboundedSender<Response>;
+
+async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Result<EditReport, String> {
     let algorithm = Algorithm::parse(&settings.algorithm).map_err(|e| e.to_string())?;
     let requests: Vec<EditRequest> = settings
         .facts
@@ -354,7 +375,7 @@ async fn edit(s: &mut State, settings: &EditSettings, out: &mut Vec<Response>) -
         &pres,
         |e: EditEvent| {
             if let EditEvent::ValueStep { request, loss } = e {
-                out.push(Response::Loss {
+                let _ = progress.unbounded_send(Response::Loss {
                     request,
                     step: loss.step,
                     loss: f64::from(loss.total),
