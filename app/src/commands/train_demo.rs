@@ -264,6 +264,7 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     let mut files = files;
     files.push(("stats.safetensors".to_string(), stats_to_bytes(&stats, &meta)?));
     files.push(("train.json".to_string(), serde_json::to_vec_pretty(&report)?));
+    files.extend(kept_files(&args.out, &files)?);
     write_model_dir(&m.model, &args.out, args.overwrite, &files)?;
     std::fs::remove_dir_all(&tmp_dir).with_context(|| format!("removing {}", tmp_dir.display()))?;
     eprintln!(
@@ -340,4 +341,23 @@ fn earlier_weights(dir: &Path, tokenizer_json: &str, device: &Device) -> Result<
     let secs = report["train_seconds"].as_f64().unwrap_or(f64::NAN);
     eprintln!("weights from {} (trained in {secs:.0} s)", dir.display());
     Ok((load_model_dir(dir, device)?.model, curve, secs))
+}
+
+/// Files of an existing `--out` that this command does not write (a hand-written README.md, say):
+/// `--overwrite` replaces the model, not the documentation next to it.
+fn kept_files(out: &Path, written: &[(String, Vec<u8>)]) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut kept = Vec::new();
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(kept);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name == "model.safetensors" || written.iter().any(|(n, _)| *n == name);
+        if entry.path().is_file() && !ours && !name.starts_with('.') {
+            let bytes = std::fs::read(entry.path()).with_context(|| format!("reading {}", entry.path().display()))?;
+            eprintln!("keeping {name} from the previous {}", out.display());
+            kept.push((name, bytes));
+        }
+    }
+    Ok(kept)
 }
