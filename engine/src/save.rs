@@ -18,11 +18,13 @@ use crate::model::Gpt2;
 struct DeviceView {
     parts: Vec<Tensor<1>>,
     shape: Vec<usize>,
+    /// Store as f16 (rounded to nearest) instead of f32.
+    half: bool,
 }
 
 impl View for DeviceView {
     fn dtype(&self) -> Dtype {
-        Dtype::F32
+        if self.half { Dtype::F16 } else { Dtype::F32 }
     }
     fn shape(&self) -> &[usize] {
         &self.shape
@@ -30,13 +32,27 @@ impl View for DeviceView {
     fn data(&self) -> Cow<'_, [u8]> {
         let mut bytes = Vec::with_capacity(self.data_len());
         for part in &self.parts {
-            bytes.extend(part.clone().into_data().iter::<f32>().flat_map(f32::to_le_bytes));
+            let values = part.clone().into_data();
+            if self.half {
+                bytes.extend(values.iter::<f32>().flat_map(|x| half::f16::from_f32(x).to_le_bytes()));
+            } else {
+                bytes.extend(values.iter::<f32>().flat_map(f32::to_le_bytes));
+            }
         }
         Cow::Owned(bytes)
     }
     fn data_len(&self) -> usize {
-        self.shape.iter().product::<usize>() * 4
+        self.shape.iter().product::<usize>() * if self.half { 2 } else { 4 }
     }
+}
+
+/// The dtype `model.safetensors` is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightDtype {
+    /// 32-bit floats (what the engine computes in).
+    F32,
+    /// 16-bit floats, rounded to nearest: half the size; pmedit and transformers load both.
+    F16,
 }
 
 fn view<const D: usize>(t: Tensor<D>) -> DeviceView {
@@ -45,6 +61,7 @@ fn view<const D: usize>(t: Tensor<D>) -> DeviceView {
     DeviceView {
         parts: vec![t.reshape([n])],
         shape,
+        half: false,
     }
 }
 
@@ -57,6 +74,7 @@ fn chunked_view(e: &crate::model::embedding::TokenEmbedding) -> DeviceView {
     DeviceView {
         parts,
         shape: vec![e.vocab(), e.d_model()],
+        half: false,
     }
 }
 
@@ -184,6 +202,18 @@ pub fn save_model_dir(
 /// to the directory `out`, atomically. `out` must not exist unless `overwrite`.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_model_dir(model: &Gpt2, out: &Path, overwrite: bool, files: &[(String, Vec<u8>)]) -> Result<()> {
+    write_model_dir_as(model, out, overwrite, files, WeightDtype::F32)
+}
+
+/// [`write_model_dir`] with the weights stored in `dtype`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_model_dir_as(
+    model: &Gpt2,
+    out: &Path,
+    overwrite: bool,
+    files: &[(String, Vec<u8>)],
+    dtype: WeightDtype,
+) -> Result<()> {
     let io = |p: &Path, e| EngineError::io(p, e);
     if out.exists() && !overwrite {
         return Err(EngineError::Input(format!(
@@ -217,11 +247,13 @@ pub fn write_model_dir(model: &Gpt2, out: &Path, overwrite: bool, files: &[(Stri
         }
         let weights = tmp.join("model.safetensors");
         let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-        safetensors::serialize_to_file(named_tensors(model), Some(meta), &weights).map_err(|e| {
-            EngineError::Safetensors {
-                path: weights.clone(),
-                reason: e.to_string(),
-            }
+        let mut tensors = named_tensors(model);
+        for (_, v) in &mut tensors {
+            v.half = dtype == WeightDtype::F16;
+        }
+        safetensors::serialize_to_file(tensors, Some(meta), &weights).map_err(|e| EngineError::Safetensors {
+            path: weights.clone(),
+            reason: e.to_string(),
         })?;
         // safetensors creates the file private (0600); give it what any new file gets (0666
         // less the umask), which the directory just created shows (0777 less the umask).

@@ -63,7 +63,7 @@ async function withPage(name, webgpu, fn) {
   }
 }
 
-async function loadAndEdit(page, name, steps) {
+async function loadAndEdit(page, name, steps, live) {
   const t0 = Date.now();
   await page.goto(base);
   await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
@@ -77,6 +77,8 @@ async function loadAndEdit(page, name, steps) {
   if (steps) await page.fill('#steps', String(steps));
   const t1 = Date.now();
   await page.click('#apply');
+  // On WebGPU the worker yields at every device read, so the loss curve grows while the edit runs.
+  if (live) await page.waitForSelector('#live-loss polyline', { timeout: 600000 });
   await page.waitForSelector('#after .token', { timeout: 600000 });
   const edit = Date.now() - t1;
   const before = (await page.textContent('#before .token')).trim();
@@ -91,7 +93,7 @@ await withPage('webgpu', true, async (page) => {
   // SwiftShader runs every WebGPU kernel on the CPU with a large cost per dispatch (seconds per
   // value step here, where the CPU backend takes ~50 ms), so this edit uses 10 value steps
   // instead of the preset's; the edit still has to take.
-  const backend = await loadAndEdit(page, 'webgpu', 10);
+  const backend = await loadAndEdit(page, 'webgpu', 10, true);
   if (backend !== 'WebGPU') throw new Error(`with an adapter the backend should be WebGPU, got ${backend}`);
   const adapter = results.webgpu.adapter;
   if (!/burn wgpu; WebGPU adapter .*maxBufferSize \d+ MiB/.test(adapter)) throw new Error(`no WebGPU adapter reported: ${adapter}`);
