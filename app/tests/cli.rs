@@ -627,3 +627,57 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
     assert!(!ok && err.contains("other settings"), "{err}");
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights);
 }
+
+/// Issue 4's CI bar: `pmedit eval` runs all four algorithms on a single layer and distributed over
+/// two, and writes the table, summaries, per-point records and plots (5 value steps: this checks
+/// the plumbing, not the metrics).
+#[test]
+fn eval_runs_every_algorithm_single_and_distributed() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("grid");
+    let (model, heldout) = (demo(), demo().join("heldout.json"));
+    let (ok, stdout, err) = pmedit(&[
+        "--device",
+        "cpu",
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        heldout.to_str().unwrap(),
+        "--algo",
+        "rome,r-rome,memit,emmet",
+        "--layers",
+        "0;0-1",
+        "--batch-size",
+        "1",
+        "--num-batches",
+        "1",
+        "--templates",
+        "none",
+        "--steps",
+        "5",
+        "--ge-tokens",
+        "0",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    for algo in ["rome", "r-rome", "memit", "emmet"] {
+        for layers in ["[0]", "[0, 1]"] {
+            assert!(
+                stdout.contains(&format!("| {algo} | {layers} |")),
+                "{algo} {layers}: {stdout}"
+            );
+        }
+    }
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 8 * 2, "{csv}");
+    for f in [
+        "table.md",
+        "summary.json",
+        "ES-vs-lambda.svg",
+        "memit-L0_1-b1-lambda100/records.jsonl",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+}
