@@ -12,7 +12,7 @@ use pmedit_engine::edit::stats::{fingerprint, stats_from_bytes};
 use pmedit_engine::edit::{Algorithm, ContextTemplates, Preservation, presets::preset};
 use pmedit_engine::eval::dataset::{Record, read_records};
 use pmedit_engine::eval::records::{GeOptions, score_records};
-use pmedit_engine::eval::session::{EvalSpec, run_eval};
+use pmedit_engine::eval::session::{EvalOutcome, EvalSpec, run_eval};
 use pmedit_engine::load::{LoadedModel, load_model_dir};
 
 fn heldout() -> Vec<Record> {
@@ -97,6 +97,32 @@ fn eval_rome_single_edits_move_probability() {
     });
 }
 
+/// `run_eval` of `algorithm` with its presets on `n` of `records` drawn with `seed`, one request
+/// per batch, bare templates, no GE.
+fn one_at_a_time(m: &LoadedModel, algorithm: Algorithm, records: &[Record], n: usize, seed: u64) -> EvalOutcome {
+    let hp = preset(algorithm, &m.config);
+    let pres = stats(m, &hp.layers, hp.lambda);
+    let spec = EvalSpec {
+        algorithm,
+        hparams: hp,
+        batch_size: 1,
+        num_batches: Some(n),
+        sequential: false,
+        seed,
+        ge: None,
+    };
+    block_on(run_eval(
+        &m.model,
+        &m.tokenizer,
+        records,
+        &spec,
+        &ContextTemplates::bare(),
+        &pres,
+        |_| {},
+    ))
+    .unwrap()
+}
+
 /// Issue 4's end-to-end bar for every algorithm (CPU backend; the ROME run above covers wgpu): the
 /// same 8 held-out records, edited one at a time with each algorithm's presets, all take (ES =
 /// 100) with the baseline at ES = 0, and neighbours keep their objects.
@@ -106,28 +132,7 @@ fn eval_edits_take_with_every_algorithm() {
     let m = load_model_dir(&demo_dir(), &device).unwrap();
     let records: Vec<_> = heldout().into_iter().take(40).collect();
     for algorithm in [Algorithm::Rome, Algorithm::RRome, Algorithm::Memit, Algorithm::Emmet] {
-        let hp = preset(algorithm, &m.config);
-        let pres = stats(&m, &hp.layers, hp.lambda);
-        let spec = EvalSpec {
-            algorithm,
-            hparams: hp,
-            batch_size: 1,
-            num_batches: Some(8),
-            sequential: false,
-            seed: 3,
-            ge: None,
-        };
-        let templates = ContextTemplates::bare();
-        let out = block_on(run_eval(
-            &m.model,
-            &m.tokenizer,
-            &records,
-            &spec,
-            &templates,
-            &pres,
-            |_| {},
-        ))
-        .unwrap();
+        let out = one_at_a_time(&m, algorithm, &records, 8, 3);
         let name = algorithm.name();
         let (before, after) = (out.before.counterfact.unwrap(), out.after.counterfact.unwrap());
         assert_eq!(out.rows.len(), 8, "{name}");
@@ -147,28 +152,7 @@ fn demo_model_meets_its_editing_bar() {
     let records = heldout();
     assert_eq!(records.len(), 100);
     for algorithm in [Algorithm::Rome, Algorithm::Emmet] {
-        let hp = preset(algorithm, &m.config);
-        let pres = stats(&m, &hp.layers, hp.lambda);
-        let spec = EvalSpec {
-            algorithm,
-            hparams: hp,
-            batch_size: 1,
-            num_batches: Some(100),
-            sequential: false,
-            seed: 0,
-            ge: None,
-        };
-        let templates = ContextTemplates::bare();
-        let out = block_on(run_eval(
-            &m.model,
-            &m.tokenizer,
-            &records,
-            &spec,
-            &templates,
-            &pres,
-            |_| {},
-        ))
-        .unwrap();
+        let out = one_at_a_time(&m, algorithm, &records, 100, 0);
         let after = out.after.counterfact.unwrap();
         assert_eq!(out.rows.len(), 100, "{}", algorithm.name());
         assert!(after.es >= 95.0 && after.ns >= 70.0, "{}: {after:?}", algorithm.name());
