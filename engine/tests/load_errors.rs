@@ -232,3 +232,59 @@ fn loading_from_bytes_matches_the_directory_loader() {
         assert!(err.to_string().contains("mine/model.safetensors"), "{err}");
     });
 }
+
+/// Loading through a [`ByteSource`] reads the header and then one tensor's range at a time —
+/// never the whole file at once (the browser streams GPT2-XL's 6 GB this way) — and builds the
+/// same model as the in-memory loader.
+#[test]
+fn loading_from_a_source_reads_one_tensor_at_a_time() {
+    use pmedit_engine::load::{ByteSource, MemorySource, load_model_bytes, load_model_source};
+    use pmedit_engine::tokenizer::Gpt2Tokenizer;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Records the size of every read.
+    struct Counting(MemorySource, Rc<RefCell<Vec<usize>>>);
+    impl ByteSource for Counting {
+        fn len(&self) -> u64 {
+            self.0.len()
+        }
+        fn read_at(&mut self, offset: u64, len: usize) -> pmedit_engine::Result<Vec<u8>> {
+            self.1.borrow_mut().push(len);
+            self.0.read_at(offset, len)
+        }
+        fn name(&self) -> &Path {
+            self.0.name()
+        }
+    }
+
+    common::on_all_devices(|name, device| {
+        let dir = fixture("tiny-gpt2");
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        let tok = || Gpt2Tokenizer::from_vocab_merges(&read("vocab.json"), &read("merges.txt")).unwrap();
+        let weights = read("model.safetensors");
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let source = Counting(
+            MemorySource::new("tiny/model.safetensors", weights.clone()),
+            log.clone(),
+        );
+        let parts = load_model_source("tiny", &read("config.json"), tok(), source, device).unwrap();
+        let reads = log.borrow().clone();
+        let total: usize = reads.iter().sum();
+        let largest = *reads.iter().max().unwrap();
+        // Header (2 reads) + one read per tensor; the biggest is one tensor (wte), not the file.
+        let n = 2 + 4 + 12 * parts.config.n_layer;
+        assert_eq!(reads.len(), n, "{name}: {reads:?}");
+        assert!(
+            total <= weights.len(),
+            "{name}: read {total} of {} bytes",
+            weights.len()
+        );
+        assert_eq!(largest, parts.config.vocab_size * parts.config.n_embd * 4, "{name}");
+        let whole = load_model_bytes("tiny", &read("config.json"), tok(), weights, device).unwrap();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 1, 4], [1, 3]), device);
+        let a: Vec<f32> = parts.model.forward(ids.clone()).into_data().iter().collect();
+        let b: Vec<f32> = whole.model.forward(ids).into_data().iter().collect();
+        assert_eq!(a, b, "{name}");
+    });
+}

@@ -1,10 +1,12 @@
-//! Assembling a model from files already in memory (the browser reads them from a `File` or an
-//! HTTP response): config text, tokenizer bytes and one safetensors buffer.
+//! Assembling a model from files the caller already has (the browser reads them from a `File` or
+//! an HTTP response): config text, a parsed tokenizer, and `model.safetensors` as any
+//! [`ByteSource`] — bytes in memory, or a source that fetches one tensor's range at a time so a
+//! large file never sits whole in memory.
 
 use burn::prelude::*;
 
 use super::safetensors::SafetensorsFile;
-use super::source::MemorySource;
+use super::source::{ByteSource, MemorySource};
 use super::weights::{WeightFiles, build_gpt2};
 use crate::error::{EngineError, Result};
 use crate::model::{Gpt2, Gpt2Config};
@@ -33,6 +35,19 @@ pub fn load_model_bytes(
     weights: Vec<u8>,
     device: &Device,
 ) -> Result<ModelParts> {
+    let source = MemorySource::new(format!("{name}/model.safetensors"), weights);
+    load_model_source(name, config_json, tokenizer, source, device)
+}
+
+/// [`load_model_bytes`] with `model.safetensors` read through `weights`, one tensor's byte range
+/// at a time (the header first, validated against the source's length).
+pub fn load_model_source<S: ByteSource>(
+    name: &str,
+    config_json: &[u8],
+    tokenizer: Gpt2Tokenizer,
+    weights: S,
+    device: &Device,
+) -> Result<ModelParts> {
     let text = std::str::from_utf8(config_json).map_err(|e| EngineError::Config {
         path: format!("{name}/config.json").into(),
         reason: format!("not UTF-8 text: {e}"),
@@ -45,9 +60,9 @@ pub fn load_model_bytes(
         other => other,
     })?;
     tokenizer.check_fits(config.vocab_size, std::path::Path::new(name))?;
-    let path = format!("{name}/model.safetensors");
-    let file = SafetensorsFile::open(MemorySource::new(path.clone(), weights))?;
-    let mut files = WeightFiles::new(vec![file], path.into());
+    let path = weights.name().to_path_buf();
+    let file = SafetensorsFile::open(weights)?;
+    let mut files = WeightFiles::new(vec![file], path);
     let dtype = files.dtype();
     let model = build_gpt2(&config, &mut files, device)?;
     Ok(ModelParts {

@@ -8,7 +8,7 @@ pub mod safetensors;
 pub mod source;
 pub mod weights;
 
-pub use memory::{ModelParts, load_model_bytes};
+pub use memory::{ModelParts, load_model_bytes, load_model_source};
 #[cfg(not(target_arch = "wasm32"))]
 pub use model_dir::{LoadedModel, load_model_dir, read_config};
 pub use safetensors::SafetensorsFile;
