@@ -4,7 +4,13 @@
 //     browser's adapter, SwiftShader here), loads the demo model, and a ROME edit of a known fact
 //     makes the new target the top "after" prediction;
 //  2. without the flag (no WebGPU adapter): the CPU fallback does the same edit;
-//  3. a broken model file shows an error message and the page stays usable.
+//  3. a broken model file shows an error message and the page stays usable;
+//  4. the WebGPU device is lost mid-edit (device.destroy() in the worker): the page says so,
+//     reloads the model on the CPU, and the edit then works there;
+//  5. WebGPU reports out of memory (burn's wgpu runtime panics, the worker dies): the page says
+//     so, starts a fresh worker on the CPU, and the edit works there.
+// The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
+// time), never as one whole-file response.
 // Usage: node tests/browser/e2e.mjs DIST_DIR OUT_DIR   (screenshots and timings go to OUT_DIR)
 import { createServer } from 'node:http';
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
@@ -23,12 +29,34 @@ await mkdir(out, { recursive: true });
 
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm',
   '.css': 'text/css', '.json': 'application/json', '.safetensors': 'application/octet-stream' };
+// Per served weights file: how many whole-file answers, how many ranges, the largest range.
+const weightReads = {};
 const server = createServer(async (req, res) => {
   const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
   const file = join(dist, path.endsWith('/') ? path + 'index.html' : path);
   try {
     const body = await readFile(file);
-    res.writeHead(200, { 'content-type': types[extname(file)] || 'application/octet-stream' });
+    const type = types[extname(file)] || 'application/octet-stream';
+    const reads = path.endsWith('model.safetensors')
+      ? (weightReads[path] ??= { whole: 0, ranges: 0, largest_range: 0, file_bytes: body.length }) : null;
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range || '');
+    if (range) {
+      const [start, end] = [Number(range[1]), Math.min(Number(range[2]), body.length - 1)];
+      if (start > end) {
+        res.writeHead(416, { 'content-range': `bytes */${body.length}` });
+        res.end();
+        return;
+      }
+      if (reads) {
+        reads.ranges += 1;
+        reads.largest_range = Math.max(reads.largest_range, end - start + 1);
+      }
+      res.writeHead(206, { 'content-type': type, 'content-range': `bytes ${start}-${end}/${body.length}` });
+      res.end(body.subarray(start, end + 1));
+      return;
+    }
+    if (reads) reads.whole += 1;
+    res.writeHead(200, { 'content-type': type });
     res.end(body);
   } catch {
     res.writeHead(404);
@@ -43,6 +71,8 @@ const results = {};
 let failures = 0;
 
 async function withPage(name, webgpu, fn) {
+  // E2E_ONLY=a,b runs only those scenarios (for working on one).
+  if (process.env.E2E_ONLY && !process.env.E2E_ONLY.split(',').includes(name)) return;
   const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
     '--disable-background-networking', '--disable-component-update', '--no-first-run'];
   if (webgpu) args.push('--enable-unsafe-webgpu');
@@ -145,6 +175,64 @@ await withPage('broken-model', false, async (page) => {
   // Still usable: the demo model is still loaded and can predict/edit.
   if (await page.isDisabled('#apply')) throw new Error('the Apply button stayed disabled after the error');
 });
+
+// When the GPU fails, the page reloads the model on the CPU and goes on.
+async function loseTheGpu(page, name, sabotage, expected) {
+  await page.goto(base);
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
+    null, { timeout: 120000 });
+  if ((await page.textContent('#backend')) !== 'WebGPU') throw new Error('the page did not start on WebGPU');
+  const worker = page.workers()[0];
+  if (!worker) throw new Error('no engine worker');
+  await worker.evaluate(sabotage);
+  await page.fill('input.subject', FACT.subject);
+  await page.fill('input.prompt', FACT.prompt);
+  await page.fill('input.target', FACT.target);
+  await page.fill('#steps', '1');
+  const t0 = Date.now();
+  await page.click('#apply');
+  await page.waitForFunction(() => document.querySelector('#backend')?.textContent === 'CPU'
+    && document.querySelector('#status')?.textContent.includes('model ready'), null, { timeout: 300000 });
+  const recovered = Date.now() - t0;
+  const message = (await page.textContent('#error')).trim();
+  if (!expected.test(message) || !/CPU/.test(message)) throw new Error(`unexpected message: ${message}`);
+  // The same edit, with the preset's steps, now works on the CPU.
+  await page.fill('#steps', '');
+  await page.click('#apply');
+  await page.waitForSelector('#after .token', { timeout: 300000 });
+  const after = (await page.textContent('#after .token')).trim();
+  results[name] = { message, recovered_ms: recovered, after };
+  if (after !== FACT.target) throw new Error(`after the edit on the CPU the top prediction is "${after}"`);
+}
+await withPage('device-lost', true, (page) => loseTheGpu(page, 'device-lost', () => {
+  // The next command encoder finds its device destroyed, as after a driver reset.
+  const create = GPUDevice.prototype.createCommandEncoder;
+  GPUDevice.prototype.createCommandEncoder = function (d) {
+    GPUDevice.prototype.createCommandEncoder = create;
+    this.destroy();
+    return create.call(this, d);
+  };
+}, /WebGPU device was lost/));
+await withPage('gpu-out-of-memory', true, (page) => loseTheGpu(page, 'gpu-out-of-memory', () => {
+  // The device reports out of memory the way a browser does: an uncaptured GPUOutOfMemoryError.
+  const create = GPUDevice.prototype.createCommandEncoder;
+  GPUDevice.prototype.createCommandEncoder = function (d) {
+    GPUDevice.prototype.createCommandEncoder = create;
+    const encoder = create.call(this, d);
+    this.dispatchEvent(new GPUUncapturedErrorEvent('uncapturederror',
+      { error: new GPUOutOfMemoryError('simulated: the GPU is out of memory') }));
+    return encoder;
+  };
+}, /out of memory/i));
+
+// The weights were streamed in ranges, never downloaded whole.
+results.weight_reads = weightReads;
+for (const [path, r] of Object.entries(weightReads)) {
+  if (r.whole > 0 || r.ranges === 0 || r.largest_range >= r.file_bytes) {
+    failures += 1;
+    console.log(`FAIL ${path} was not read in ranges: ${JSON.stringify(r)}`);
+  }
+}
 
 server.close();
 await writeFile(join(out, 'results.json'), JSON.stringify(results, null, 2));

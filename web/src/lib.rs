@@ -2,8 +2,10 @@
 //! the engine, so long edits never freeze the page. What is plain Rust — the messages, form
 //! validation, chart scales — builds and is tested natively too.
 
+pub mod failure;
 pub mod form;
 pub mod protocol;
+pub mod range;
 pub mod scale;
 
 #[cfg(target_arch = "wasm32")]

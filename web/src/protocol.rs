@@ -24,9 +24,20 @@ pub struct ModelFiles {
     /// `tokenizer.json`, or `vocab.json` + `merges.txt`.
     pub tokenizer: TokenizerFiles,
     /// `model.safetensors`.
-    pub weights: Vec<u8>,
+    pub weights: Weights,
     /// C0 statistics (`pmedit stats` output), when given.
     pub stats: Option<Vec<u8>>,
+}
+
+/// Where `model.safetensors` comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Weights {
+    /// The bytes themselves.
+    Bytes(Vec<u8>),
+    /// An absolute URL — `http(s):` for a served directory, `blob:` for a file the user picked —
+    /// that the worker reads with range requests, one tensor at a time, so a large file never
+    /// sits whole in wasm memory.
+    Url(String),
 }
 
 /// The tokenizer files.
@@ -153,6 +164,9 @@ pub enum Response {
     },
     /// Something failed; the worker keeps its previous state.
     Error(String),
+    /// The WebGPU device was lost (the worker dropped the model that lived on it): the page
+    /// reloads the model on the CPU.
+    DeviceLost(String),
 }
 
 /// About the loaded model and where it runs.
@@ -253,7 +267,7 @@ mod tests {
                 name: "m".into(),
                 config: b"{}".to_vec(),
                 tokenizer: TokenizerFiles::VocabMerges(vec![1], vec![2]),
-                weights: vec![0; 3],
+                weights: Weights::Bytes(vec![0; 3]),
                 stats: None,
             },
             backend: Backend::Auto,
@@ -298,6 +312,8 @@ mod tests {
             load_ms: 1.0,
         }));
         round_trip(Response::Error("x".into()));
+        round_trip(Response::DeviceLost("destroyed".into()));
+        round_trip(Weights::Url("blob:http://127.0.0.1/x".into()));
         round_trip(Response::Weights(vec![1, 2, 3]));
         round_trip(Request::Download);
         round_trip(Response::StatsReady {

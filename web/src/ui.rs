@@ -11,7 +11,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::form::{FactRow, parse_facts, parse_layers, parse_positive};
 use crate::protocol::{
-    Backend, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response, TokenizerFiles,
+    Backend, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response, TokenizerFiles, Weights,
 };
 use crate::scale::{Scale, tick_label};
 use crate::worker::EngineWorker;
@@ -30,6 +30,12 @@ struct Page {
     /// Loss per step of each request's value optimisation, as the worker reports it.
     live_loss: RwSignal<Vec<Vec<f64>>>,
     predictions: RwSignal<Vec<Prediction>>,
+    /// Where models load: from `?backend=`, and the CPU for good once the GPU failed.
+    backend: RwSignal<Backend>,
+    /// The files of the model being loaded, and of the one that is loaded (to reload it on the
+    /// CPU when the GPU is lost). Weights travel as URLs, so these are small.
+    loading: StoredValue<Option<ModelFiles>>,
+    loaded: StoredValue<Option<ModelFiles>>,
 }
 
 impl Page {
@@ -37,6 +43,39 @@ impl Page {
         self.busy.set(true);
         self.error.set(None);
         let _ = self.to_worker.with_value(|tx| tx.unbounded_send(r));
+    }
+
+    /// Loads a model on the current backend.
+    fn load(&self, files: ModelFiles) {
+        self.loading.set_value(Some(files.clone()));
+        self.send(Request::Load {
+            files,
+            backend: self.backend.get_untracked(),
+        });
+    }
+
+    /// The GPU failed (device lost, out of memory, or the worker died): say so, switch to the CPU
+    /// for good, and reload the model that was loaded. Edits since loading are gone with the device.
+    fn continue_on_cpu(&self, why: String) {
+        self.backend.set(Backend::Cpu);
+        self.report.set(None);
+        self.live_loss.set(Vec::new());
+        let reload = self.loaded.get_value().or_else(|| self.loading.get_value());
+        let msg = match &reload {
+            Some(f) => format!(
+                "{why}. Continuing on the CPU: reloading {} (edits made since it was loaded are lost).",
+                f.name
+            ),
+            None => format!("{why}. Continuing on the CPU."),
+        };
+        match reload {
+            Some(files) => {
+                self.status.set(format!("reloading {} on the CPU…", files.name));
+                self.load(files);
+            }
+            None => self.busy.set(false),
+        }
+        self.error.set(Some(msg));
     }
 
     fn on_response(&self, r: Response) {
@@ -54,6 +93,7 @@ impl Page {
                 self.busy.set(false);
             }
             Response::Ready(info) => {
+                self.loaded.set_value(self.loading.get_value());
                 self.status.set(format!("model ready ({:.0} ms)", info.load_ms));
                 self.info.set(Some(info));
                 self.report.set(None);
@@ -99,6 +139,7 @@ impl Page {
                 self.status.set("ready (the last request failed)".into());
                 self.busy.set(false);
             }
+            Response::DeviceLost(why) => self.continue_on_cpu(why),
         }
     }
 }
@@ -129,6 +170,16 @@ async fn demo_files() -> Result<ModelFiles, String> {
     url_files(DEMO, "pmedit demo model").await
 }
 
+/// `url` made absolute against the page (the worker resolves URLs against its own script).
+fn absolute(url: &str) -> Result<String, String> {
+    let here = web_sys::window()
+        .and_then(|w| w.location().href().ok())
+        .ok_or("no page location")?;
+    web_sys::Url::new_with_base(url, &here)
+        .map(|u| u.href())
+        .map_err(|e| format!("{url} is not a URL: {e:?}"))
+}
+
 /// A Hugging Face directory served over HTTP: `config.json`, `model.safetensors`,
 /// `tokenizer.json` (or `vocab.json` + `merges.txt`) and, if present, `stats.safetensors`.
 async fn url_files(base: &str, name: &str) -> Result<ModelFiles, String> {
@@ -144,7 +195,8 @@ async fn url_files(base: &str, name: &str) -> Result<ModelFiles, String> {
         name: name.into(),
         config: fetch_bytes(&format!("{base}/config.json")).await?,
         tokenizer,
-        weights: fetch_bytes(&format!("{base}/model.safetensors")).await?,
+        // Streamed by the worker with range requests, one tensor at a time.
+        weights: Weights::Url(absolute(&format!("{base}/model.safetensors"))?),
         stats: fetch_bytes(&format!("{base}/stats.safetensors")).await.ok(),
     })
 }
@@ -185,7 +237,10 @@ async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
         name: "your model".into(),
         config: file_bytes(&config).await?,
         tokenizer,
-        weights: file_bytes(&weights).await?,
+        // The worker reads the picked file through a blob URL, one tensor's slice at a time.
+        weights: Weights::Url(
+            web_sys::Url::create_object_url_with_blob(&weights).map_err(|e| format!("model.safetensors: {e:?}"))?,
+        ),
         stats,
     })
 }
@@ -223,6 +278,46 @@ async fn pick_counterfact(seed: f64) -> Result<FactRow, String> {
     })
 }
 
+/// Listens on a `BroadcastChannel` for the worker's last words (see `worker::report_deaths`);
+/// closes the channel when dropped.
+struct DeathListener {
+    channel: js_sys::Object,
+    _on_message: wasm_bindgen::closure::Closure<dyn FnMut(wasm_bindgen::JsValue)>,
+}
+
+impl DeathListener {
+    fn new(name: &str, deaths: UnboundedSender<String>) -> Result<Self, String> {
+        use js_sys::{Function, Reflect};
+        use wasm_bindgen::JsValue;
+        let err = |e: JsValue| format!("cannot watch the engine worker: {e:?}");
+        let class: Function = Reflect::get(&js_sys::global(), &"BroadcastChannel".into())
+            .map_err(err)?
+            .dyn_into()
+            .map_err(err)?;
+        let channel: js_sys::Object = Reflect::construct(&class, &js_sys::Array::of1(&name.into()))
+            .map_err(err)?
+            .unchecked_into();
+        let on_message = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            let data = Reflect::get(&ev, &"data".into()).ok().and_then(|d| d.as_string());
+            let _ = deaths.unbounded_send(data.unwrap_or_else(|| "The engine worker stopped".into()));
+        });
+        Reflect::set(&channel, &"onmessage".into(), on_message.as_ref()).map_err(err)?;
+        Ok(Self {
+            channel,
+            _on_message: on_message,
+        })
+    }
+}
+
+impl Drop for DeathListener {
+    fn drop(&mut self) {
+        use js_sys::{Function, Reflect};
+        if let Ok(close) = Reflect::get(&self.channel, &"close".into()).and_then(|f| f.dyn_into::<Function>()) {
+            let _ = close.call0(&self.channel);
+        }
+    }
+}
+
 /// Mounts the page.
 pub fn start() {
     console_error_panic_hook::set_once();
@@ -241,23 +336,39 @@ fn App() -> impl IntoView {
         report: RwSignal::new(None),
         live_loss: RwSignal::new(Vec::new()),
         predictions: RwSignal::new(Vec::new()),
+        backend: RwSignal::new(backend_choice()),
+        loading: StoredValue::new(None),
+        loaded: StoredValue::new(None),
     };
-    // One task owns the worker bridge: it forwards requests and dispatches responses.
+    // One task owns the worker bridge: it forwards requests and dispatches responses. When the
+    // worker dies it says so on a broadcast channel of its own; a fresh worker then takes over.
     spawn_local(async move {
-        let mut bridge = EngineWorker::spawner()
-            .as_module(false)
-            .with_loader(true)
-            .spawn("./worker_loader.js");
-        loop {
-            let event = match select(rx.next(), bridge.next()).await {
-                Either::Left((r, _)) => Either::Left(r),
-                Either::Right((r, _)) => Either::Right(r),
+        let page_id = (js_sys::Math::random() * 1e12) as u64;
+        for generation in 0u32.. {
+            let channel = format!("pmedit-engine-{page_id}-{generation}");
+            let (deaths, mut died) = unbounded::<String>();
+            let _listener = match DeathListener::new(&channel, deaths) {
+                Ok(l) => l,
+                Err(e) => {
+                    page.error.set(Some(e));
+                    return;
+                }
             };
-            match event {
-                Either::Left(Some(r)) => bridge.send_input(r),
-                Either::Right(Some(r)) => page.on_response(r),
-                _ => break,
-            }
+            let mut bridge = EngineWorker::spawner()
+                .as_module(false)
+                .with_loader(true)
+                .spawn(&format!("./worker_loader.js?channel={channel}"));
+            let why = loop {
+                let event = select(select(rx.next(), bridge.next()), died.next()).await;
+                match event {
+                    Either::Left((Either::Left((Some(r), _)), _)) => bridge.send_input(r),
+                    Either::Left((Either::Right((Some(r), _)), _)) => page.on_response(r),
+                    Either::Right((Some(why), _)) => break why,
+                    _ => return,
+                }
+            };
+            drop(bridge);
+            page.continue_on_cpu(why);
         }
     });
     // The demo model loads on start.
@@ -266,10 +377,7 @@ fn App() -> impl IntoView {
         match demo_files().await {
             Ok(files) => {
                 page.status.set("loading the demo model…".into());
-                page.send(Request::Load {
-                    files,
-                    backend: backend_choice(),
-                });
+                page.load(files);
             }
             Err(e) => {
                 page.error.set(Some(e));
@@ -317,10 +425,7 @@ fn ModelPanel(page: Page) -> impl IntoView {
         spawn_local(async move {
             page.status.set("reading your files…".into());
             match picked_files(list).await {
-                Ok(files) => page.send(Request::Load {
-                    files,
-                    backend: backend_choice(),
-                }),
+                Ok(files) => page.load(files),
                 Err(e) => page.error.set(Some(e)),
             }
         });
@@ -331,10 +436,7 @@ fn ModelPanel(page: Page) -> impl IntoView {
         spawn_local(async move {
             page.status.set(format!("downloading {base}…"));
             match url_files(&base, &base).await {
-                Ok(files) => page.send(Request::Load {
-                    files,
-                    backend: backend_choice(),
-                }),
+                Ok(files) => page.load(files),
                 Err(e) => page.error.set(Some(e)),
             }
         });

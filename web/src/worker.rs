@@ -13,7 +13,7 @@ use pmedit_engine::edit::{
     Algorithm, ContextTemplates, EditEvent, EditHparams, EditRequest, LayerDelta, Objective, Preservation, apply_edits,
 };
 use pmedit_engine::eval::score::score_targets;
-use pmedit_engine::load::{ModelParts, load_model_bytes};
+use pmedit_engine::load::{ModelParts, load_model_bytes, load_model_source};
 use pmedit_engine::model::Gpt2;
 use pmedit_engine::predict::top_k;
 use pmedit_engine::readback::read_scalar;
@@ -21,8 +21,9 @@ use pmedit_engine::tokenizer::Gpt2Tokenizer;
 
 use crate::protocol::{
     Backend, Candidate, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response, TokenizerFiles,
-    Tradeoff, tradeoff_lambdas,
+    Tradeoff, Weights, tradeoff_lambdas,
 };
+use crate::range::RangeSource;
 
 /// What the worker holds between requests.
 struct State {
@@ -31,10 +32,66 @@ struct State {
     /// The weights as loaded (Undo).
     original: Gpt2,
     stats: Vec<LayerStats>,
+    /// Whether the model lives on the WebGPU device.
+    on_gpu: bool,
 }
 
 fn now_ms() -> f64 {
     js_sys::Date::now()
+}
+
+/// Makes the worker's death visible to the page. A panic (a WebGPU out-of-memory or validation
+/// error becomes one inside burn's wgpu runtime) aborts the wasm instance, and a trap that is not
+/// a panic (an allocation failure) does too; either way the page would wait for an answer
+/// forever. Both are posted on the `BroadcastChannel` the page named in the worker's URL
+/// (`?channel=…`), and the worker closes itself so its memory is freed; the page then starts a
+/// fresh worker on the CPU.
+pub fn report_deaths() {
+    use js_sys::{Function, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+    console_error_panic_hook::set_once();
+    let global: JsValue = js_sys::global().into();
+    let search = Reflect::get(&global, &"location".into())
+        .and_then(|l| Reflect::get(&l, &"search".into()))
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_default();
+    let Some(channel) = search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("channel="))
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let name = channel.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        console_error_panic_hook::hook(info);
+        let why = crate::failure::panic_message(&info.to_string());
+        let msg = format!("The engine stopped on a GPU or internal error ({why})");
+        let _ = post_and_close().call2(&JsValue::NULL, &JsValue::from_str(&name), &JsValue::from_str(&msg));
+    }));
+    // Plain JS, so it still runs when the wasm instance is broken.
+    let on_error = Function::new_with_args(
+        "name, e",
+        "const why = e && (e.message || (e.reason && (e.reason.message || e.reason))) || e; \
+         try { new BroadcastChannel(name).postMessage('The engine stopped (' + why + ')'); } catch (_) {} \
+         self.close();",
+    );
+    let on_error = on_error.bind1(&JsValue::NULL, &JsValue::from_str(&channel));
+    if let Ok(add) = Reflect::get(&global, &"addEventListener".into()).and_then(|f| f.dyn_into::<Function>()) {
+        for event in ["error", "unhandledrejection"] {
+            let _ = add.call2(&global, &event.into(), &on_error);
+        }
+    }
+}
+
+/// `(name, message)` → posts `message` on the broadcast channel `name`, then closes the worker.
+fn post_and_close() -> js_sys::Function {
+    js_sys::Function::new_with_args(
+        "name, msg",
+        "try { new BroadcastChannel(name).postMessage(msg); } catch (_) {} self.close();",
+    )
 }
 
 /// The reactor registered by the worker binary.
@@ -66,13 +123,39 @@ pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
         }
         let replies = match result {
             Ok(r) => r,
-            Err(e) => vec![Response::Error(e)],
+            Err(e) => match lost_device(&state).await {
+                // The model lived on a device that is gone: drop it, never offer that device
+                // again, and let the page reload on the CPU.
+                Some(why) => {
+                    let why = crate::failure::innermost_cause(&why);
+                    state = None;
+                    gpu = Some(Err(format!("the WebGPU device was lost ({why})")));
+                    vec![Response::DeviceLost(format!(
+                        "The WebGPU device was lost ({why}) and the request failed"
+                    ))]
+                }
+                None => vec![Response::Error(e)],
+            },
         };
         for r in replies {
             if scope.send(r).await.is_err() {
                 return;
             }
         }
+    }
+}
+
+/// After a failed request on WebGPU: whether the device still computes (a test read), and if not,
+/// why. burn's wgpu runtime marks a device lost by the browser as poisoned and fails every read
+/// on it from then on.
+async fn lost_device(state: &Option<State>) -> Option<String> {
+    let s = state.as_ref().filter(|s| s.on_gpu)?;
+    let device = s.parts.model.device();
+    let probe = Tensor::<1>::from_data(TensorData::new(vec![1f32, 2.0], [2]), &device).sum();
+    match read_scalar::<f32, 1, Float>(probe).await {
+        Ok(3.0) => None,
+        Ok(x) => Some(format!("a test sum gave {x} instead of 3")),
+        Err(e) => Some(e.to_string()),
     }
 }
 
@@ -97,7 +180,8 @@ async fn handle(
         Request::Load { files, backend } => {
             let start = now_ms();
             let (device, backend_name, adapter) = pick_device(backend, gpu);
-            let loaded = load(files, &device).await?;
+            let mut loaded = load(files, &device).await?;
+            loaded.on_gpu = backend_name == "WebGPU";
             let info = ModelInfo {
                 name: loaded.name.clone(),
                 backend: backend_name,
@@ -275,8 +359,12 @@ async fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
         TokenizerFiles::VocabMerges(v, m) => Gpt2Tokenizer::from_vocab_merges(v, m),
     }
     .map_err(|e| e.to_string())?;
-    let parts =
-        load_model_bytes(&files.name, &files.config, tokenizer, files.weights, device).map_err(|e| e.to_string())?;
+    let parts = match files.weights {
+        Weights::Bytes(bytes) => load_model_bytes(&files.name, &files.config, tokenizer, bytes, device),
+        Weights::Url(url) => RangeSource::open(&url, format!("{}/model.safetensors", files.name))
+            .and_then(|source| load_model_source(&files.name, &files.config, tokenizer, source, device)),
+    }
+    .map_err(|e| e.to_string())?;
     let stats = match &files.stats {
         Some(bytes) => stats_for_model(bytes, "stats.safetensors", &parts.model)
             .await
@@ -288,6 +376,7 @@ async fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
         original: parts.model.clone(),
         parts,
         stats,
+        on_gpu: false,
     })
 }
 

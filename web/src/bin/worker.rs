@@ -4,7 +4,7 @@ fn main() {
     #[cfg(target_arch = "wasm32")]
     {
         use gloo_worker::Registrable;
-        console_error_panic_hook::set_once();
+        pmedit_web::worker::report_deaths();
         pmedit_web::worker::EngineWorker::registrar().register();
     }
 }
