@@ -10,6 +10,8 @@
 //! layer serves every batch.
 //!
 //! Works in the dtype of its input: f64 where the device has it (flex, Vulkan), f32 on WebGPU.
+//! On the CPU backend the same algorithm runs in place in host memory ([`super::cpu`]): burn
+//! tensors are immutable, and the copies this path makes cost more there than the products.
 
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -41,13 +43,28 @@ pub enum LinalgError {
 /// `L` with `A = L Lᵀ`, plus what solves need.
 #[derive(Debug, Clone)]
 pub struct CholeskyFactor {
-    /// The lower-triangular factor `[n, n]`.
-    pub l: Tensor<2>,
-    /// Inverses of the diagonal blocks of `L`.
-    diag_inv: Vec<Tensor<2>>,
+    repr: Repr,
     block: usize,
+    n: usize,
     /// Largest and smallest diagonal entry of `L`: `(max/min)²` is a lower bound of cond(A).
     pub diag_range: (f64, f64),
+}
+
+/// Where the factor lives.
+#[derive(Debug, Clone)]
+enum Repr {
+    /// On the device: `L` and the inverses of its diagonal blocks as tensors.
+    Device {
+        l: Box<Tensor<2>>,
+        diag_inv: Vec<Tensor<2>>,
+    },
+    /// On the CPU backend: `scale · L` kept in one host buffer (see [`super::cpu`]).
+    #[cfg(not(target_family = "wasm"))]
+    Host {
+        factor: std::sync::Arc<super::cpu::HostFactor>,
+        scale: f64,
+        device: Device,
+    },
 }
 
 pub(crate) async fn to_host(t: Tensor<2>) -> Result<Mat, LinalgError> {
@@ -72,8 +89,32 @@ pub(crate) fn to_device(m: &Mat, device: &Device, dtype: DType) -> Tensor<2> {
 }
 
 impl CholeskyFactor {
-    /// Factors the SPD matrix `a` (`[n, n]`) with blocks of `block` rows.
+    /// Factors the SPD matrix `a` (`[n, n]`) with blocks of `block` rows: in place in host memory
+    /// on the CPU backend ([`super::cpu`]), else with device tensor ops
+    /// ([`CholeskyFactor::with_tensor_ops`]).
     pub async fn new(a: Tensor<2>, block: usize) -> Result<Self, LinalgError> {
+        #[cfg(not(target_family = "wasm"))]
+        if super::cpu::applies(&a.device(), a.dtype()) {
+            let [n, _] = a.dims();
+            let device = a.device();
+            let factor = super::cpu::HostFactor::new(a, block)?;
+            return Ok(Self {
+                diag_range: factor.diag_range(),
+                repr: Repr::Host {
+                    factor: std::sync::Arc::new(factor),
+                    scale: 1.0,
+                    device,
+                },
+                block: block.max(1),
+                n,
+            });
+        }
+        Self::with_tensor_ops(a, block).await
+    }
+
+    /// The device path of [`CholeskyFactor::new`], from burn tensor ops on any backend (what
+    /// wgpu and WebGPU run).
+    pub async fn with_tensor_ops(a: Tensor<2>, block: usize) -> Result<Self, LinalgError> {
         let [n, m] = a.dims();
         assert_eq!(n, m, "Cholesky of a non-square matrix");
         let (device, dtype) = (a.device(), a.dtype());
@@ -132,9 +173,12 @@ impl CholeskyFactor {
             1,
         );
         Ok(Self {
-            l,
-            diag_inv,
+            repr: Repr::Device {
+                l: Box::new(l),
+                diag_inv,
+            },
             block,
+            n,
             diag_range: (dmax, dmin),
         })
     }
@@ -143,17 +187,43 @@ impl CholeskyFactor {
     /// (a λ sweep over `λ·C0` factors `C0` once).
     pub fn scaled(&self, s: f64) -> Self {
         let r = s.sqrt();
+        let repr = match &self.repr {
+            Repr::Device { l, diag_inv } => Repr::Device {
+                l: Box::new((**l).clone() * r),
+                diag_inv: diag_inv.iter().map(|d| d.clone() / r).collect(),
+            },
+            #[cfg(not(target_family = "wasm"))]
+            Repr::Host { factor, scale, device } => Repr::Host {
+                factor: factor.clone(),
+                scale: scale * r,
+                device: device.clone(),
+            },
+        };
         Self {
-            l: self.l.clone() * r,
-            diag_inv: self.diag_inv.iter().map(|d| d.clone() / r).collect(),
+            repr,
             block: self.block,
+            n: self.n,
             diag_range: (self.diag_range.0 * r, self.diag_range.1 * r),
         }
     }
 
     /// Size n.
     pub fn n(&self) -> usize {
-        self.l.dims()[0]
+        self.n
+    }
+
+    /// The lower-triangular factor `L` (`[n, n]`).
+    pub fn l(&self) -> Tensor<2> {
+        match &self.repr {
+            Repr::Device { l, .. } => (**l).clone(),
+            #[cfg(not(target_family = "wasm"))]
+            Repr::Host { factor, scale, device } => factor.l(*scale, device),
+        }
+    }
+
+    /// Whether the factor is kept in host memory (the CPU backend's in-place path).
+    pub fn on_host(&self) -> bool {
+        !matches!(self.repr, Repr::Device { .. })
     }
 
     /// A cheap lower bound of the condition number of `A`: `(max Lᵢᵢ / min Lᵢᵢ)²`.
@@ -163,41 +233,61 @@ impl CholeskyFactor {
 
     /// Solves `L X = B` (`B` is `[n, m]`) by blocked forward substitution.
     pub fn solve_lower(&self, b: Tensor<2>) -> Tensor<2> {
-        let n = self.n();
-        let mut x: Vec<Tensor<2>> = Vec::with_capacity(self.diag_inv.len());
-        for (i, inv) in self.diag_inv.iter().enumerate() {
+        match &self.repr {
+            Repr::Device { l, diag_inv } => self.device_lower(l, diag_inv, b),
+            #[cfg(not(target_family = "wasm"))]
+            Repr::Host { factor, scale, .. } => factor.solve(b, *scale, true, false),
+        }
+    }
+
+    /// Solves `Lᵀ X = B` by blocked backward substitution.
+    pub fn solve_upper(&self, b: Tensor<2>) -> Tensor<2> {
+        match &self.repr {
+            Repr::Device { l, diag_inv } => self.device_upper(l, diag_inv, b),
+            #[cfg(not(target_family = "wasm"))]
+            Repr::Host { factor, scale, .. } => factor.solve(b, *scale, false, true),
+        }
+    }
+
+    /// Solves `A X = B`.
+    pub fn solve(&self, b: Tensor<2>) -> Tensor<2> {
+        match &self.repr {
+            Repr::Device { l, diag_inv } => self.device_upper(l, diag_inv, self.device_lower(l, diag_inv, b)),
+            #[cfg(not(target_family = "wasm"))]
+            Repr::Host { factor, scale, .. } => factor.solve(b, *scale, true, true),
+        }
+    }
+
+    fn device_lower(&self, l: &Tensor<2>, diag_inv: &[Tensor<2>], b: Tensor<2>) -> Tensor<2> {
+        let n = self.n;
+        let mut x: Vec<Tensor<2>> = Vec::with_capacity(diag_inv.len());
+        for (i, inv) in diag_inv.iter().enumerate() {
             let (r0, r1) = (i * self.block, ((i + 1) * self.block).min(n));
             let mut rhs = b.clone().narrow(0, r0, r1 - r0);
             if r0 > 0 {
                 let done = Tensor::cat(x.clone(), 0);
-                rhs = rhs - self.l.clone().slice([r0..r1, 0..r0]).matmul(done);
+                rhs = rhs - l.clone().slice([r0..r1, 0..r0]).matmul(done);
             }
             x.push(inv.clone().matmul(rhs));
         }
         Tensor::cat(x, 0)
     }
 
-    /// Solves `Lᵀ X = B` by blocked backward substitution.
-    pub fn solve_upper(&self, b: Tensor<2>) -> Tensor<2> {
-        let n = self.n();
-        let nblocks = self.diag_inv.len();
+    fn device_upper(&self, l: &Tensor<2>, diag_inv: &[Tensor<2>], b: Tensor<2>) -> Tensor<2> {
+        let n = self.n;
+        let nblocks = diag_inv.len();
         let mut x: Vec<Tensor<2>> = Vec::with_capacity(nblocks);
         for i in (0..nblocks).rev() {
             let (r0, r1) = (i * self.block, ((i + 1) * self.block).min(n));
             let mut rhs = b.clone().narrow(0, r0, r1 - r0);
             if r1 < n {
                 let done = Tensor::cat(x.iter().rev().cloned().collect(), 0);
-                rhs = rhs - self.l.clone().slice([r1..n, r0..r1]).transpose().matmul(done);
+                rhs = rhs - l.clone().slice([r1..n, r0..r1]).transpose().matmul(done);
             }
-            x.push(self.diag_inv[i].clone().transpose().matmul(rhs));
+            x.push(diag_inv[i].clone().transpose().matmul(rhs));
         }
         x.reverse();
         Tensor::cat(x, 0)
-    }
-
-    /// Solves `A X = B`.
-    pub fn solve(&self, b: Tensor<2>) -> Tensor<2> {
-        self.solve_upper(self.solve_lower(b))
     }
 }
 
