@@ -14,7 +14,7 @@ use burn::prelude::*;
 use super::safetensors::SafetensorsFile;
 use super::source::ByteSource;
 use crate::error::{EngineError, Result};
-use crate::model::embedding::TokenEmbeddingConfig;
+use crate::model::embedding::{TokenEmbeddingConfig, max_chunk_bytes_for};
 use crate::model::{Gpt2, Gpt2Config};
 
 /// Named tensors spread over one or more safetensors files (shards).
@@ -95,7 +95,9 @@ pub fn build_gpt2<S: ByteSource>(config: &Gpt2Config, w: &mut WeightFiles<S>, de
     let mut model = config.init(device);
     // Read once, uploaded in chunks that fit any GPU binding limit.
     let wte = w.take_values("wte.weight", &[v, d])?;
-    model.wte = TokenEmbeddingConfig::new(v, d).from_values(&wte, device);
+    model.wte = TokenEmbeddingConfig::new(v, d)
+        .with_max_chunk_bytes(max_chunk_bytes_for(device))
+        .from_values(&wte, device);
     drop(wte);
     model.wpe.weight = param(w.take("wpe.weight", &[config.n_positions, d])?, device);
     for (l, block) in model.h.iter_mut().enumerate() {

@@ -9,6 +9,17 @@ use burn::prelude::*;
 /// Largest chunk, in bytes (f32).
 pub const MAX_CHUNK_BYTES: usize = 1 << 26;
 
+/// The chunk limit for tables on `device`: [`MAX_CHUNK_BYTES`] on GPUs; none on the CPU backend,
+/// which has no binding limit, so its LM head is one product with no concatenation of the
+/// chunks' logits (103 MB for 16 × 32 positions of GPT-2).
+pub fn max_chunk_bytes_for(device: &Device) -> usize {
+    if *device == Device::flex() {
+        usize::MAX
+    } else {
+        MAX_CHUNK_BYTES
+    }
+}
+
 /// Configuration of [`TokenEmbedding`].
 #[derive(Config, Debug)]
 pub struct TokenEmbeddingConfig {
@@ -33,7 +44,7 @@ pub struct TokenEmbedding {
 impl TokenEmbeddingConfig {
     /// Rows per chunk for this width.
     pub fn rows_per_chunk(&self) -> usize {
-        (self.max_chunk_bytes / (4 * self.d_model.max(1))).max(1)
+        (self.max_chunk_bytes / (4 * self.d_model.max(1))).clamp(1, self.vocab.max(1))
     }
 
     /// Row ranges of the chunks.

@@ -2,7 +2,7 @@
 
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 
-use super::embedding::{TokenEmbedding, TokenEmbeddingConfig};
+use super::embedding::{TokenEmbedding, TokenEmbeddingConfig, max_chunk_bytes_for};
 use burn::prelude::*;
 
 use super::attention::LayerCache;
@@ -62,7 +62,9 @@ impl Gpt2Config {
         let block = BlockConfig::new(self.n_embd, self.d_inner(), self.n_head, self.layer_norm_epsilon)
             .with_proj_init_std(0.02 / (2.0 * self.n_layer as f64).sqrt());
         Gpt2 {
-            wte: TokenEmbeddingConfig::new(self.vocab_size, self.n_embd).init(device),
+            wte: TokenEmbeddingConfig::new(self.vocab_size, self.n_embd)
+                .with_max_chunk_bytes(max_chunk_bytes_for(device))
+                .init(device),
             wpe: EmbeddingConfig::new(self.n_positions, self.n_embd)
                 .with_initializer(burn::nn::Initializer::Normal { mean: 0.0, std: 0.02 })
                 .init(device),

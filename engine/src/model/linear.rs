@@ -20,3 +20,28 @@ pub fn linear_rows<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     out[D - 1] = y.dims()[1];
     y.reshape(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::LinearConfig;
+
+    /// Folding the leading dimensions into rows changes nothing: with and without bias, for one
+    /// row (generation) and many, `linear_rows` equals burn's `Linear::forward`.
+    #[test]
+    fn linear_rows_equals_linear_forward() {
+        let device = Device::flex();
+        for (d_out, bias) in [(300, true), (257, false)] {
+            let layer = LinearConfig::new(40, d_out).with_bias(bias).init(&device);
+            for (batch, rows) in [(1, 1), (2, 3), (3, 33)] {
+                let x = Tensor::<3>::random([batch, rows, 40], burn::tensor::Distribution::Default, &device);
+                let got: Vec<f32> = linear_rows(&layer, x.clone()).into_data().iter().collect();
+                let want: Vec<f32> = layer.forward(x).into_data().iter().collect();
+                assert_eq!(got.len(), want.len());
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{d_out} {rows}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}

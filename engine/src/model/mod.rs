@@ -7,6 +7,8 @@ pub mod config;
 pub mod embedding;
 pub mod gpt2;
 pub mod hooks;
+#[cfg(not(target_family = "wasm"))]
+mod host;
 pub mod linear;
 pub mod mlp;
 pub mod precision;

@@ -1,0 +1,62 @@
+//! Fused element-wise kernels for the CPU backend.
+//!
+//! burn's `flex` evaluates each element-wise op as its own pass over memory, on one core: GPT-2's
+//! `gelu_new` written with tensor ops is eight passes over the `[rows, 4d]` activations. On the CPU
+//! backend a tensor's memory is the host's, and `flex` hands a uniquely owned contiguous tensor
+//! to [`TensorData`] and back without copying, so here such a function runs as one pass, in
+//! place, split over every core. Tensors on other backends, on autodiff devices (the value
+//! optimisation needs the gradient graph) or in other dtypes are not [`eligible`]: callers use
+//! tensor ops for them.
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use rayon::prelude::*;
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
+
+/// Whether `x` is a plain f32 tensor on the CPU backend, outside autodiff: what [`map_f32`] takes.
+pub(crate) fn eligible<const D: usize>(x: &Tensor<D>) -> bool {
+    let device = x.device();
+    device == Device::flex() && !device.is_autodiff() && x.dtype() == DType::F32
+}
+
+/// `f` applied to every element of `x` (which must be [`eligible`]) in one parallel pass over its
+/// host memory.
+pub(crate) fn map_f32<const D: usize>(x: Tensor<D>, f: impl Fn(f32) -> f32 + Sync) -> Tensor<D> {
+    debug_assert!(eligible(&x), "map_f32 on a tensor it does not handle");
+    let device = x.device();
+    let mut data = x.into_data();
+    match data.as_mut_slice::<f32>() {
+        Ok(values) => values
+            .par_chunks_mut(CHUNK)
+            .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = f(*v))),
+        Err(e) => unreachable!("an f32 tensor's data is f32: {e:?}"),
+    }
+    Tensor::from_data(data, (&device, DType::F32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_cpu_f32_tensors_and_returns_others() {
+        let device = Device::flex();
+        let x = Tensor::<2>::from_floats([[1.0, -2.0], [3.0, 0.5]], &device);
+        assert!(eligible(&x));
+        let y = map_f32(x, |v| v * v + 1.0);
+        assert_eq!(y.into_data().try_to_vec::<f32>().unwrap(), vec![2.0, 5.0, 10.0, 1.25]);
+        // Large enough for several parallel chunks, and a view (not uniquely owned) stays valid.
+        let big = Tensor::<1, Int>::arange(0..100_000, &device).float();
+        let keep = big.clone();
+        let doubled = map_f32(big, |v| 2.0 * v).into_data().try_to_vec::<f32>().unwrap();
+        assert!(doubled.iter().enumerate().all(|(i, &v)| v == 2.0 * i as f32));
+        assert_eq!(keep.into_data().try_to_vec::<f32>().unwrap()[99_999], 99_999.0);
+        // Not for autodiff or f64 tensors.
+        let tracked = Tensor::<1>::from_floats([1.0], &device.clone().autodiff());
+        assert!(!eligible(&tracked));
+        let wide = Tensor::<1>::from_data(TensorData::new(vec![1.0f64], [1]), (&device, DType::F64));
+        assert!(!eligible(&wide));
+    }
+}
