@@ -2,7 +2,9 @@
 # - rustfmt, clippy and the wasm32 target (rustup)
 # - a Vulkan driver for wgpu when the machine has none (Mesa's lavapipe, a CPU Vulkan)
 # - with PMEDIT_WEB=1 (the test script): Chromium and Node for the browser tests, trunk and the
-#   wasm-bindgen CLI of exactly Cargo.lock's version, and playwright-core (in ~/.cache/pmedit-npm)
+#   wasm-bindgen CLI of exactly Cargo.lock's version, playwright-core and binaryen 132's wasm-opt
+#   (for `trunk build --release`; Debian's binaryen 108 writes a wasm that fails at run time), both
+#   from npm into ~/.cache/pmedit-npm
 _pm_have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 _pm_apt=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -37,5 +39,8 @@ if [ "${PMEDIT_WEB:-0}" = 1 ]; then
   fi
   PMEDIT_NPM="$HOME/.cache/pmedit-npm"
   [ -d "$PMEDIT_NPM/node_modules/playwright-core" ] || npm install --silent --prefix "$PMEDIT_NPM" playwright-core@1
+  "$PMEDIT_NPM/node_modules/.bin/wasm-opt" --version 2>/dev/null | grep -q "version_132" \
+    || npm install --silent --prefix "$PMEDIT_NPM" binaryen@132.0.0
   export PLAYWRIGHT_CORE="$PMEDIT_NPM/node_modules/playwright-core"
+  export PATH="$PMEDIT_NPM/node_modules/.bin:$PATH"
 fi

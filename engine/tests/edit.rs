@@ -107,6 +107,46 @@ fn single_edit_takes(algorithm: Algorithm, templates: &ContextTemplates, name: &
     assert!(kept >= 9, "{name} {algorithm:?}: only {kept}/11 other facts survive");
 }
 
+/// A model stored in f16 (the web page does so on WebGPU adapters with `shader-f16`) is edited on
+/// an f32 copy and stored back in f16: the rounding of the edited weight to f16 must not undo the
+/// edit, and the unchanged weights must come back bit for bit.
+#[test]
+fn rome_edit_of_an_f16_stored_model_takes() {
+    use burn::tensor::FloatDType;
+    use pmedit_engine::model::precision::{cast_model, model_dtype};
+    on_all_devices(|name, device| {
+        if !device.supports_dtype(FloatDType::F16) {
+            eprintln!("{name}: no f16, skipped");
+            return;
+        }
+        let mut m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+        let hp = preset(Algorithm::Rome, &m.config);
+        let pres = stats(&m, &hp.layers, hp.lambda);
+        let request = facts(1).remove(0);
+        let half = cast_model(m.model.clone(), FloatDType::F16).unwrap();
+        assert_eq!(model_dtype(&half), FloatDType::F16);
+        let mut work = cast_model(half.clone(), FloatDType::F32).unwrap();
+        assert_eq!(model_dtype(&work), FloatDType::F32);
+        block_on(apply_edits(
+            &mut work,
+            &m.tokenizer,
+            std::slice::from_ref(&request),
+            Algorithm::Rome,
+            &hp,
+            &ContextTemplates::bare(),
+            &pres,
+            |_| {},
+        ))
+        .unwrap();
+        m.model = cast_model(work, FloatDType::F16).unwrap();
+        let lp = logprobs(&m, &request.filled_prompt());
+        let target = target_ids(&m.tokenizer, &request).unwrap()[0] as usize;
+        assert_eq!(argmax(&lp), target, "{name}: the f16-stored edit did not take");
+        let unchanged = |g: &pmedit_engine::model::Gpt2| g.h[0].attn.c_attn.weight.val().into_data();
+        assert_eq!(unchanged(&m.model), unchanged(&half), "{name}");
+    });
+}
+
 #[test]
 fn rome_edit_takes() {
     on_all_devices(|name, device| single_edit_takes(Algorithm::Rome, &ContextTemplates::bare(), name, device));

@@ -8,7 +8,9 @@
 //  4. the WebGPU device is lost mid-edit (device.destroy() in the worker): the page says so,
 //     reloads the model on the CPU, and the edit then works there;
 //  5. WebGPU reports out of memory (burn's wgpu runtime panics, the worker dies): the page says
-//     so, starts a fresh worker on the CPU, and the edit works there.
+//     so, starts a fresh worker on the CPU, and the edit works there;
+//  6. the user's own files with the authors' `.npz` statistics (made here from the demo's) load,
+//     and the edit works with them.
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
 // time), never as one whole-file response.
 // Usage: node tests/browser/e2e.mjs DIST_DIR OUT_DIR   (screenshots and timings go to OUT_DIR)
@@ -174,6 +176,89 @@ await withPage('broken-model', false, async (page) => {
   if (!/safetensors/i.test(msg)) throw new Error(`the error does not name the bad file: ${msg}`);
   // Still usable: the demo model is still loaded and can predict/edit.
   if (await page.isDisabled('#apply')) throw new Error('the Apply button stayed disabled after the error');
+});
+
+// The authors' statistics format: an uncompressed zip (np.savez) of `mom2.mom2.npy` and
+// `mom2.count.npy`, built here from layer `layer` of a pmedit stats file.
+function crc32(buf) {
+  let c, crc = 0xffffffff;
+  for (const b of buf) {
+    c = (crc ^ b) & 0xff;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    crc = (crc >>> 8) ^ c;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+function npy(descr, shape, data) {
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  const head = Buffer.alloc(10);
+  Buffer.from('\x93NUMPY', 'latin1').copy(head);
+  head[6] = 1; head[7] = 0; head.writeUInt16LE(header.length, 8);
+  return Buffer.concat([head, Buffer.from(header, 'latin1'), data]);
+}
+function storedZip(members) {
+  const locals = [], central = [];
+  let offset = 0;
+  for (const [name, data] of members) {
+    const n = Buffer.from(name);
+    const crc = crc32(data);
+    const lh = Buffer.alloc(30);
+    lh.writeUInt32LE(0x04034b50, 0); lh.writeUInt16LE(20, 4); lh.writeUInt32LE(crc, 14);
+    lh.writeUInt32LE(data.length, 18); lh.writeUInt32LE(data.length, 22); lh.writeUInt16LE(n.length, 26);
+    const ch = Buffer.alloc(46);
+    ch.writeUInt32LE(0x02014b50, 0); ch.writeUInt16LE(20, 4); ch.writeUInt16LE(20, 6); ch.writeUInt32LE(crc, 16);
+    ch.writeUInt32LE(data.length, 20); ch.writeUInt32LE(data.length, 24); ch.writeUInt16LE(n.length, 28);
+    ch.writeUInt32LE(offset, 42);
+    locals.push(lh, n, data);
+    central.push(ch, n);
+    offset += 30 + n.length + data.length;
+  }
+  const cd = Buffer.concat(central);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0); end.writeUInt16LE(members.length, 8); end.writeUInt16LE(members.length, 10);
+  end.writeUInt32LE(cd.length, 12); end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, cd, end]);
+}
+async function authorsNpz(statsPath, layer) {
+  const b = await readFile(statsPath);
+  const n = Number(b.readBigUInt64LE(0));
+  const header = JSON.parse(b.subarray(8, 8 + n).toString('utf8'));
+  const tensor = (k) => b.subarray(8 + n + header[k].data_offsets[0], 8 + n + header[k].data_offsets[1]);
+  const mom2 = header[`layer.${layer}.mom2`];
+  const count = Buffer.alloc(8);
+  count.writeBigInt64LE(BigInt(Math.round(tensor(`layer.${layer}.count`).readFloatLE(0))));
+  return storedZip([
+    ['mom2.mom2.npy', npy('<f4', mom2.shape, tensor(`layer.${layer}.mom2`))],
+    ['mom2.count.npy', npy('<i8', [], count)],
+  ]);
+}
+
+await withPage('user-files-npz', false, async (page) => {
+  await page.goto(base);
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
+    null, { timeout: 120000 });
+  const demo = (f) => readFile(join(dist, 'models/demo', f));
+  const t0 = Date.now();
+  await page.setInputFiles('#model-files', [
+    { name: 'config.json', mimeType: 'application/json', buffer: await demo('config.json') },
+    { name: 'tokenizer.json', mimeType: 'application/json', buffer: await demo('tokenizer.json') },
+    { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: await demo('model.safetensors') },
+    { name: 'transformer.h.0.mlp.c_proj_float32_mom2_100000.npz', mimeType: 'application/octet-stream',
+      buffer: await authorsNpz(join(dist, 'models/demo/stats.safetensors'), 0) },
+  ]);
+  await page.waitForFunction(() => document.querySelector('#model-info')?.textContent.startsWith('your model'),
+    null, { timeout: 120000 });
+  const info = (await page.textContent('#model-info')).trim();
+  if (!info.endsWith('layers [0]')) throw new Error(`the .npz statistics are not for layer 0: ${info}`);
+  await page.fill('input.subject', FACT.subject);
+  await page.fill('input.prompt', FACT.prompt);
+  await page.fill('input.target', FACT.target);
+  await page.click('#apply');
+  await page.waitForSelector('#after .token', { timeout: 300000 });
+  const after = (await page.textContent('#after .token')).trim();
+  results['user-files-npz'] = { info, ms: Date.now() - t0, after };
+  if (after !== FACT.target) throw new Error(`after the edit with .npz statistics the top prediction is "${after}"`);
 });
 
 // When the GPU fails, the page reloads the model on the CPU and goes on.

@@ -38,6 +38,33 @@ pub fn parse_facts(rows: &[FactRow]) -> Result<Vec<Fact>, String> {
     Ok(out)
 }
 
+/// The layer an `.npz` statistics file holds, read from its name: the authors name them after
+/// the edited module (`transformer.h.17.mlp.c_proj_float32_mom2_100000.npz`,
+/// `model.layers.5.mlp.down_proj_…`), and `layer17.npz` / `l17.npz` work too.
+pub fn npz_layer(name: &str) -> Result<usize, String> {
+    let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let after = |marker: &str| {
+        file.find(marker).and_then(|i| {
+            let digits: String = file[i + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<usize>().ok()
+        })
+    };
+    let stem = file.strip_suffix(".npz").unwrap_or(file).to_ascii_lowercase();
+    let named = stem
+        .strip_prefix("layer")
+        .or_else(|| stem.strip_prefix('l'))
+        .and_then(|d| d.trim_start_matches(['_', '-']).parse::<usize>().ok());
+    after(".h.").or_else(|| after("layers.")).or(named).ok_or_else(|| {
+        format!(
+            "{file}: cannot tell which layer these statistics are for; name the file like the authors' \
+                 (transformer.h.17.mlp.c_proj_float32_mom2_100000.npz) or layer17.npz"
+        )
+    })
+}
+
 fn strip_prefix(msg: &str) -> &str {
     msg.split_once("request: ").map_or(msg, |(_, rest)| rest)
 }
@@ -89,6 +116,26 @@ pub fn parse_positive(text: &str, what: &str) -> Result<Option<f64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn npz_layer_is_read_from_the_authors_names() {
+        for (name, layer) in [
+            ("transformer.h.17.mlp.c_proj_float32_mom2_100000.npz", 17),
+            (
+                "stats/gpt2-xl/wikipedia_stats/transformer.h.3.mlp.c_proj_float32_mom2_100000.npz",
+                3,
+            ),
+            ("model.layers.5.mlp.down_proj_float32_mom2_100000.npz", 5),
+            ("layer12.npz", 12),
+            ("Layer_0.npz", 0),
+            ("l7.npz", 7),
+        ] {
+            assert_eq!(npz_layer(name), Ok(layer), "{name}");
+        }
+        let err = npz_layer("mom2.npz").unwrap_err();
+        assert!(err.contains("mom2.npz") && err.contains("layer17.npz"), "{err}");
+        assert!(npz_layer("lemon.npz").is_err());
+    }
 
     fn row(s: &str, p: &str, t: &str) -> FactRow {
         FactRow {

@@ -9,6 +9,8 @@ pub mod range;
 pub mod scale;
 
 #[cfg(target_arch = "wasm32")]
+pub mod channel;
+#[cfg(target_arch = "wasm32")]
 pub mod ui;
 #[cfg(target_arch = "wasm32")]
 pub mod worker;

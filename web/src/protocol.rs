@@ -27,6 +27,19 @@ pub struct ModelFiles {
     pub weights: Weights,
     /// C0 statistics (`pmedit stats` output), when given.
     pub stats: Option<Vec<u8>>,
+    /// The authors' per-layer `.npz` statistics (`mom2.mom2`, `mom2.count`), when given.
+    pub npz_stats: Vec<NpzStats>,
+}
+
+/// One layer's statistics in the authors' `.npz` format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NpzStats {
+    /// The file's name (for messages).
+    pub name: String,
+    /// The layer it holds, read from the name (see [`crate::form::npz_layer`]).
+    pub layer: usize,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// Where `model.safetensors` comes from.
@@ -186,6 +199,9 @@ pub struct ModelInfo {
     pub params: usize,
     /// Layers with C0 statistics.
     pub stats_layers: Vec<usize>,
+    /// How the weights are stored on the device (`f32`, or `f16` on a WebGPU adapter with
+    /// `shader-f16`: half the memory; edits still compute in f32).
+    pub weights: String,
     /// Milliseconds from the request to ready.
     pub load_ms: f64,
 }
@@ -269,6 +285,11 @@ mod tests {
                 tokenizer: TokenizerFiles::VocabMerges(vec![1], vec![2]),
                 weights: Weights::Bytes(vec![0; 3]),
                 stats: None,
+                npz_stats: vec![NpzStats {
+                    name: "transformer.h.17.mlp.c_proj_float32_mom2_100000.npz".into(),
+                    layer: 17,
+                    bytes: vec![1, 2, 3],
+                }],
             },
             backend: Backend::Auto,
         });
@@ -309,6 +330,7 @@ mod tests {
             n_embd: 128,
             params: 1,
             stats_layers: vec![0, 1],
+            weights: "f16".into(),
             load_ms: 1.0,
         }));
         round_trip(Response::Error("x".into()));

@@ -67,6 +67,9 @@ mod source {
         len: u64,
         /// The whole body, when the server ignored `Range`.
         whole: Option<Vec<u8>>,
+        /// Bytes read so far, and whom to tell (`done`, `total`).
+        done: u64,
+        progress: Option<Box<dyn FnMut(u64, u64)>>,
     }
 
     impl RangeSource {
@@ -90,7 +93,22 @@ mod source {
                 name,
                 len,
                 whole,
+                done: 0,
+                progress: None,
             })
+        }
+
+        /// Calls `progress(bytes read so far, total)` after every read.
+        pub fn with_progress(mut self, progress: impl FnMut(u64, u64) + 'static) -> Self {
+            self.progress = Some(Box::new(progress));
+            self
+        }
+
+        fn tell(&mut self, n: usize) {
+            self.done += n as u64;
+            if let Some(p) = &mut self.progress {
+                p(self.done.min(self.len), self.len);
+            }
         }
     }
 
@@ -110,11 +128,16 @@ mod source {
                 return Ok(Vec::new());
             }
             if let Some(w) = &self.whole {
-                return Ok(w[offset as usize..offset as usize + len].to_vec());
+                let bytes = w[offset as usize..offset as usize + len].to_vec();
+                self.tell(len);
+                return Ok(bytes);
             }
             let (status, body, _) = get(&self.url, Some((offset, len)), &self.name)?;
             match status {
-                206 if body.len() == len => Ok(body),
+                206 if body.len() == len => {
+                    self.tell(len);
+                    Ok(body)
+                }
                 206 => Err(bad(
                     &self.name,
                     format!(

@@ -9,9 +9,11 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::form::{FactRow, parse_facts, parse_layers, parse_positive};
+use crate::channel::{Listener, progress_name};
+use crate::form::{FactRow, npz_layer, parse_facts, parse_layers, parse_positive};
 use crate::protocol::{
-    Backend, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response, TokenizerFiles, Weights,
+    Backend, EditReport, EditSettings, ModelFiles, ModelInfo, NpzStats, Prediction, Request, Response, TokenizerFiles,
+    Weights,
 };
 use crate::scale::{Scale, tick_label};
 use crate::worker::EngineWorker;
@@ -30,6 +32,8 @@ struct Page {
     /// Loss per step of each request's value optimisation, as the worker reports it.
     live_loss: RwSignal<Vec<Vec<f64>>>,
     predictions: RwSignal<Vec<Prediction>>,
+    /// Bytes of weights loaded and their total, while a model loads.
+    load_progress: RwSignal<Option<(f64, f64)>>,
     /// Where models load: from `?backend=`, and the CPU for good once the GPU failed.
     backend: RwSignal<Backend>,
     /// The files of the model being loaded, and of the one that is loaded (to reload it on the
@@ -93,6 +97,7 @@ impl Page {
                 self.busy.set(false);
             }
             Response::Ready(info) => {
+                self.load_progress.set(None);
                 self.loaded.set_value(self.loading.get_value());
                 self.status.set(format!("model ready ({:.0} ms)", info.load_ms));
                 self.info.set(Some(info));
@@ -135,6 +140,7 @@ impl Page {
                 self.busy.set(false);
             }
             Response::Error(e) => {
+                self.load_progress.set(None);
                 self.error.set(Some(e));
                 self.status.set("ready (the last request failed)".into());
                 self.busy.set(false);
@@ -198,6 +204,7 @@ async fn url_files(base: &str, name: &str) -> Result<ModelFiles, String> {
         // Streamed by the worker with range requests, one tensor at a time.
         weights: Weights::Url(absolute(&format!("{base}/model.safetensors"))?),
         stats: fetch_bytes(&format!("{base}/stats.safetensors")).await.ok(),
+        npz_stats: Vec::new(),
     })
 }
 
@@ -233,6 +240,15 @@ async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
         Some(s) => Some(file_bytes(s).await?),
         None => None,
     };
+    // The authors' per-layer `.npz` statistics, the layer read from each file's name.
+    let mut npz_stats = Vec::new();
+    for f in files.iter().filter(|f| f.name().ends_with(".npz")) {
+        npz_stats.push(NpzStats {
+            layer: npz_layer(&f.name())?,
+            bytes: file_bytes(f).await?,
+            name: f.name(),
+        });
+    }
     Ok(ModelFiles {
         name: "your model".into(),
         config: file_bytes(&config).await?,
@@ -242,6 +258,7 @@ async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
             web_sys::Url::create_object_url_with_blob(&weights).map_err(|e| format!("model.safetensors: {e:?}"))?,
         ),
         stats,
+        npz_stats,
     })
 }
 
@@ -278,46 +295,6 @@ async fn pick_counterfact(seed: f64) -> Result<FactRow, String> {
     })
 }
 
-/// Listens on a `BroadcastChannel` for the worker's last words (see `worker::report_deaths`);
-/// closes the channel when dropped.
-struct DeathListener {
-    channel: js_sys::Object,
-    _on_message: wasm_bindgen::closure::Closure<dyn FnMut(wasm_bindgen::JsValue)>,
-}
-
-impl DeathListener {
-    fn new(name: &str, deaths: UnboundedSender<String>) -> Result<Self, String> {
-        use js_sys::{Function, Reflect};
-        use wasm_bindgen::JsValue;
-        let err = |e: JsValue| format!("cannot watch the engine worker: {e:?}");
-        let class: Function = Reflect::get(&js_sys::global(), &"BroadcastChannel".into())
-            .map_err(err)?
-            .dyn_into()
-            .map_err(err)?;
-        let channel: js_sys::Object = Reflect::construct(&class, &js_sys::Array::of1(&name.into()))
-            .map_err(err)?
-            .unchecked_into();
-        let on_message = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
-            let data = Reflect::get(&ev, &"data".into()).ok().and_then(|d| d.as_string());
-            let _ = deaths.unbounded_send(data.unwrap_or_else(|| "The engine worker stopped".into()));
-        });
-        Reflect::set(&channel, &"onmessage".into(), on_message.as_ref()).map_err(err)?;
-        Ok(Self {
-            channel,
-            _on_message: on_message,
-        })
-    }
-}
-
-impl Drop for DeathListener {
-    fn drop(&mut self) {
-        use js_sys::{Function, Reflect};
-        if let Ok(close) = Reflect::get(&self.channel, &"close".into()).and_then(|f| f.dyn_into::<Function>()) {
-            let _ = close.call0(&self.channel);
-        }
-    }
-}
-
 /// Mounts the page.
 pub fn start() {
     console_error_panic_hook::set_once();
@@ -336,6 +313,7 @@ fn App() -> impl IntoView {
         report: RwSignal::new(None),
         live_loss: RwSignal::new(Vec::new()),
         predictions: RwSignal::new(Vec::new()),
+        load_progress: RwSignal::new(None),
         backend: RwSignal::new(backend_choice()),
         loading: StoredValue::new(None),
         loaded: StoredValue::new(None),
@@ -347,10 +325,30 @@ fn App() -> impl IntoView {
         for generation in 0u32.. {
             let channel = format!("pmedit-engine-{page_id}-{generation}");
             let (deaths, mut died) = unbounded::<String>();
-            let _listener = match DeathListener::new(&channel, deaths) {
+            let listeners = Listener::new(&channel, move |data| {
+                let _ = deaths.unbounded_send(data.as_string().unwrap_or_else(|| "The engine worker stopped".into()));
+            })
+            .and_then(|d| {
+                let p = Listener::new(&progress_name(&channel), move |data| {
+                    let n = |i| {
+                        js_sys::Reflect::get(&data, &wasm_bindgen::JsValue::from(i))
+                            .ok()
+                            .and_then(|v| v.as_f64())
+                    };
+                    // (The last report may arrive after the model is ready: it is dropped.)
+                    if let (Some(done), Some(total)) = (n(0), n(1))
+                        && done < total
+                        && page.busy.get_untracked()
+                    {
+                        page.load_progress.set(Some((done, total)));
+                    }
+                })?;
+                Ok((d, p))
+            });
+            let _listeners = match listeners {
                 Ok(l) => l,
                 Err(e) => {
-                    page.error.set(Some(e));
+                    page.error.set(Some(format!("cannot watch the engine worker: {e}")));
                     return;
                 }
             };
@@ -410,6 +408,13 @@ fn StatusBar(page: Page) -> impl IntoView {
                 <span>" · backend: "<b id="backend">{i.backend.clone()}</b></span>
                 <span id="adapter" class="muted">" ("{i.adapter.clone()}")"</span>
             })}
+            {move || page.load_progress.get().map(|(done, total)| view! {
+                <div id="load-progress">
+                    "weights: "
+                    <progress max=total value=done></progress>
+                    {format!(" {:.1} / {:.1} MB", done / 1e6, total / 1e6)}
+                </div>
+            })}
             {move || page.error.get().map(|e| view! { <div id="error" class="error" role="alert">{e}</div> })}
         </section>
     }
@@ -461,11 +466,11 @@ fn ModelPanel(page: Page) -> impl IntoView {
             <h2>"Model"</h2>
             {move || page.info.get().map(|i| view! {
                 <p id="model-info">
-                    {format!("{}: {} layers, width {}, {:.2} M parameters; C0 statistics for layers {:?}",
-                        i.name, i.n_layer, i.n_embd, i.params as f64 / 1e6, i.stats_layers)}
+                    {format!("{}: {} layers, width {}, {:.2} M parameters, {} weights; C0 statistics for layers {:?}",
+                        i.name, i.n_layer, i.n_embd, i.params as f64 / 1e6, i.weights, i.stats_layers)}
                 </p>
             })}
-            <label>"Load your own GPT-2 (config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt, optionally a stats .safetensors): "
+            <label>"Load your own GPT-2 (config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt, optionally C0 statistics: a stats .safetensors made by pmedit stats, or the authors' per-layer .npz files): "
                 <input id="model-files" type="file" multiple on:change=on_files />
             </label>
             <p>

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 use futures::{SinkExt, StreamExt};
 use gloo_worker::reactor::{ReactorScope, reactor};
 use pmedit_engine::edit::presets::preset;
@@ -15,6 +16,7 @@ use pmedit_engine::edit::{
 use pmedit_engine::eval::score::score_targets;
 use pmedit_engine::load::{ModelParts, load_model_bytes, load_model_source};
 use pmedit_engine::model::Gpt2;
+use pmedit_engine::model::precision::cast_model;
 use pmedit_engine::predict::top_k;
 use pmedit_engine::readback::read_scalar;
 use pmedit_engine::tokenizer::Gpt2Tokenizer;
@@ -34,64 +36,24 @@ struct State {
     stats: Vec<LayerStats>,
     /// Whether the model lives on the WebGPU device.
     on_gpu: bool,
+    /// Whether the weights are stored in f16 (a WebGPU adapter with `shader-f16`); edits and
+    /// statistics then run on an f32 copy.
+    half: bool,
 }
 
-fn now_ms() -> f64 {
-    js_sys::Date::now()
-}
-
-/// Makes the worker's death visible to the page. A panic (a WebGPU out-of-memory or validation
-/// error becomes one inside burn's wgpu runtime) aborts the wasm instance, and a trap that is not
-/// a panic (an allocation failure) does too; either way the page would wait for an answer
-/// forever. Both are posted on the `BroadcastChannel` the page named in the worker's URL
-/// (`?channel=…`), and the worker closes itself so its memory is freed; the page then starts a
-/// fresh worker on the CPU.
-pub fn report_deaths() {
-    use js_sys::{Function, Reflect};
-    use wasm_bindgen::{JsCast, JsValue};
-    console_error_panic_hook::set_once();
-    let global: JsValue = js_sys::global().into();
-    let search = Reflect::get(&global, &"location".into())
-        .and_then(|l| Reflect::get(&l, &"search".into()))
-        .ok()
-        .and_then(|s| s.as_string())
-        .unwrap_or_default();
-    let Some(channel) = search
-        .trim_start_matches('?')
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("channel="))
-        .map(str::to_string)
-    else {
-        return;
-    };
-    let name = channel.clone();
-    std::panic::set_hook(Box::new(move |info| {
-        console_error_panic_hook::hook(info);
-        let why = crate::failure::panic_message(&info.to_string());
-        let msg = format!("The engine stopped on a GPU or internal error ({why})");
-        let _ = post_and_close().call2(&JsValue::NULL, &JsValue::from_str(&name), &JsValue::from_str(&msg));
-    }));
-    // Plain JS, so it still runs when the wasm instance is broken.
-    let on_error = Function::new_with_args(
-        "name, e",
-        "const why = e && (e.message || (e.reason && (e.reason.message || e.reason))) || e; \
-         try { new BroadcastChannel(name).postMessage('The engine stopped (' + why + ')'); } catch (_) {} \
-         self.close();",
-    );
-    let on_error = on_error.bind1(&JsValue::NULL, &JsValue::from_str(&channel));
-    if let Ok(add) = Reflect::get(&global, &"addEventListener".into()).and_then(|f| f.dyn_into::<Function>()) {
-        for event in ["error", "unhandledrejection"] {
-            let _ = add.call2(&global, &event.into(), &on_error);
+impl State {
+    /// The model in f32, for the math that needs it (a cast copy when stored in f16).
+    fn model_f32(&self) -> Result<Gpt2, String> {
+        if self.half {
+            cast_model(self.parts.model.clone(), FloatDType::F32).map_err(|e| e.to_string())
+        } else {
+            Ok(self.parts.model.clone())
         }
     }
 }
 
-/// `(name, message)` → posts `message` on the broadcast channel `name`, then closes the worker.
-fn post_and_close() -> js_sys::Function {
-    js_sys::Function::new_with_args(
-        "name, msg",
-        "try { new BroadcastChannel(name).postMessage(msg); } catch (_) {} self.close();",
-    )
+fn now_ms() -> f64 {
+    js_sys::Date::now()
 }
 
 /// The reactor registered by the worker binary.
@@ -182,6 +144,13 @@ async fn handle(
             let (device, backend_name, adapter) = pick_device(backend, gpu);
             let mut loaded = load(files, &device).await?;
             loaded.on_gpu = backend_name == "WebGPU";
+            // On a GPU that computes f16, the weights are kept in f16: half the memory (GPT2-XL
+            // 3.1 GB instead of 6.2 GB), and the undo copy shares them.
+            if loaded.on_gpu && device.supports_dtype(FloatDType::F16) {
+                loaded.parts.model = cast_model(loaded.parts.model, FloatDType::F16).map_err(|e| e.to_string())?;
+                loaded.original = loaded.parts.model.clone();
+                loaded.half = true;
+            }
             let info = ModelInfo {
                 name: loaded.name.clone(),
                 backend: backend_name,
@@ -190,6 +159,11 @@ async fn handle(
                 n_embd: loaded.parts.config.n_embd,
                 params: loaded.parts.model.num_params(),
                 stats_layers: loaded.stats.iter().map(|s| s.layer).collect(),
+                weights: if loaded.half {
+                    "f16 (the adapter has shader-f16)".into()
+                } else {
+                    "f32".into()
+                },
                 load_ms: now_ms() - start,
             };
             *state = Some(loaded);
@@ -349,7 +323,7 @@ fn compute_stats(s: &State, text: &str, layers: &[usize], max_tokens: usize) -> 
         .iter()
         .map(|&l| LayerStats::new(l, cfg.d_inner(), &device))
         .collect();
-    pmedit_engine::edit::stats::accumulate(&s.parts.model, &seqs, 8, &mut stats).map_err(|e| e.to_string())?;
+    pmedit_engine::edit::stats::accumulate(&s.model_f32()?, &seqs, 8, &mut stats).map_err(|e| e.to_string())?;
     Ok(stats)
 }
 
@@ -361,22 +335,54 @@ async fn load(files: ModelFiles, device: &Device) -> Result<State, String> {
     .map_err(|e| e.to_string())?;
     let parts = match files.weights {
         Weights::Bytes(bytes) => load_model_bytes(&files.name, &files.config, tokenizer, bytes, device),
-        Weights::Url(url) => RangeSource::open(&url, format!("{}/model.safetensors", files.name))
-            .and_then(|source| load_model_source(&files.name, &files.config, tokenizer, source, device)),
+        Weights::Url(url) => RangeSource::open(&url, format!("{}/model.safetensors", files.name)).and_then(|source| {
+            // Progress goes to the page as the tensors arrive.
+            let poster = crate::channel::worker_channel()
+                .and_then(|c| crate::channel::Poster::new(&crate::channel::progress_name(&c)).ok());
+            let source = source.with_progress(move |done, total| {
+                if let Some(p) = &poster {
+                    p.post(&js_sys::Array::of2(&(done as f64).into(), &(total as f64).into()));
+                }
+            });
+            load_model_source(&files.name, &files.config, tokenizer, source, device)
+        }),
     }
     .map_err(|e| e.to_string())?;
-    let stats = match &files.stats {
+    let mut stats = match &files.stats {
         Some(bytes) => stats_for_model(bytes, "stats.safetensors", &parts.model)
             .await
             .map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
+    // The authors' `.npz` layers (they carry no model fingerprint: the shape and layer are checked).
+    let (n_layer, d_inner) = (parts.config.n_layer, parts.config.d_inner());
+    for npz in &files.npz_stats {
+        if npz.layer >= n_layer {
+            return Err(format!(
+                "{}: layer {} does not exist (the model has {n_layer} layers)",
+                npz.name, npz.layer
+            ));
+        }
+        let st = pmedit_engine::edit::npz::import_npz(&npz.bytes, &npz.name, npz.layer, device)
+            .map_err(|e| e.to_string())?;
+        let n = st.sum.dims()[0];
+        if n != d_inner {
+            return Err(format!(
+                "{}: the statistics are {n}×{n}, but this model's keys have {d_inner} dimensions",
+                npz.name
+            ));
+        }
+        stats.retain(|s| s.layer != npz.layer);
+        stats.push(st);
+    }
+    stats.sort_by_key(|s| s.layer);
     Ok(State {
         name: files.name,
         original: parts.model.clone(),
         parts,
         stats,
         on_gpu: false,
+        half: false,
     })
 }
 
@@ -452,8 +458,8 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
     let gen_before = continuation(s, &requests[0]).await?;
     let p_before = target_probs(s, &requests).await?;
     let start = now_ms();
-    // Edit a copy: a failure leaves the current weights untouched.
-    let mut model = s.parts.model.clone();
+    // Edit a copy (in f32): a failure leaves the current weights untouched.
+    let mut model = s.model_f32()?;
     let outcome = apply_edits(
         &mut model,
         &s.parts.tokenizer,
@@ -475,7 +481,11 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
     .await
     .map_err(|e| e.to_string())?;
     let edit_ms = now_ms() - start;
-    s.parts.model = model;
+    s.parts.model = if s.half {
+        cast_model(model, FloatDType::F16).map_err(|e| e.to_string())?
+    } else {
+        model
+    };
     let teaching = match outcome.deltas.last() {
         Some(d) => Some(teach(s, d, hp.alpha).await?),
         None => None,

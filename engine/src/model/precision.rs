@@ -1,5 +1,8 @@
-//! Running a loaded model in half precision on devices that support it (`--dtype f16`). Weights
-//! are always read as f32 and cast on the device; editing math stays in f32/f64.
+//! Running a loaded model in half precision on devices that support it (`--dtype f16`, and the
+//! web page on WebGPU adapters with `shader-f16`, where it halves the weights' GPU memory).
+//! Weights are always read as f32 and cast on the device; editing math stays in f32/f64: an edit
+//! of a half-precision model runs on an f32 copy ([`cast_model`] to F32), and the edited model is
+//! cast back — the unchanged weights round-trip exactly.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
@@ -26,4 +29,14 @@ pub fn cast_model(model: Gpt2, dtype: FloatDType) -> Result<Gpt2> {
         )));
     }
     Ok(model.map(&mut Cast(dtype)))
+}
+
+/// The float dtype `model` computes in (that of its first weight).
+pub fn model_dtype(model: &Gpt2) -> FloatDType {
+    match model.wpe.weight.val().dtype() {
+        burn::tensor::DType::F16 => FloatDType::F16,
+        burn::tensor::DType::BF16 => FloatDType::BF16,
+        burn::tensor::DType::F64 => FloatDType::F64,
+        _ => FloatDType::F32,
+    }
 }

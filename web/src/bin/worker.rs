@@ -4,7 +4,7 @@ fn main() {
     #[cfg(target_arch = "wasm32")]
     {
         use gloo_worker::Registrable;
-        pmedit_web::worker::report_deaths();
+        pmedit_web::channel::report_deaths();
         pmedit_web::worker::EngineWorker::registrar().register();
     }
 }
