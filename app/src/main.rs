@@ -2,6 +2,7 @@
 
 mod commands;
 mod device;
+mod memory;
 mod output;
 mod plot;
 
@@ -218,6 +219,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    memory::keep_freed_buffers();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -104,7 +104,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
         let n: usize = n.parse()?;
         let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
         return time_flops(op, runs, 2.0 * (n as f64).powi(3), || {
-            sync(a.clone().matmul(a.clone()));
+            sync(pmedit_engine::linalg::matmul(a.clone(), a.clone()));
             Ok(())
         });
     }

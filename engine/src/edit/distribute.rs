@@ -236,7 +236,7 @@ pub async fn rank_one(pres: &Preservation, k_star: Tensor<2>, k_den: Tensor<2>, 
             "ROME's denominator kᵀC⁻¹k* is {denom:e}: the key is degenerate"
         )));
     }
-    let delta = q.matmul(r) / denom;
+    let delta = crate::linalg::matmul(q, r) / denom;
     ensure_finite(&delta, "Δ").await?;
     Ok(delta)
 }

@@ -95,7 +95,7 @@ pub async fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>
         )));
     }
     let q = pres.solve(k.clone()); // C⁻¹K, [n, E]
-    let g = k.transpose().matmul(q.clone()); // KᵀC⁻¹K, [E, E]
+    let g = crate::linalg::matmul(k.transpose(), q.clone()); // KᵀC⁻¹K, [E, E]
     let (mu, knob) = match objective {
         Objective::Rome => {
             if e != 1 {
@@ -129,7 +129,7 @@ pub async fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>
         )));
     }
     let y = factor.solve(r);
-    let delta = q.matmul(y);
+    let delta = crate::linalg::matmul(q, y);
     ensure_finite(&delta, "Δ").await?;
     Ok(delta)
 }

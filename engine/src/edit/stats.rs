@@ -98,7 +98,7 @@ pub fn accumulate(model: &Gpt2, seqs: &[Vec<u32>], batch: usize, stats: &mut [La
         for (st, keys) in stats.iter_mut().zip(out.probes) {
             let n = keys.dims()[2];
             let k = keys.reshape([b * s, n]) * mask.clone();
-            st.sum = st.sum.clone() + k.clone().transpose().matmul(k);
+            st.sum = st.sum.clone() + crate::linalg::matmul(k.clone().transpose(), k);
             st.count += real;
         }
     }

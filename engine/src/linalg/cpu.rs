@@ -7,7 +7,8 @@
 //! the same blocked left-looking algorithm — columns brought up to date by products over the
 //! lower triangle only (the n³/3 of LAPACK's `potrf`), diagonal blocks factored and inverted in
 //! f64, the panel below each multiplied by that inverse — overwrites the matrix's own buffer,
-//! with every product done by `gemm` (the crate `flex` itself multiplies with, on every core).
+//! with every product done on every core by [`pmedit_sgemm`] (f32) or `gemm` (f64, the crate
+//! `flex` multiplies with).
 //! The numerics are those of the device path: products in the matrix's dtype, diagonal blocks in
 //! f64.
 
@@ -98,6 +99,22 @@ unsafe fn gemm<T: Real>(
     s: T,
 ) {
     if m == 0 || n == 0 {
+        return;
+    }
+    if T::DTYPE == DType::F32 {
+        let f32_view = |v: View<T>| pmedit_sgemm::View {
+            ptr: v.ptr.cast::<f32>(),
+            rs: v.rs,
+            cs: v.cs,
+        };
+        let out = pmedit_sgemm::ViewMut {
+            ptr: dst.cast::<f32>(),
+            rs: dst_rs as isize,
+            cs: 1,
+        };
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        // SAFETY: `T` is f32 (its dtype says so); the caller vouches for the views.
+        unsafe { pmedit_sgemm::sgemm((m, n, k), s.f64() as f32, f32_view(lhs), f32_view(rhs), beta, out) };
         return;
     }
     let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {

@@ -1,10 +1,13 @@
 //! Linear algebra the PM solvers need and burn lacks: Cholesky factorisation and SPD solves on
-//! the device (in place in host memory on the CPU backend), and small f64 host routines
-//! (diagonal blocks, references for tests).
+//! the device (in place in host memory on the CPU backend), the engine's large matrix products
+//! (with the CPU backend's own f32 kernel, `sgemm`), and small f64 host routines (diagonal
+//! blocks, references for tests).
 
 pub mod cholesky;
 #[cfg(not(target_family = "wasm"))]
 mod cpu;
 pub mod host;
+pub mod matmul;
 
 pub use cholesky::{CholeskyFactor, DEFAULT_BLOCK, LinalgError, spd_solve};
+pub use matmul::{affine, matmul};

@@ -137,7 +137,7 @@ impl TokenEmbedding {
         let parts: Vec<Tensor<2>> = self
             .chunks
             .iter()
-            .map(|c| h.clone().matmul(c.val().transpose()))
+            .map(|c| crate::linalg::matmul(h.clone(), c.val().transpose()))
             .collect();
         Tensor::cat(parts, 1).reshape([b, s, self.vocab()])
     }
