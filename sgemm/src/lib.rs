@@ -1,13 +1,15 @@
 //! The f32 matrix product of pmedit's CPU backend: `C = α·A·B + β·C` on strided host memory.
 //!
-//! On x86-64 with AVX2 and FMA (checked at run time) the product runs here, blocked the way BLIS
+//! On x86-64 with AVX2 and FMA but no AVX-512 (checked at run time) the product runs here, blocked
+//! the way BLIS
 //! blocks it: B is packed in `KC × NC` panels of 16-column strips, A in `MC × KC` blocks of 6-row
 //! strips, and a 6 × 16 register tile (12 of the 16 `ymm` registers as accumulators, two for a
 //! row of B, one for a broadcast element of A) does `2·6·16` flops per 8 loads. The row blocks
 //! (and, when there are few of them, column groups of the packed panel) are split over the
-//! rayon pool. On the AMD EPYC (Zen 3, AVX2) the benchmarks run on, `gemm` 0.19 — what burn's
-//! `flex` multiplies with — reaches about three quarters of MKL there; this kernel is at parity
-//! with it (see `bench/NOTES.md`). Everywhere else (other CPUs, no AVX2) the product is `gemm`'s.
+//! rayon pool. On the AMD EPYC (Zen 3, AVX2) the benchmarks run on, a 2048² product through
+//! burn's `flex` (which multiplies with `gemm` 0.19) ran at 0.76× PyTorch's MKL; this kernel is
+//! at parity with MKL there (see `BENCHMARKS.md`). Everywhere else — CPUs with AVX-512, where `gemm`'s 16-lane
+//! kernels are faster, other architectures, no AVX2 — the product is `gemm`'s.
 
 /// A strided read-only view: element `(i, j)` is at `ptr + i·rs + j·cs`.
 #[derive(Clone, Copy, Debug)]
@@ -48,7 +50,7 @@ pub unsafe fn sgemm((m, n, k): (usize, usize, usize), alpha: f32, a: View, b: Vi
     }
     let parallel = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD;
     #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
+    if avx2::preferred() {
         // SAFETY: the features are present; the caller vouches for the views.
         unsafe { avx2::sgemm((m, n, k), alpha, a, b, beta, c, parallel) };
         return;
@@ -122,9 +124,17 @@ mod avx2 {
     /// Columns of a packed panel of B (4 MiB): stays in L3.
     const NC: usize = 4080;
 
+    /// Whether this CPU has AVX2 and FMA (the kernel can run).
     pub fn available() -> bool {
         static HAS: OnceLock<bool> = OnceLock::new();
         *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    /// Whether the kernel is the one to use: AVX2 + FMA without AVX-512, where `gemm`'s 16-lane
+    /// kernels are faster (on the AVX-512 Xeon of the earlier benchmarks they beat MKL).
+    pub fn preferred() -> bool {
+        static USE: OnceLock<bool> = OnceLock::new();
+        *USE.get_or_init(|| available() && !is_x86_feature_detected!("avx512f"))
     }
 
     /// A 32-byte aligned scratch buffer.
@@ -461,7 +471,7 @@ mod tests {
                     let a = values(m * k, 1);
                     let b = values(k * n, 2);
                     let c0 = values(m * n, 3);
-                    for path in 0..2 {
+                    for path in 0..3 {
                         let mut c = c0.clone();
                         // a: m×k, row-major or stored as its transpose; likewise b; c row- or column-major.
                         let av = if ta { (1, m as isize) } else { (k as isize, 1) };
