@@ -36,6 +36,9 @@ pub struct ViewMut {
 unsafe impl Send for ViewMut {}
 unsafe impl Sync for ViewMut {}
 
+/// Products with fewer rows or columns than this are `gemm`'s (see [`sgemm`]).
+pub const THIN: usize = 32;
+
 /// Products of at least this many multiply-adds are split over the rayon pool.
 pub const PARALLEL_THRESHOLD: usize = 128 * 128 * 128;
 
@@ -49,8 +52,11 @@ pub unsafe fn sgemm((m, n, k): (usize, usize, usize), alpha: f32, a: View, b: Vi
         return;
     }
     let parallel = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD;
+    // Thin products (generation's one row per step, matrix–vector products in the solves) are
+    // bound by reading B: packing it would double that traffic, and `gemm` multiplies them in
+    // place. Measured crossover for 768-deep products: 32 rows.
     #[cfg(target_arch = "x86_64")]
-    if avx2::preferred() {
+    if avx2::preferred() && m.min(n) >= THIN {
         // SAFETY: the features are present; the caller vouches for the views.
         unsafe { avx2::sgemm((m, n, k), alpha, a, b, beta, c, parallel) };
         return;
