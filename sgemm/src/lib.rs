@@ -163,6 +163,7 @@ mod avx2 {
 
     /// Packs the `mc × kc` block at `a` into 6-row strips: for each depth index, six values
     /// (rows past `mc` are zero).
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn pack_a(mc: usize, kc: usize, a: View, dst: *mut f32) {
         unsafe {
             let mut d = dst;
@@ -170,7 +171,34 @@ mod avx2 {
                 let mr = MR.min(mc - i0);
                 let rows: [*const f32; MR] =
                     std::array::from_fn(|i| a.ptr.offset((i0 + i.min(mr - 1)) as isize * a.rs));
-                for p in 0..kc {
+                let mut p = 0;
+                if a.cs == 1 {
+                    // Rows are contiguous: 8 depth steps of the six rows (and two zero rows) are
+                    // transposed in registers, and each step's six values stored as 4 + 2.
+                    while p + 8 <= kc {
+                        let zero = _mm256_setzero_ps();
+                        let block: [__m256; 8] =
+                            std::array::from_fn(|i| if i < mr { _mm256_loadu_ps(rows[i].add(p)) } else { zero });
+                        for (s, v) in transpose8(block).into_iter().enumerate() {
+                            let at = d.add(s * MR);
+                            _mm_storeu_ps(at, _mm256_castps256_ps128(v));
+                            _mm_storel_epi64(
+                                at.add(4) as *mut __m128i,
+                                _mm_castps_si128(_mm256_extractf128_ps::<1>(v)),
+                            );
+                        }
+                        d = d.add(8 * MR);
+                        p += 8;
+                    }
+                } else if a.rs == 1 && mr == MR {
+                    // A transposed operand (`Kᵀ` in `KᵀK`): each step's six values are contiguous.
+                    while p < kc {
+                        std::ptr::copy_nonoverlapping(rows[0].offset(p as isize * a.cs), d, MR);
+                        d = d.add(MR);
+                        p += 1;
+                    }
+                }
+                for p in p..kc {
                     let o = p as isize * a.cs;
                     for (i, row) in rows.iter().enumerate() {
                         *d.add(i) = if i < mr { *row.offset(o) } else { 0.0 };
@@ -536,10 +564,16 @@ mod tests {
                             cs: cv.1,
                         };
                         unsafe {
-                            if path == 0 {
-                                sgemm((m, n, k), alpha, av_, bv_, beta, cv_)
-                            } else {
-                                with_gemm((m, n, k), alpha, av_, bv_, beta, cv_, true)
+                            match path {
+                                0 => sgemm((m, n, k), alpha, av_, bv_, beta, cv_),
+                                1 => with_gemm((m, n, k), alpha, av_, bv_, beta, cv_, true),
+                                // The AVX2 kernel itself, also for thin shapes and on CPUs where
+                                // it is not the default.
+                                #[cfg(target_arch = "x86_64")]
+                                _ if avx2::available() && m > 0 && n > 0 => {
+                                    avx2::sgemm((m, n, k), alpha, av_, bv_, beta, cv_, true)
+                                }
+                                _ => continue,
                             }
                         };
                         for i in 0..m {
