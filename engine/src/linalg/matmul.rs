@@ -30,6 +30,13 @@ pub fn affine(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> 
     }
 }
 
+/// Whether `t` is a plain f32 tensor on the CPU backend outside autodiff: what the host paths
+/// take (these products, and the model's element-wise maps in `model::host`).
+pub(crate) fn on_cpu_f32<const D: usize>(t: &Tensor<D>) -> bool {
+    let device = t.device();
+    device == Device::flex() && !device.is_autodiff() && t.dtype() == burn::tensor::DType::F32
+}
+
 #[cfg(not(target_family = "wasm"))]
 mod host {
     use burn::prelude::*;
@@ -40,8 +47,7 @@ mod host {
     /// The flex primitive behind `t`, when `t` is an f32 tensor on the CPU backend outside
     /// autodiff (a cheap handle: the buffer is shared, not copied).
     fn flex<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
-        let device = t.device();
-        if device != Device::flex() || device.is_autodiff() || t.dtype() != DType::F32 {
+        if !super::on_cpu_f32(t) {
             return None;
         }
         t.clone().try_into_primitive::<Flex>().ok()

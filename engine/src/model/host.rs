@@ -16,10 +16,7 @@ use rayon::prelude::*;
 const CHUNK: usize = 1 << 14;
 
 /// Whether `x` is a plain f32 tensor on the CPU backend, outside autodiff: what [`map_f32`] takes.
-pub(crate) fn eligible<const D: usize>(x: &Tensor<D>) -> bool {
-    let device = x.device();
-    device == Device::flex() && !device.is_autodiff() && x.dtype() == DType::F32
-}
+pub(crate) use crate::linalg::matmul::on_cpu_f32 as eligible;
 
 /// `f` applied to every element of `x` (which must be [`eligible`]) in one parallel pass over its
 /// host memory.
