@@ -40,9 +40,10 @@ pub(crate) fn on_cpu_f32<const D: usize>(t: &Tensor<D>) -> bool {
 #[cfg(not(target_family = "wasm"))]
 mod host {
     use burn::prelude::*;
-    use burn::tensor::{DType, Shape};
-    use burn_flex::{Flex, FlexTensor};
+    use burn::tensor::{Bytes, DType, Shape};
+    use burn_flex::{Flex, FlexTensor, Layout};
     use pmedit_sgemm::{View, ViewMut, sgemm};
+    use rayon::prelude::*;
 
     /// The flex primitive behind `t`, when `t` is an f32 tensor on the CPU backend outside
     /// autodiff (a cheap handle: the buffer is shared, not copied).
@@ -74,28 +75,46 @@ mod host {
         };
         let ([m, k], [k2, n]) = (a.dims(), b.dims());
         assert_eq!(k, k2, "matmul: inner dimensions differ ({m}×{k} · {k2}×{n})");
-        let mut out = FlexTensor::empty(Shape::from(vec![m, n]), DType::F32);
+        // The output is not zeroed first (`FlexTensor::empty` would memset it, 100 MB for the LM
+        // head's logits): it starts as the bias rows, or — with β = 0 — is only written.
+        let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let beta = match &fbias {
             Some(fbias) => {
                 let layout = fbias.layout();
                 let (start, step) = (layout.start_offset() as isize, layout.strides()[0]);
                 let bias = fbias.storage::<f32>();
                 let row: Vec<f32> = (0..n as isize).map(|j| bias[(start + j * step) as usize]).collect();
-                for dst in out.storage_mut::<f32>().chunks_exact_mut(n.max(1)) {
-                    dst.copy_from_slice(&row);
+                let fill = |dst: &mut [std::mem::MaybeUninit<f32>]| {
+                    for (d, &v) in dst.iter_mut().zip(row.iter().cycle()) {
+                        d.write(v);
+                    }
+                };
+                let spare = &mut out.spare_capacity_mut()[..m * n];
+                if m * n >= 1 << 16 {
+                    spare.par_chunks_mut(n.max(1) * 64).for_each(fill);
+                } else {
+                    fill(spare);
                 }
                 1.0
             }
             None => 0.0,
         };
         let c = ViewMut {
-            ptr: out.storage_mut::<f32>().as_mut_ptr(),
+            ptr: out.as_mut_ptr(),
             rs: n as isize,
             cs: 1,
         };
         // SAFETY: the views address the operands' live buffers (held by `fa`, `fb`) with their
-        // own layouts; `out` is a fresh `m × n` buffer.
+        // own layouts; `out` holds room for `m × n` values, which the product writes (β = 0) or
+        // reads after the bias fill above has written them (β = 1).
         unsafe { sgemm((m, n, k), 1.0, view(&fa), view(&fb), beta, c) };
+        // SAFETY: every one of the `m × n` values is written now.
+        unsafe { out.set_len(m * n) };
+        let out = FlexTensor::new(
+            Bytes::from_elems(out),
+            Layout::contiguous(Shape::from(vec![m, n])),
+            DType::F32,
+        );
         Some(Tensor::from_primitive::<Flex>(out))
     }
 }
@@ -133,6 +152,16 @@ mod tests {
         close(
             matmul(x.clone(), wt.clone().transpose()),
             x.clone().matmul(wt.clone().transpose()),
+        );
+        // Large enough for the parallel bias fill (rows of 300, in chunks of 64 rows).
+        let (xl, wl) = (
+            Tensor::<2>::random([301, 20], Distribution::Default, &device),
+            Tensor::<2>::random([20, 300], Distribution::Default, &device),
+        );
+        let bl = Tensor::<1>::random([300], Distribution::Default, &device);
+        close(
+            affine(xl.clone(), wl.clone(), Some(bl.clone())),
+            xl.matmul(wl) + bl.unsqueeze_dim(0),
         );
         let xs = x.clone().narrow(1, 3, 40);
         let ws = w.clone().narrow(0, 5, 40).narrow(1, 1, 60);
