@@ -410,7 +410,7 @@ mod avx2 {
         } else {
             1
         };
-        // Equal depth blocks (768 = 2 × 384, not 384 + 384 + 0) and equal row blocks (multiples
+        // Equal depth blocks (800 = 4 × 200, not 3 × 256 + 32) and equal row blocks (multiples
         // of MR), so no block is a sliver. Measured on the Zen 3 EPYC, for the GPT-2 shapes
         // (512 rows × 768 deep) and 2048², with the prefetching tile: KC 256 / MC 96 was as fast or
         // faster than 384 / 96 and 256 / 144 (without prefetches 384 / 96 had been best).
