@@ -32,6 +32,7 @@ pub fn affine(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> 
 
 /// Whether `t` is a plain f32 tensor on the CPU backend outside autodiff: what the host paths
 /// take (these products, and the model's element-wise maps in `model::host`).
+#[cfg(not(target_family = "wasm"))]
 pub(crate) fn on_cpu_f32<const D: usize>(t: &Tensor<D>) -> bool {
     let device = t.device();
     device == Device::flex() && !device.is_autodiff() && t.dtype() == burn::tensor::DType::F32
