@@ -46,6 +46,9 @@ mod host {
     use pmedit_sgemm::{View, ViewMut, sgemm};
     use rayon::prelude::*;
 
+    /// Outputs of at least this many values get their bias rows written in parallel.
+    const PARALLEL_FILL: usize = 1 << 16;
+
     /// The flex primitive behind `t`, when `t` is an f32 tensor on the CPU backend outside
     /// autodiff (a cheap handle: the buffer is shared, not copied).
     fn flex<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
@@ -91,7 +94,7 @@ mod host {
                     }
                 };
                 let spare = &mut out.spare_capacity_mut()[..m * n];
-                if m * n >= 1 << 16 {
+                if m * n >= PARALLEL_FILL {
                     spare.par_chunks_mut(n.max(1) * 64).for_each(fill);
                 } else {
                     fill(spare);

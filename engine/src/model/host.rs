@@ -5,23 +5,22 @@
 //! backend a tensor's memory is the host's, and `flex` hands a uniquely owned contiguous tensor
 //! to [`TensorData`] and back without copying, so here such a function runs as one pass, in
 //! place, split over every core. Tensors on other backends, on autodiff devices (the value
-//! optimisation needs the gradient graph) or in other dtypes are not [`eligible`]: callers use
+//! optimisation needs the gradient graph) or in other dtypes are not [`on_cpu_f32`]: callers use
 //! tensor ops for them.
 
 use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
+use crate::linalg::matmul::on_cpu_f32;
+
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
 
-/// Whether `x` is a plain f32 tensor on the CPU backend, outside autodiff: what [`map_f32`] takes.
-pub(crate) use crate::linalg::matmul::on_cpu_f32 as eligible;
-
-/// `f` applied to every element of `x` (which must be [`eligible`]) in one parallel pass over its
+/// `f` applied to every element of `x` (for which [`on_cpu_f32`] holds) in one parallel pass over its
 /// host memory.
 pub(crate) fn map_f32<const D: usize>(x: Tensor<D>, f: impl Fn(f32) -> f32 + Sync) -> Tensor<D> {
-    debug_assert!(eligible(&x), "map_f32 on a tensor it does not handle");
+    debug_assert!(on_cpu_f32(&x), "map_f32 on a tensor it does not handle");
     let device = x.device();
     let mut data = x.into_data();
     match data.as_mut_slice::<f32>() {
@@ -41,7 +40,7 @@ mod tests {
     fn maps_cpu_f32_tensors_and_returns_others() {
         let device = Device::flex();
         let x = Tensor::<2>::from_floats([[1.0, -2.0], [3.0, 0.5]], &device);
-        assert!(eligible(&x));
+        assert!(on_cpu_f32(&x));
         let y = map_f32(x, |v| v * v + 1.0);
         assert_eq!(y.into_data().try_to_vec::<f32>().unwrap(), vec![2.0, 5.0, 10.0, 1.25]);
         // Large enough for several parallel chunks, and a view (not uniquely owned) stays valid.
@@ -52,8 +51,8 @@ mod tests {
         assert_eq!(keep.into_data().try_to_vec::<f32>().unwrap()[99_999], 99_999.0);
         // Not for autodiff or f64 tensors.
         let tracked = Tensor::<1>::from_floats([1.0], &device.clone().autodiff());
-        assert!(!eligible(&tracked));
+        assert!(!on_cpu_f32(&tracked));
         let wide = Tensor::<1>::from_data(TensorData::new(vec![1.0f64], [1]), (&device, DType::F64));
-        assert!(!eligible(&wide));
+        assert!(!on_cpu_f32(&wide));
     }
 }

@@ -67,7 +67,7 @@ impl Mlp {
 /// ([`super::host`]).
 pub fn gelu_new<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(not(target_family = "wasm"))]
-    if super::host::eligible(&x) {
+    if crate::linalg::matmul::on_cpu_f32(&x) {
         return super::host::map_f32(x, gelu_new_f32);
     }
     let cubic = x.clone() * x.clone() * 0.044715 + 1.0;
