@@ -38,25 +38,40 @@ pub(crate) fn on_cpu_f32<const D: usize>(t: &Tensor<D>) -> bool {
     device == Device::flex() && !device.is_autodiff() && t.dtype() == burn::tensor::DType::F32
 }
 
+/// The flex primitive behind `t`, when [`on_cpu_f32`] holds (a cheap handle: the buffer is
+/// shared, not copied).
+#[cfg(not(target_family = "wasm"))]
+pub(crate) fn flex<const D: usize>(t: &Tensor<D>) -> Option<burn_flex::FlexTensor> {
+    if !on_cpu_f32(t) {
+        return None;
+    }
+    t.clone().try_into_primitive::<burn_flex::Flex>().ok()
+}
+
+/// A CPU-backend tensor of shape `dims` owning `values` (row-major; not copied).
+#[cfg(not(target_family = "wasm"))]
+pub(crate) fn from_host<const D: usize>(values: Vec<f32>, dims: [usize; D]) -> Tensor<D> {
+    use burn::tensor::{Bytes, DType, Shape};
+    debug_assert_eq!(values.len(), dims.iter().product::<usize>());
+    let layout = burn_flex::Layout::contiguous(Shape::from(dims.to_vec()));
+    Tensor::from_primitive::<burn_flex::Flex>(burn_flex::FlexTensor::new(
+        Bytes::from_elems(values),
+        layout,
+        DType::F32,
+    ))
+}
+
 #[cfg(not(target_family = "wasm"))]
 mod host {
     use burn::prelude::*;
-    use burn::tensor::{Bytes, DType, Shape};
-    use burn_flex::{Flex, FlexTensor, Layout};
+    use burn_flex::FlexTensor;
     use pmedit_sgemm::{View, ViewMut, sgemm};
     use rayon::prelude::*;
 
+    use super::flex;
+
     /// Outputs of at least this many values get their bias rows written in parallel.
     const PARALLEL_FILL: usize = 1 << 16;
-
-    /// The flex primitive behind `t`, when `t` is an f32 tensor on the CPU backend outside
-    /// autodiff (a cheap handle: the buffer is shared, not copied).
-    fn flex<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
-        if !super::on_cpu_f32(t) {
-            return None;
-        }
-        t.clone().try_into_primitive::<Flex>().ok()
-    }
 
     fn view(t: &FlexTensor) -> View {
         let layout = t.layout();
@@ -116,12 +131,7 @@ mod host {
         unsafe { sgemm((m, n, k), 1.0, view(&fa), view(&fb), beta, c) };
         // SAFETY: every one of the `m × n` values is written now.
         unsafe { out.set_len(m * n) };
-        let out = FlexTensor::new(
-            Bytes::from_elems(out),
-            Layout::contiguous(Shape::from(vec![m, n])),
-            DType::F32,
-        );
-        Some(Tensor::from_primitive::<Flex>(out))
+        Some(super::from_host(out, [m, n]))
     }
 }
 

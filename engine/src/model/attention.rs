@@ -64,11 +64,19 @@ impl AttentionConfig {
 
 impl Attention {
     /// Attention over `x` (`[batch, seq, d]`), attending also to `cache` (earlier tokens) when
-    /// given; the new keys/values are appended to the cache.
+    /// given; the new keys/values are appended to the cache. Without a cache, on the CPU backend
+    /// (outside autodiff) the attention runs as one fused pass on host memory
+    /// ([`super::host::attention`]).
     pub fn forward(&self, x: Tensor<3>, cache: Option<&mut Option<LayerCache>>) -> Tensor<3> {
         let [batch, seq, d] = x.dims();
         let dh = d / self.n_head;
         let qkv = linear_rows(&self.c_attn, x);
+        #[cfg(not(target_family = "wasm"))]
+        if cache.is_none()
+            && let Some(out) = super::host::attention::causal(&qkv, self.n_head)
+        {
+            return linear_rows(&self.c_proj, out);
+        }
         let heads = |t: Tensor<3>| t.reshape([batch, seq, self.n_head, dh]).swap_dims(1, 2);
         let q = heads(qkv.clone().narrow(2, 0, d));
         let mut k = heads(qkv.clone().narrow(2, d, d));
@@ -95,5 +103,33 @@ impl Attention {
         let weights = softmax(scores, 3);
         let out = weights.matmul(v).swap_dims(1, 2).reshape([batch, seq, d]);
         linear_rows(&self.c_proj, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// The fused host attention (no cache, CPU backend) equals the tensor-op attention (what a
+    /// cache, autodiff or another backend runs), for one and several prompts.
+    #[test]
+    fn host_attention_equals_tensor_ops() {
+        let device = Device::flex();
+        let attn = AttentionConfig::new(48, 4).with_init_std(0.3).init(&device);
+        for (batch, seq) in [(1, 1), (1, 9), (3, 17)] {
+            let x = Tensor::<3>::random([batch, seq, 48], Distribution::Normal(0.0, 1.0), &device);
+            let fused: Vec<f32> = attn.forward(x.clone(), None).into_data().iter().collect();
+            let mut slot = None;
+            let ops: Vec<f32> = attn.forward(x, Some(&mut slot)).into_data().iter().collect();
+            assert!(slot.is_some(), "the tensor-op path filled the cache");
+            assert_eq!(fused.len(), ops.len());
+            for (f, o) in fused.iter().zip(&ops) {
+                assert!(
+                    (f - o).abs() <= 1e-5 * (1.0 + o.abs()),
+                    "{batch}×{seq}: fused {f}, ops {o}"
+                );
+            }
+        }
     }
 }

@@ -63,12 +63,12 @@ impl Mlp {
 /// the result is `x·e^(−80)`, 0 to f32 precision as in the tanh form, and the gradient stays
 /// finite (uncapped, `e^(−2u)` overflows and its derivative is ∞/∞ = NaN).
 ///
-/// On the CPU backend (outside autodiff) the same formula runs as one fused pass on every core
-/// ([`super::host`]).
+/// On the CPU backend (outside autodiff) the same formula runs as one fused, vectorised pass on
+/// every core (`pmedit_simd::gelu_new`).
 pub fn gelu_new<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(not(target_family = "wasm"))]
     if crate::linalg::matmul::on_cpu_f32(&x) {
-        return super::host::map_f32(x, gelu_new_f32);
+        return super::host::map_f32(x, pmedit_simd::gelu_new);
     }
     let cubic = x.clone() * x.clone() * 0.044715 + 1.0;
     let minus_2u = x.clone() * cubic * (-2.0 * SQRT_2_OVER_PI);
@@ -76,14 +76,6 @@ pub fn gelu_new<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-
-/// [`gelu_new`] of one value, in the same form.
-#[cfg(not(target_family = "wasm"))]
-fn gelu_new_f32(x: f32) -> f32 {
-    const C: f32 = (-2.0 * SQRT_2_OVER_PI) as f32;
-    let minus_2u = x * (x * x * 0.044715 + 1.0) * C;
-    x / (minus_2u.min(80.0).exp() + 1.0)
-}
 
 #[cfg(test)]
 mod tests {
