@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """pmedit vs PyTorch on this machine, side by side, written to BENCHMARKS.md.
 
-    python bench/compare.py --runs 5 [--quick]   (in a venv with torch + transformers)
+    python bench/compare.py --runs 5 [--rounds 3] [--quick]   (in a venv with torch + transformers)
 
-For every operation the two stacks run back to back — pmedit (`pmedit bench --op OP`) then the
+For every operation the two stacks run back to back — pmedit (`pmedit bench --op OP`) and the
 PyTorch reference (`bench/pytorch/bench.py --op OP`), each with one warm-up and then `--runs`
-timed runs in one process — so both see the same machine state. The table reports medians,
+timed runs in one process — so both see the same machine state. The rows that take seconds
+repeat that `--rounds` times, alternating which stack goes first (pmedit, PyTorch, PyTorch,
+pmedit, …), and pool the runs: on a shared 2-core VM whose speed drifts ±20 % over minutes, one
+back-to-back pair can land on either side of a drift. The table reports medians,
 min–max, the ratio PyTorch/pmedit (> 1 means pmedit is faster) and, for the compute-bound rows,
 the fraction of each stack's own measured matmul peak. Never needed by CI.
 """
@@ -64,6 +67,7 @@ def main():
     ap.add_argument("--small", default=os.path.expanduser("~/.cache/pmedit-gpt2-small"))
     ap.add_argument("--demo", default=os.path.join(ROOT, "public/models/demo"))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the short rows")
     ap.add_argument("--quick", action="store_true", help="skip the long edit batches")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     a = ap.parse_args()
@@ -74,34 +78,38 @@ def main():
     }
     cfg = {k: json.load(open(os.path.join(v, "config.json"))) for k, v in models.items()}
     small, demo = list(models)
+    short = a.rounds  # the rows of seconds: alternating rounds
     plan = [
-        (small, "matmul-2048", a.runs),
-        (small, "load", a.runs),
-        (small, "forward", a.runs),
-        (small, "generate", a.runs),
-        (small, "stats", a.runs),
-        (small, "rome", a.runs),
-        (small, "emmet-16", 3 if a.quick else a.runs),
-        (small, "solve-emmet-16", a.runs),
-        (small, "solve-emmet-256", a.runs),
-        (small, "solve-emmet-1024", a.runs),
-        (small, "solve-memit-1024", a.runs),
-        (small, "cholesky-3072", a.runs),
-        (small, "cholesky-6400", 3 if a.quick else a.runs),
-        (demo, "rome", a.runs),
-        (demo, "emmet-16", a.runs),
-        (demo, "memit-16", a.runs),
-        (demo, "emmet-256", 1 if a.quick else 3),
-        (demo, "memit-256", 1 if a.quick else 3),
+        (small, "matmul-2048", a.runs, short),
+        (small, "load", a.runs, 1),
+        (small, "forward", a.runs, short),
+        (small, "generate", a.runs, short),
+        (small, "stats", a.runs, short),
+        (small, "rome", a.runs, 1),
+        (small, "emmet-16", 3 if a.quick else a.runs, 1),
+        (small, "solve-emmet-16", a.runs, short),
+        (small, "solve-emmet-256", a.runs, short),
+        (small, "solve-emmet-1024", a.runs, short),
+        (small, "solve-memit-1024", a.runs, short),
+        (small, "cholesky-3072", a.runs, short),
+        (small, "cholesky-6400", 3 if a.quick else a.runs, short),
+        (demo, "rome", a.runs, 1),
+        (demo, "emmet-16", a.runs, 1),
+        (demo, "memit-16", a.runs, 1),
+        (demo, "emmet-256", 1 if a.quick else 3, 1),
+        (demo, "memit-256", 1 if a.quick else 3, 1),
     ]
     if not a.quick:
-        plan += [(demo, "emmet-1024", 1), (demo, "memit-1024", 1)]
+        plan += [(demo, "emmet-1024", 1, 1), (demo, "memit-1024", 1, 1)]
     results = []
     peak = {}
-    for key, op, runs in plan:
-        row = {"model": key, "op": op, "runs": runs}
-        for kind in ("pmedit", "pytorch"):
-            rows = stack(kind, models[key], op, runs, a.device)
+    for key, op, runs, rounds in plan:
+        row = {"model": key, "op": op, "runs": runs * rounds}
+        pooled = {"pmedit": [], "pytorch": []}
+        for r in range(rounds):
+            for kind in ("pmedit", "pytorch") if r % 2 == 0 else ("pytorch", "pmedit"):
+                pooled[kind] += stack(kind, models[key], op, runs, a.device)
+        for kind, rows in pooled.items():
             row[kind] = summary(rows)
             if op.startswith("matmul"):
                 peak[kind] = statistics.median(r["gflops"] for r in rows)
@@ -126,7 +134,8 @@ def main():
         "(burn `flex`), PyTorch " + subprocess.run([PY, "-c", "import torch;print(torch.__version__)"],
                                                    capture_output=True, text=True).stdout.strip()
         + " on the CPU with 2 threads. Each row: both stacks back to back, one warm-up each, median of the "
-        "runs (min–max). **Ratio = PyTorch time / pmedit time** (> 1: pmedit faster). Peak = each stack's "
+        f"runs (min–max); the rows of seconds repeat that {a.rounds} times, alternating which stack goes first, "
+        "and pool the runs. **Ratio = PyTorch time / pmedit time** (> 1: pmedit faster). Peak = each stack's "
         "own median GFLOP/s on a 2048² f32 matmul measured in the same run: "
         f"pmedit {peak.get('pmedit', float('nan')):.1f}, PyTorch {peak.get('pytorch', float('nan')):.1f} GFLOP/s.",
         "",
