@@ -7,44 +7,33 @@ dispatch! {
     /// as the row may see), every head at once: for head `h` (columns `h·dh..(h+1)·dh` of each
     /// row), `out_h = Σⱼ softmax_j(scale·q_h·k_{j,h})·v_{j,h}`. `scores` is scratch space of at
     /// least `keys.len()` values.
-    attend_row => attend_row_with(
+    pub fn attend_row => fn attend_row_with<const FMA: bool>(
         q: &[f32],
         keys: &[&[f32]],
         values: &[&[f32]],
         dh: usize,
         scale: f32,
         out: &mut [f32],
-        scores: &mut [f32]
-    )
-}
-
-#[inline(always)]
-fn attend_row_with<const FMA: bool>(
-    q: &[f32],
-    keys: &[&[f32]],
-    values: &[&[f32]],
-    dh: usize,
-    scale: f32,
-    out: &mut [f32],
-    scores: &mut [f32],
-) {
-    let scores = &mut scores[..keys.len()];
-    for (h, out_h) in out.chunks_exact_mut(dh).enumerate() {
-        let cols = h * dh..(h + 1) * dh;
-        let q_h = &q[cols.clone()];
-        for (s, k) in scores.iter_mut().zip(keys) {
-            *s = scale * dot::<FMA>(q_h, &k[cols.clone()]);
-        }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        for s in scores.iter_mut() {
-            *s = exp::<FMA>(*s - max);
-        }
-        let norm = 1.0 / sum(scores);
-        out_h.fill(0.0);
-        for (&s, v) in scores.iter().zip(values) {
-            let p = s * norm;
-            for (o, &x) in out_h.iter_mut().zip(&v[cols.clone()]) {
-                *o = madd::<FMA>(p, x, *o);
+        scores: &mut [f32],
+    ) {
+        let scores = &mut scores[..keys.len()];
+        for (h, out_h) in out.chunks_exact_mut(dh).enumerate() {
+            let cols = h * dh..(h + 1) * dh;
+            let q_h = &q[cols.clone()];
+            for (s, k) in scores.iter_mut().zip(keys) {
+                *s = scale * dot::<FMA>(q_h, &k[cols.clone()]);
+            }
+            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            for s in scores.iter_mut() {
+                *s = exp::<FMA>(*s - max);
+            }
+            let norm = 1.0 / sum(scores);
+            out_h.fill(0.0);
+            for (&s, v) in scores.iter().zip(values) {
+                let p = s * norm;
+                for (o, &x) in out_h.iter_mut().zip(&v[cols.clone()]) {
+                    *o = madd::<FMA>(p, x, *o);
+                }
             }
         }
     }

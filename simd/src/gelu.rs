@@ -6,16 +6,13 @@ dispatch! {
     /// GPT-2's `gelu_new`, `x·½(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, of every value in place,
     /// computed as `x / (1 + e^(−2u))` with `u = √(2/π)·x·(1 + 0.044715·x²)` and the exponent
     /// capped at 80 (the engine's `model::mlp::gelu_new` explains the form).
-    gelu_new => gelu_new_with(values: &mut [f32])
-}
-
-#[inline(always)]
-fn gelu_new_with<const FMA: bool>(values: &mut [f32]) {
-    const MINUS_2_SQRT_2_OVER_PI: f32 = (-2.0 * 0.797_884_560_802_865_4_f64) as f32;
-    for v in values {
-        let x = *v;
-        let minus_2u = x * madd::<FMA>(x * x, 0.044715, 1.0) * MINUS_2_SQRT_2_OVER_PI;
-        *v = x / (exp::<FMA>(minus_2u.min(80.0)) + 1.0);
+    pub fn gelu_new => fn gelu_new_with<const FMA: bool>(values: &mut [f32]) {
+        const MINUS_2_SQRT_2_OVER_PI: f32 = (-2.0 * 0.797_884_560_802_865_4_f64) as f32;
+        for v in values {
+            let x = *v;
+            let minus_2u = x * madd::<FMA>(x * x, 0.044715, 1.0) * MINUS_2_SQRT_2_OVER_PI;
+            *v = x / (exp::<FMA>(minus_2u.min(80.0)) + 1.0);
+        }
     }
 }
 

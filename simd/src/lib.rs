@@ -63,10 +63,20 @@ fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Defines `pub fn $name` that runs `$generic::<true>` compiled for AVX2 + FMA when the CPU has
-/// them and `$generic::<false>` otherwise.
+/// Takes a kernel written once, generic over `const $fma: bool` (whether multiply-adds are
+/// fused), and defines it (`#[inline(always)]`) together with `pub fn $name`, which runs its
+/// `true` instantiation compiled for AVX2 + FMA when the CPU has them and its `false`
+/// instantiation otherwise.
 macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident => $generic:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)?) => {
+    (
+        $(#[$doc:meta])*
+        pub fn $name:ident => fn $generic:ident<const $fma:ident: bool>(
+            $($arg:ident : $ty:ty),* $(,)?
+        ) $(-> $ret:ty)? $body:block
+    ) => {
+        #[inline(always)]
+        fn $generic<const $fma: bool>($($arg: $ty),*) $(-> $ret)? $body
+
         $(#[$doc])*
         pub fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
