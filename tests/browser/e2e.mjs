@@ -178,8 +178,9 @@ await withPage('broken-model', false, async (page) => {
   if (await page.isDisabled('#apply')) throw new Error('the Apply button stayed disabled after the error');
 });
 
-// The authors' statistics format: an uncompressed zip (np.savez) of `mom2.mom2.npy` and
-// `mom2.count.npy`, built here from layer `layer` of a pmedit stats file.
+// The authors' statistics format: an uncompressed zip (np.savez) of `mom2.mom2.npy` (their
+// running *sum* Σ k kᵀ, float32) and `mom2.count.npy` (int64), built here from layer `layer` of a
+// pmedit stats file (which stores the mean) the way their code would have written it.
 function crc32(buf) {
   let c, crc = 0xffffffff;
   for (const b of buf) {
@@ -226,10 +227,14 @@ async function authorsNpz(statsPath, layer) {
   const header = JSON.parse(b.subarray(8, 8 + n).toString('utf8'));
   const tensor = (k) => b.subarray(8 + n + header[k].data_offsets[0], 8 + n + header[k].data_offsets[1]);
   const mom2 = header[`layer.${layer}.mom2`];
+  const tokens = Math.round(tensor(`layer.${layer}.count`).readFloatLE(0));
   const count = Buffer.alloc(8);
-  count.writeBigInt64LE(BigInt(Math.round(tensor(`layer.${layer}.count`).readFloatLE(0))));
+  count.writeBigInt64LE(BigInt(tokens));
+  const mean = tensor(`layer.${layer}.mom2`);
+  const sum = Buffer.alloc(mean.length);
+  for (let i = 0; i < mean.length; i += 4) sum.writeFloatLE(mean.readFloatLE(i) * tokens, i);
   return storedZip([
-    ['mom2.mom2.npy', npy('<f4', mom2.shape, tensor(`layer.${layer}.mom2`))],
+    ['mom2.mom2.npy', npy('<f4', mom2.shape, sum)],
     ['mom2.count.npy', npy('<i8', [], count)],
   ]);
 }
@@ -251,6 +256,11 @@ await withPage('user-files-npz', false, async (page) => {
     null, { timeout: 120000 });
   const info = (await page.textContent('#model-info')).trim();
   if (!info.endsWith('layers [0]')) throw new Error(`the .npz statistics are not for layer 0: ${info}`);
+  // MEMIT, not ROME: ROME's update does not depend on C0's scale, so only a λ-weighted objective
+  // shows whether the authors' sum was divided by its count (read as the mean, C0 would be
+  // `count` times too large and the edit a no-op).
+  await page.selectOption('#algo', 'memit');
+  await page.fill('#layers', '0');
   await page.fill('input.subject', FACT.subject);
   await page.fill('input.prompt', FACT.prompt);
   await page.fill('input.target', FACT.target);

@@ -38,30 +38,12 @@ pub fn parse_facts(rows: &[FactRow]) -> Result<Vec<Fact>, String> {
     Ok(out)
 }
 
-/// The layer an `.npz` statistics file holds, read from its name: the authors name them after
-/// the edited module (`transformer.h.17.mlp.c_proj_float32_mom2_100000.npz`,
-/// `model.layers.5.mlp.down_proj_…`), and `layer17.npz` / `l17.npz` work too.
+/// The layer an `.npz` statistics file holds, read from its name (see
+/// [`pmedit_engine::edit::npz::layer_from_file_name`]).
 pub fn npz_layer(name: &str) -> Result<usize, String> {
-    let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let after = |marker: &str| {
-        file.find(marker).and_then(|i| {
-            let digits: String = file[i + marker.len()..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse::<usize>().ok()
-        })
-    };
-    let stem = file.strip_suffix(".npz").unwrap_or(file).to_ascii_lowercase();
-    let named = stem
-        .strip_prefix("layer")
-        .or_else(|| stem.strip_prefix('l'))
-        .and_then(|d| d.trim_start_matches(['_', '-']).parse::<usize>().ok());
-    after(".h.").or_else(|| after("layers.")).or(named).ok_or_else(|| {
-        format!(
-            "{file}: cannot tell which layer these statistics are for; name the file like the authors' \
-                 (transformer.h.17.mlp.c_proj_float32_mom2_100000.npz) or layer17.npz"
-        )
+    pmedit_engine::edit::npz::layer_from_file_name(name).map_err(|e| match e {
+        pmedit_engine::EngineError::Input(why) => why,
+        other => other.to_string(),
     })
 }
 
@@ -77,10 +59,17 @@ pub fn parse_layers(text: &str, n_layer: usize) -> Result<Option<Vec<usize>>, St
     }
     let mut out = Vec::new();
     for part in text.split(',').map(str::trim) {
+        // Each number is checked against the model before a range is expanded, so a typo like
+        // `0-99999999999` is an error rather than a list of 10¹¹ layers.
         let num = |s: &str| {
-            s.trim()
+            let l = s
+                .trim()
                 .parse::<usize>()
-                .map_err(|_| format!("layers: `{s}` is not a layer number"))
+                .map_err(|_| format!("layers: `{s}` is not a layer number"))?;
+            if l >= n_layer {
+                return Err(format!("layers: the model has layers 0–{}, not {l}", n_layer - 1));
+            }
+            Ok(l)
         };
         match part.split_once('-') {
             Some((a, b)) => {
@@ -92,9 +81,6 @@ pub fn parse_layers(text: &str, n_layer: usize) -> Result<Option<Vec<usize>>, St
             }
             None => out.push(num(part)?),
         }
-    }
-    if let Some(&bad) = out.iter().find(|&&l| l >= n_layer) {
-        return Err(format!("layers: the model has layers 0–{}, not {bad}", n_layer - 1));
     }
     out.sort_unstable();
     out.dedup();
@@ -175,6 +161,11 @@ mod tests {
         assert!(parse_layers("4", 4).unwrap_err().contains("layers 0–3"));
         assert!(parse_layers("2-1", 4).unwrap_err().contains("backwards"));
         assert!(parse_layers("x", 4).unwrap_err().contains("`x`"));
+        assert!(
+            parse_layers("0-99999999999", 4)
+                .unwrap_err()
+                .contains("not 99999999999")
+        );
     }
 
     #[test]

@@ -1,6 +1,12 @@
-//! Importing the authors' precomputed C0 statistics: one `.npz` per layer holding `mom2.mom2`
-//! (the uncentred second moment, `[n, n]`, float32) and `mom2.count` (tokens seen), so a GPT2-XL
-//! user can reuse them instead of spending hours recomputing.
+//! Importing the authors' precomputed C0 statistics, so a GPT2-XL user can reuse them instead of
+//! spending hours recomputing.
+//!
+//! Their running statistics (`SecondMoment` in the ROME code's `runningstats`) keep the **sum**
+//! Σ k kᵀ over every token seen and the token count; `np.savez` writes that state as one `.npz`
+//! per layer with the members `mom2.mom2` (the raw sum, `[n, n]`, float32), `mom2.count` (a 0-d
+//! int64) and `constructor` strings. Their code takes C0 as `mom2 / count`, and so does this
+//! reader: C0 is the *mean* E[k kᵀ]. `tests/fixtures/generate_authors_npz.py`
+//! writes fixtures the way their code does.
 
 use std::collections::HashMap;
 
@@ -247,13 +253,42 @@ pub fn import_npz(bytes: &[u8], name: &str, layer: usize, device: &Device) -> Re
         return Err(bad(name, "mom2.mom2 holds non-finite values"));
     }
     let n = mom2.shape[0];
-    let c0 = Tensor::<2>::from_data(
+    // `mom2.mom2` already is the running sum Σ k kᵀ: it is the sum pmedit keeps too.
+    let sum = Tensor::<2>::from_data(
         TensorData::new(mom2.values.iter().map(|&v| v as f32).collect(), [n, n]),
         device,
     );
     Ok(LayerStats {
         layer,
-        sum: c0 * count,
+        sum,
         count: count as u64,
+    })
+}
+
+/// The layer an `.npz` statistics file holds, read from its name: the authors name them after
+/// the edited module (`transformer.h.17.mlp.c_proj_float32_mom2_100000.npz`,
+/// `model.layers.5.mlp.down_proj_…`), and `layer17.npz` / `l17.npz` work too.
+pub fn layer_from_file_name(name: &str) -> Result<usize> {
+    let file = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let after = |marker: &str| {
+        file.find(marker).and_then(|i| {
+            let digits: String = file[i + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<usize>().ok()
+        })
+    };
+    let stem = file.strip_suffix(".npz").unwrap_or(file).to_ascii_lowercase();
+    let named = stem
+        .strip_prefix("layer")
+        .or_else(|| stem.strip_prefix('l'))
+        .and_then(|d| d.trim_start_matches(['_', '-']).parse::<usize>().ok());
+    after(".h.").or_else(|| after("layers.")).or(named).ok_or_else(|| {
+        bad(
+            file,
+            "cannot tell which layer these statistics are for; name the file like the authors' \
+                 (transformer.h.17.mlp.c_proj_float32_mom2_100000.npz) or layer17.npz",
+        )
     })
 }
