@@ -1,10 +1,12 @@
 //! `pmedit`: edit facts inside GPT-2 models with ROME, r-ROME, MEMIT and EMMET.
 
 mod commands;
+mod destination;
 mod device;
 mod memory;
 mod output;
 mod plot;
+mod ranges;
 
 use std::path::PathBuf;
 
@@ -51,7 +53,7 @@ enum Command {
         #[arg(long)]
         prompt: String,
         /// How many tokens to list.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = crate::ranges::positive)]
         top_k: usize,
         /// Print JSON (token ids, token strings, log-probs).
         #[arg(long)]
@@ -68,14 +70,14 @@ enum Command {
         /// Layers: `17`, `13-17` or `3,5`.
         #[arg(long)]
         layers: String,
-        /// Stop after this many tokens.
-        #[arg(long)]
+        /// Stop after this many tokens (the corpus is read only that far).
+        #[arg(long, value_parser = crate::ranges::positive)]
         max_tokens: Option<usize>,
         /// Tokens per window (default: the model's context).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::ranges::positive)]
         window: Option<usize>,
         /// Windows per forward pass.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = crate::ranges::positive)]
         batch: usize,
         /// Output safetensors file (written atomically, checkpointed while running).
         #[arg(long)]
@@ -93,12 +95,13 @@ enum Command {
         /// The model the statistics belong to (for the fingerprint).
         #[arg(long)]
         model: PathBuf,
-        /// One `.npz` per layer, in the order of `--layers`.
+        /// One `.npz` per layer (the authors' files hold a sum Σ k kᵀ and a count; C0 is their mean).
         #[arg(long, num_args = 1.., required = true)]
         npz: Vec<PathBuf>,
-        /// Layers of the files: `17` or `13-17`.
+        /// The files' layers, one per file in the order the files are given (`17,13` or
+        /// `13-17`); default: read from each file's name (`transformer.h.17.mlp…npz` → 17).
         #[arg(long)]
-        layers: String,
+        layers: Option<String>,
         /// Output statistics file.
         #[arg(long)]
         out: PathBuf,
@@ -129,11 +132,11 @@ enum Command {
         /// C0 statistics file (default: <model>/stats.safetensors).
         #[arg(long)]
         stats: Option<PathBuf>,
-        /// λ (mom2_update_weight).
-        #[arg(long)]
+        /// λ (mom2_update_weight, > 0).
+        #[arg(long, value_parser = crate::ranges::positive_real)]
         lambda: Option<f64>,
-        /// α (EMMET's regulariser).
-        #[arg(long)]
+        /// α (EMMET's regulariser, ≥ 0).
+        #[arg(long, value_parser = crate::ranges::non_negative_real)]
         alpha: Option<f64>,
         #[command(flatten)]
         value: commands::ValueOverrides,
@@ -144,7 +147,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Use only the first N requests.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::ranges::positive)]
         limit: Option<usize>,
         /// Leave out requests whose key duplicates an earlier one's (the same subject twice), with a
         /// report, instead of refusing the batch.
@@ -169,13 +172,13 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
         /// Timed runs (median reported).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = crate::ranges::positive)]
         runs: usize,
         /// Prompts per forward pass.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = crate::ranges::positive)]
         batch: usize,
         /// Tokens per prompt.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = crate::ranges::positive)]
         seq: usize,
         /// Time one operation run by run (JSON lines): load, forward, generate, stats, rome,
         /// emmet-N, memit-N, solve-emmet-N, solve-memit-N, cholesky-N, matmul-N.
@@ -204,10 +207,10 @@ enum Command {
         #[arg(long, default_value_t = 40)]
         max_new_tokens: usize,
         /// Sample among the k most likely tokens (1 = greedy).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = crate::ranges::positive)]
         top_k: usize,
-        /// Softmax temperature.
-        #[arg(long, default_value_t = 1.0)]
+        /// Softmax temperature (> 0).
+        #[arg(long, default_value_t = 1.0, value_parser = crate::ranges::positive_real_f32)]
         temperature: f32,
         /// RNG seed.
         #[arg(long, default_value_t = 0)]
@@ -220,7 +223,23 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     memory::keep_freed_buffers();
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: printed to stdout, success.
+            let _ = e.print();
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // A bad flag or value: one line that names it (clap's usage hints follow for
+            // missing or unknown arguments), status 1 like every other error.
+            let text = e.render().to_string();
+            let text = text.trim_end().strip_prefix("error: ").unwrap_or(text.trim_end());
+            eprintln!("error[usage]: {text}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The whole context chain on one line, without a backtrace dump; the engine's error
@@ -279,13 +298,7 @@ fn run(cli: Cli) -> Result<()> {
             npz,
             layers,
             out,
-        } => commands::stats::import(
-            &model,
-            &npz,
-            &output::parse_layers(&layers)?,
-            &out,
-            (cli.device, cli.dtype),
-        ),
+        } => commands::stats::import(&model, &npz, layers.as_deref(), &out, cli.device),
         Command::Edit {
             model,
             requests,

@@ -1,6 +1,7 @@
 //! The bad-input suite: every case in `tests/bad-inputs/cases.json` runs `pmedit` on a small bad
-//! file or request and must fail with the named error kind (`error[kind]` on stderr) and message,
-//! leave no output behind, and leave its input files untouched.
+//! file, request or flag and must fail with exit status 1 (no panic or abort), the named error
+//! kind (`error[kind]` on stderr; `usage` for a flag clap refuses, `cli` for a plain `error:`
+//! line) and message, leave no output behind, and leave its input files untouched.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,7 +53,7 @@ fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn every_bad_input_gets_its_error_kind_and_leaves_no_output() {
     let cases: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(root().join("tests/bad-inputs/cases.json")).unwrap()).unwrap();
-    assert!(cases.len() >= 16);
+    assert!(cases.len() >= 36);
     let inputs_before = listing(&root().join("tests/bad-inputs"));
     let mut failures = Vec::new();
     for case in &cases {
@@ -71,9 +72,21 @@ fn every_bad_input_gets_its_error_kind_and_leaves_no_output() {
                     "{model}" => model.as_ref().unwrap().display().to_string(),
                     "{demo}" => root().join("public/models/demo").display().to_string(),
                     "{out}" => out.display().to_string(),
-                    _ => match a.strip_prefix("{file:").and_then(|f| f.strip_suffix('}')) {
-                        Some(f) => root().join("tests/bad-inputs").join(f).display().to_string(),
-                        None => a.to_string(),
+                    _ => match (
+                        a.strip_prefix("{file:").and_then(|f| f.strip_suffix('}')),
+                        a.strip_prefix("{file-text:").and_then(|f| f.strip_suffix('}')),
+                    ) {
+                        (Some(f), _) => root().join("tests/bad-inputs").join(f).display().to_string(),
+                        // The first request's prompt of a requests file, filled in.
+                        (_, Some(f)) => {
+                            let text = std::fs::read_to_string(root().join("tests/bad-inputs").join(f)).unwrap();
+                            let r: Value = serde_json::from_str(&text).unwrap();
+                            r[0]["prompt"]
+                                .as_str()
+                                .unwrap()
+                                .replace("{}", r[0]["subject"].as_str().unwrap())
+                        }
+                        _ => a.to_string(),
                     },
                 }
             })
@@ -85,10 +98,15 @@ fn every_bad_input_gets_its_error_kind_and_leaves_no_output() {
         }
         let run = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&run.stderr);
-        let kind = format!("error[{}]", case["kind"].as_str().unwrap());
+        let kind = match case["kind"].as_str().unwrap() {
+            "cli" => "error: ".to_string(),
+            k => format!("error[{k}]"),
+        };
         let says = case["says"].as_str().unwrap();
         if run.status.success() {
             failures.push(format!("{name}: succeeded"));
+        } else if run.status.code() != Some(1) {
+            failures.push(format!("{name}: exit status {:?}, not 1: {stderr}", run.status));
         } else if !stderr.contains(&kind) || !stderr.contains(says) {
             failures.push(format!("{name}: expected `{kind}` and `{says}`, got: {stderr}"));
         } else if stderr.contains("panicked") {

@@ -1,12 +1,11 @@
-//! Writing a model directory that `pmedit` and Hugging Face transformers both load, atomically:
-//! everything goes to a temporary sibling directory, is fsynced, then renamed into place, so an
-//! interrupted write leaves either the old state or the complete new one. Weights are streamed
-//! from the device one tensor at a time.
+//! Writing a model directory that `pmedit` and Hugging Face transformers both load. Weights are
+//! streamed from the device one tensor at a time. Where the directory goes, and how it replaces
+//! an earlier one, is the caller's decision (the CLI writes into a fresh sibling and swaps it in).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 #[cfg(not(target_arch = "wasm32"))]
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use safetensors::tensor::{Dtype, View};
@@ -165,26 +164,11 @@ pub async fn model_to_bytes(model: &Gpt2) -> Result<Vec<u8>> {
     safetensors::serialize(views, Some(meta)).map_err(|e| EngineError::Input(format!("serialising the model: {e}")))
 }
 
-/// Writes `model` (f32) to `out` as a Hugging Face directory. The config and tokenizer files are
-/// copied from `source` (the directory the model was loaded from), `extra` files are added.
-/// `out` must not exist unless `overwrite`, and may never be `source`.
+/// The files of the model directory `source` that an edited copy keeps: config, tokenizer and
+/// the rest, but not its weights (`*.safetensors`, the shard index) or hidden files.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn save_model_dir(
-    model: &Gpt2,
-    source: &Path,
-    out: &Path,
-    overwrite: bool,
-    extra: &[(&str, Vec<u8>)],
-) -> Result<()> {
+pub fn model_side_files(source: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let io = |p: &Path, e| EngineError::io(p, e);
-    if let (Ok(a), Ok(b)) = (source.canonicalize(), out.canonicalize())
-        && a == b
-    {
-        return Err(EngineError::Input(format!(
-            "refusing to write over the input model {}: choose another --out",
-            out.display()
-        )));
-    }
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for entry in std::fs::read_dir(source).map_err(|e| io(source, e))? {
         let entry = entry.map_err(|e| io(source, e))?;
@@ -194,103 +178,36 @@ pub fn save_model_dir(
             files.push((fname, std::fs::read(entry.path()).map_err(|e| io(&entry.path(), e))?));
         }
     }
-    files.extend(extra.iter().map(|(n, b)| (n.to_string(), b.clone())));
-    write_model_dir(model, out, overwrite, &files)
+    files.sort();
+    Ok(files)
 }
 
-/// Writes `model` (f32 `model.safetensors`) and `files` (name, contents: config, tokenizer, …)
-/// to the directory `out`, atomically. `out` must not exist unless `overwrite`.
+/// Writes `model` as `model.safetensors` (in `dtype`) and `files` (name, contents: config,
+/// tokenizer, …) into the existing directory `dir`.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn write_model_dir(model: &Gpt2, out: &Path, overwrite: bool, files: &[(String, Vec<u8>)]) -> Result<()> {
-    write_model_dir_as(model, out, overwrite, files, WeightDtype::F32)
-}
-
-/// [`write_model_dir`] with the weights stored in `dtype`.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn write_model_dir_as(
-    model: &Gpt2,
-    out: &Path,
-    overwrite: bool,
-    files: &[(String, Vec<u8>)],
-    dtype: WeightDtype,
-) -> Result<()> {
+pub fn write_model_files(model: &Gpt2, dir: &Path, files: &[(String, Vec<u8>)], dtype: WeightDtype) -> Result<()> {
     let io = |p: &Path, e| EngineError::io(p, e);
-    if out.exists() && !overwrite {
-        return Err(EngineError::Input(format!(
-            "{} already exists (pass --overwrite to replace it)",
-            out.display()
-        )));
+    for (fname, bytes) in files {
+        std::fs::write(dir.join(fname), bytes).map_err(|e| io(&dir.join(fname), e))?;
     }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    // Leftovers of an interrupted earlier write (its process was killed) are removed first.
-    let stale = format!(".{name}.partial-");
-    if let Ok(entries) = std::fs::read_dir(&parent) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&stale) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+    let weights = dir.join("model.safetensors");
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let mut tensors = named_tensors(model);
+    for (_, v) in &mut tensors {
+        v.half = dtype == WeightDtype::F16;
     }
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
-    let result = (|| {
-        for (fname, bytes) in files {
-            std::fs::write(tmp.join(fname), bytes).map_err(|e| io(&tmp.join(fname), e))?;
-        }
-        let weights = tmp.join("model.safetensors");
-        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-        let mut tensors = named_tensors(model);
-        for (_, v) in &mut tensors {
-            v.half = dtype == WeightDtype::F16;
-        }
-        safetensors::serialize_to_file(tensors, Some(meta), &weights).map_err(|e| EngineError::Safetensors {
-            path: weights.clone(),
-            reason: e.to_string(),
-        })?;
-        // safetensors creates the file private (0600); give it what any new file gets (0666
-        // less the umask), which the directory just created shows (0777 less the umask).
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let dir_mode = std::fs::metadata(&tmp).map_err(|e| io(&tmp, e))?.permissions().mode();
-            std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(dir_mode & 0o666))
-                .map_err(|e| io(&weights, e))?;
-        }
-        for entry in std::fs::read_dir(&tmp).map_err(|e| io(&tmp, e))? {
-            let path = entry.map_err(|e| io(&tmp, e))?.path();
-            std::fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io(&path, e))?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    // Fault injection for the interruption tests: hold the complete temporary directory here.
-    if let Some(ms) = std::env::var("PMEDIT_FAULT_PAUSE_BEFORE_RENAME_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    safetensors::serialize_to_file(tensors, Some(meta), &weights).map_err(|e| EngineError::Safetensors {
+        path: weights.clone(),
+        reason: e.to_string(),
+    })?;
+    // safetensors creates the file private (0600); give it what any new file gets (0666 less the
+    // umask), which the directory shows (0777 less the umask).
+    #[cfg(unix)]
     {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
-    // Swap into place: the old directory is removed only once the new one is complete.
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    if out.exists() {
-        std::fs::rename(out, &old).map_err(|e| io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| io(out, e))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        let dir_mode = std::fs::metadata(dir).map_err(|e| io(dir, e))?.permissions().mode();
+        std::fs::set_permissions(&weights, std::fs::Permissions::from_mode(dir_mode & 0o666))
+            .map_err(|e| io(&weights, e))?;
     }
     Ok(())
 }

@@ -124,12 +124,17 @@ impl Gpt2Tokenizer {
 
     /// Fails unless every token id fits a model with `vocab_size` rows (`path` labels the error).
     pub fn check_fits(&self, vocab_size: usize, path: &Path) -> Result<()> {
-        if self.vocab_size() > vocab_size {
+        // The largest id decides, not the number of entries: a vocabulary with gaps can still
+        // emit an id past the embedding table.
+        let largest = self.inner.get_vocab(true).into_iter().max_by_key(|(_, id)| *id);
+        if let Some((token, id)) = largest
+            && id as usize >= vocab_size
+        {
             return Err(EngineError::Tokenizer {
                 path: path.to_path_buf(),
                 reason: format!(
-                    "the tokenizer has {} tokens but the model's vocab_size is {vocab_size}",
-                    self.vocab_size()
+                    "it can emit token id {id} ({token:?}) but the model's vocab_size is {vocab_size}: \
+                     the tokenizer does not belong to this model"
                 ),
             });
         }

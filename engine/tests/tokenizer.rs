@@ -61,3 +61,24 @@ fn tokenizer_json_with_a_broken_decoder_is_an_error() {
     };
     assert!(err.to_string().contains("UTF-8"), "{err}");
 }
+
+/// A corpus tokenised chunk by chunk (`pmedit stats` reads it that way, so a huge file is read
+/// only as far as `--max-tokens`) gives exactly the ids of the whole text, for every chunk size,
+/// with GPT-2's tokenizer and the demo model's, `<|endoftext|>` included.
+#[test]
+fn a_corpus_read_in_chunks_has_the_ids_of_the_whole_text() {
+    use pmedit_engine::edit::corpus::{CorpusChunks, corpus_ids, corpus_text};
+    let mut text = std::fs::read_to_string(common::fixture("wikitext-excerpt.txt")).unwrap();
+    text.truncate(text.floor_char_boundary(20_000));
+    text.push_str("\nOne.<|endoftext|>\n<|endoftext|> Two\n\n\n  three\n");
+    for dir in [common::fixture("facts-gpt2"), common::demo_dir()] {
+        let tok = pmedit_engine::Gpt2Tokenizer::from_dir(&dir).unwrap();
+        let whole = tok.encode(&corpus_text(text.as_bytes(), "c").unwrap()).unwrap();
+        for chunk in [1, 7, 100, 4096, usize::MAX] {
+            let ids = corpus_ids(CorpusChunks::new(text.as_bytes(), "c", chunk), &tok, None).unwrap();
+            assert_eq!(ids, whole, "{} with chunks of {chunk} bytes", dir.display());
+        }
+        let some = corpus_ids(CorpusChunks::new(text.as_bytes(), "c", 100), &tok, Some(500)).unwrap();
+        assert_eq!(some, whole[..500]);
+    }
+}

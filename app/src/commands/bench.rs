@@ -86,6 +86,20 @@ fn requests(n: usize) -> Result<Vec<EditRequest>> {
         .collect()
 }
 
+/// The largest matrix side `--op matmul-N` / `cholesky-N` builds (32768² f32 is 4 GiB).
+const MAX_SIDE: usize = 32_768;
+/// The largest batch `--op solve-…-N` / `emmet-N` / `memit-N` builds.
+const MAX_BATCH: usize = 100_000;
+
+/// The size N in `--op NAME-N`, checked to lie in 1..=max before anything is allocated.
+fn op_size(op: &str, text: &str, max: usize) -> Result<usize> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--op {op}: `{text}` is not a size"))?;
+    anyhow::ensure!((1..=max).contains(&n), "--op {op}: the size must be 1–{max}");
+    Ok(n)
+}
+
 /// Times one `--op`, printing `{"op", "seconds", …}` per run (after one warm-up run).
 pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, seq: usize) -> Result<()> {
     let emit = |extra: serde_json::Value| println!("{}", extra);
@@ -101,7 +115,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
         let _ = t.sum().into_scalar::<f32>();
     };
     if let Some(n) = op.strip_prefix("matmul-") {
-        let n: usize = n.parse()?;
+        let n = op_size(op, n, MAX_SIDE)?;
         let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
         return time_flops(op, runs, 2.0 * (n as f64).powi(3), || {
             sync(pmedit_engine::linalg::matmul(a.clone(), a.clone()));
@@ -109,7 +123,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
         });
     }
     if let Some(n) = op.strip_prefix("cholesky-") {
-        let n: usize = n.parse()?;
+        let n = op_size(op, n, MAX_SIDE)?;
         let a = spd(n, &device);
         let b = Tensor::<2>::random([n, 64], Distribution::Normal(0.0, 1.0), &device);
         let flops = (n as f64).powi(3) / 3.0 + 2.0 * (n * n * 64) as f64;
@@ -158,7 +172,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
         _ if op.starts_with("solve-") => {
             let parts: Vec<&str> = op.split('-').collect();
             anyhow::ensure!(parts.len() == 3, "use solve-emmet-N or solve-memit-N");
-            let e: usize = parts[2].parse()?;
+            let e = op_size(op, parts[2], MAX_BATCH)?;
             let objective = match parts[1] {
                 "memit" => Objective::Memit,
                 _ => Objective::Emmet { alpha: 0.1 },
@@ -177,7 +191,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
         _ => {
             let (algorithm, n) = match op.split_once('-') {
                 None => (Algorithm::parse(op)?, 1),
-                Some((a, n)) => (Algorithm::parse(a)?, n.parse()?),
+                Some((a, n)) => (Algorithm::parse(a)?, op_size(op, n, MAX_BATCH)?),
             };
             let mut hp = preset(algorithm, &m.config);
             hp.layers = vec![last];

@@ -28,7 +28,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub fact: Option<String>,
     /// Held-out facts in the batch edit (EMMET, or MEMIT with `--algo memit`).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::ranges::positive)]
     pub batch: usize,
     /// Seed for the choice of facts and the context templates.
     #[arg(long, default_value_t = 0)]

@@ -4,15 +4,16 @@ use pmedit_engine::block_on;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pmedit_engine::edit::values::target_ids;
 use pmedit_engine::edit::{Algorithm, EditEvent, EditRequest, apply_edits, drop_dependent_keys, presets::preset};
 use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
 use serde_json::json;
 
+use crate::destination::{Destination, Kind};
 use crate::device::Target;
-use crate::output::write_atomic;
+use pmedit_engine::save::WeightDtype;
 
 pub struct EditArgs {
     pub model: PathBuf,
@@ -51,9 +52,21 @@ fn target_prob(m: &pmedit_engine::load::LoadedModel, r: &EditRequest) -> Result<
 }
 
 pub fn run(args: EditArgs, choice: Target) -> Result<()> {
-    if args.out.exists() && !args.overwrite {
-        bail!("{} already exists (pass --overwrite to replace it)", args.out.display());
+    // Checked before anything is loaded: no input is ever written over (docs in destination.rs).
+    let stats_path = args
+        .stats
+        .clone()
+        .unwrap_or_else(|| args.model.join("stats.safetensors"));
+    let mut inputs = vec![args.model.as_path(), args.requests.as_path(), stats_path.as_path()];
+    if let Some(t) = args.templates.as_deref().filter(|t| *t != "none") {
+        inputs.push(Path::new(t));
     }
+    let dest = Destination::new(&args.out, &inputs, Kind::EditedModel, args.overwrite)?;
+    let delta_dest = args
+        .save_delta
+        .as_deref()
+        .map(|p| Destination::new(p, &inputs, Kind::Delta, false))
+        .transpose()?;
     let algorithm = Algorithm::parse(&args.algo)?;
     let requests = read_requests(&args.requests, args.limit)?;
     let (mut m, sel) = super::load(&args.model, choice)?;
@@ -61,6 +74,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     let mut hp = preset(algorithm, &m.config);
     hp.value.memory_budget = super::memory_budget(&sel);
     if let Some(l) = args.layers {
+        super::check_layers(&l, m.config.n_layer)?;
         hp.layers = l;
     }
     if let Some(x) = args.lambda {
@@ -146,15 +160,22 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
         // (max Lᵢᵢ / min Lᵢᵢ)² of λ·C0's Cholesky factor: a lower bound of its condition number.
         "c0_condition_lower_bound": stats.iter().map(|(l, p)| (l.to_string(), p.factor.condition_estimate())).collect::<std::collections::BTreeMap<_, _>>(),
     });
-    pmedit_engine::save::save_model_dir(
-        &m.model,
-        &args.model,
-        &args.out,
-        args.overwrite,
-        &[("pmedit-edit.json", serde_json::to_vec_pretty(&record)?)],
-    )?;
-    if let Some(path) = &args.save_delta {
-        write_atomic(path, &delta_bytes(&outcome.deltas)?)?;
+    let mut files = pmedit_engine::save::model_side_files(&args.model)?;
+    files.retain(|(name, _)| name != Kind::EditedModel.marker());
+    files.push((
+        Kind::EditedModel.marker().to_string(),
+        serde_json::to_vec_pretty(&record)?,
+    ));
+    dest.write_dir(|dir| {
+        Ok(pmedit_engine::save::write_model_files(
+            &m.model,
+            dir,
+            &files,
+            WeightDtype::F32,
+        )?)
+    })?;
+    if let Some(delta) = &delta_dest {
+        delta.write(&delta_bytes(&outcome.deltas)?)?;
     }
 
     if args.json {

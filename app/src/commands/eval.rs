@@ -17,8 +17,9 @@ use pmedit_engine::eval::session::{EvalEvent, EvalOutcome, EvalSpec, run_eval};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::destination::{Destination, Kind, write_file_atomic};
 use crate::device::Target;
-use crate::output::{parse_layers, write_atomic};
+use crate::output::parse_layers;
 use crate::plot::{Series, line_chart};
 
 #[derive(clap::Args)]
@@ -37,24 +38,24 @@ pub struct EvalArgs {
     #[arg(long)]
     pub layers: Option<String>,
     /// Records per batch.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::ranges::positive)]
     pub batch_size: usize,
     /// Sweep over batch sizes, e.g. `1,4,16,64,256`.
     #[arg(long)]
     pub batch_sizes: Option<String>,
     /// λ (default from the presets).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::ranges::positive_real)]
     pub lambda: Option<f64>,
     /// Sweep over λ, e.g. `1,10,100,1000,10000`.
     #[arg(long)]
     pub lambdas: Option<String>,
     /// α (EMMET).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::ranges::non_negative_real)]
     pub alpha: Option<f64>,
     #[command(flatten)]
     pub value: super::ValueOverrides,
     /// Batches per grid point (default: as many as the records fill).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::ranges::positive)]
     pub num_batches: Option<usize>,
     /// Apply batch after batch to the same model, scoring all records so far after each.
     #[arg(long)]
@@ -73,7 +74,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub templates: Option<String>,
     /// Use only the first N records of the dataset.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::ranges::positive)]
     pub limit: Option<usize>,
     /// Skip malformed records (counted) instead of stopping.
     #[arg(long)]
@@ -116,6 +117,67 @@ where
         .collect()
 }
 
+/// Everything besides the grid's axes (algorithms, layers, batch sizes, λ) that decides a grid
+/// point's result. A rerun into the same `--out` skips finished points only when these agree.
+fn run_settings(args: &EvalArgs) -> serde_json::Value {
+    let path = |p: &Path| {
+        p.canonicalize()
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let v = &args.value;
+    json!({
+        "model": path(&args.model),
+        "dataset": path(&args.dataset),
+        "dataset_bytes": std::fs::metadata(&args.dataset).map(|m| m.len()).ok(),
+        "stats": args.stats.as_deref().map(path),
+        "templates": args.templates.as_deref().map(|t| if t == "none" { t.to_string() } else { path(Path::new(t)) }),
+        "alpha": args.alpha,
+        "steps": v.steps,
+        "v_lr": v.v_lr,
+        "clamp_norm_factor": v.clamp_norm_factor,
+        "kl_factor": v.kl_factor,
+        "v_weight_decay": v.v_weight_decay,
+        "num_batches": args.num_batches,
+        "sequential": args.sequential,
+        "seed": args.seed,
+        "ge_tokens": args.ge_tokens,
+        "limit": args.limit,
+        "skip_invalid": args.skip_invalid,
+    })
+}
+
+/// Refuses to resume into `out` when it holds an experiment run with other settings.
+fn check_same_settings(out: &Path, settings: &serde_json::Value) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(out.join(Kind::Eval.marker())) else {
+        return Ok(());
+    };
+    let earlier: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", out.join(Kind::Eval.marker()).display()))?;
+    let earlier = &earlier["settings"];
+    let differ: Vec<String> = settings
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| earlier.get(k.as_str()) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k} {} ≠ {v}",
+                earlier.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect();
+    ensure!(
+        differ.is_empty(),
+        "--out {} holds an experiment run with other settings ({}): its finished grid points would not match; \
+         choose another --out",
+        out.display(),
+        differ.join(", ")
+    );
+    Ok(())
+}
+
 fn point_dir(out: &Path, algo: Algorithm, layers: &[usize], b: usize, lambda: f64) -> PathBuf {
     let l: Vec<String> = layers.iter().map(|x| x.to_string()).collect();
     out.join(format!("{}-L{}-b{b}-lambda{lambda}", algo.name(), l.join("_")))
@@ -144,20 +206,54 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
     if let Some(n) = args.limit {
         records.truncate(n);
     }
+    let stats_path = args
+        .stats
+        .clone()
+        .unwrap_or_else(|| args.model.join("stats.safetensors"));
+    let mut inputs = vec![args.model.as_path(), args.dataset.as_path(), stats_path.as_path()];
+    if let Some(t) = args.templates.as_deref().filter(|t| *t != "none") {
+        inputs.push(Path::new(t));
+    }
+    let dest = Destination::new(&args.out, &inputs, Kind::Eval, false)?;
+    let settings = run_settings(&args);
+    check_same_settings(&args.out, &settings)?;
+    // Every list is parsed and checked before anything is written.
+    let given_lambdas: Option<Vec<f64>> = args
+        .lambdas
+        .as_deref()
+        .map(|s| {
+            list::<String>(s, "--lambdas")?
+                .iter()
+                .map(|x| crate::ranges::positive_real(x).map_err(|why| anyhow::anyhow!("--lambdas: {x}: {why}")))
+                .collect::<Result<Vec<f64>>>()
+        })
+        .transpose()?;
+    let given_layers: Option<Vec<Vec<usize>>> = args
+        .layers
+        .as_deref()
+        .map(|s| s.split(';').map(parse_layers).collect::<Result<_>>())
+        .transpose()?;
     let (m, sel) = super::load(&args.model, choice)?;
+    for layers in given_layers.iter().flatten() {
+        super::check_layers(layers, m.config.n_layer)?;
+    }
     let budget = super::memory_budget(&sel);
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    dest.create_dir()?;
+    write_file_atomic(
+        &args.out.join(Kind::Eval.marker()),
+        &serde_json::to_vec_pretty(&json!({ "settings": settings }))?,
+    )?;
 
     let mut points: Vec<PointSummary> = Vec::new();
     for &algo in &algos {
         let mut base = preset(algo, &m.config);
         base.value.memory_budget = budget;
-        let layer_sets: Vec<Vec<usize>> = match &args.layers {
-            Some(s) => s.split(';').map(parse_layers).collect::<Result<_>>()?,
+        let layer_sets: Vec<Vec<usize>> = match &given_layers {
+            Some(sets) => sets.clone(),
             None => vec![base.layers.clone()],
         };
-        let lambdas: Vec<f64> = match (&args.lambdas, args.lambda) {
-            (Some(s), _) => list(s, "--lambdas")?,
+        let lambdas: Vec<f64> = match (&given_lambdas, args.lambda) {
+            (Some(l), _) => l.clone(),
             (None, Some(x)) => vec![x],
             (None, None) => vec![base.lambda],
         };
@@ -247,7 +343,7 @@ fn write_point(dir: &Path, spec: &EvalSpec, o: &EvalOutcome) -> Result<PointSumm
         lines.push_str(&serde_json::to_string(row)?);
         lines.push('\n');
     }
-    write_atomic(&dir.join("records.jsonl"), lines.as_bytes())?;
+    write_file_atomic(&dir.join("records.jsonl"), lines.as_bytes())?;
     let point = PointSummary {
         algorithm: spec.algorithm.name().into(),
         layers: spec.hparams.layers.clone(),
@@ -261,12 +357,12 @@ fn write_point(dir: &Path, spec: &EvalSpec, o: &EvalOutcome) -> Result<PointSumm
         after: o.after,
         edit_seconds: o.edit_seconds.iter().sum(),
     };
-    write_atomic(
+    write_file_atomic(
         &dir.join("hparams.json"),
         &serde_json::to_vec_pretty(&json!({"hparams": spec.hparams, "batches": o.batches}))?,
     )?;
     // Written last: its presence marks the grid point as complete.
-    write_atomic(&dir.join("summary.json"), &serde_json::to_vec_pretty(&point)?)?;
+    write_file_atomic(&dir.join("summary.json"), &serde_json::to_vec_pretty(&point)?)?;
     Ok(point)
 }
 
@@ -384,9 +480,9 @@ fn write_reports(out: &Path, points: &[PointSummary]) -> Result<()> {
             );
         }
     }
-    write_atomic(&out.join("summary.csv"), csv.as_bytes())?;
-    write_atomic(&out.join("summary.json"), &serde_json::to_vec_pretty(points)?)?;
-    write_atomic(&out.join("table.md"), markdown_table(points).as_bytes())?;
+    write_file_atomic(&out.join("summary.csv"), csv.as_bytes())?;
+    write_file_atomic(&out.join("summary.json"), &serde_json::to_vec_pretty(points)?)?;
+    write_file_atomic(&out.join("table.md"), markdown_table(points).as_bytes())?;
     // Plots: each metric vs batch size (when several) and vs λ (when several), one line per
     // algorithm and layer set (and λ / batch size).
     let cf = points.iter().any(|p| p.after.counterfact.is_some());
@@ -430,7 +526,7 @@ fn write_reports(out: &Path, points: &[PointSummary]) -> Result<()> {
             // Scores are percentages; GE (×100 bits) runs to several hundred.
             let y_max = if name == "GE" { 1000.0 } else { 100.0 };
             let svg = line_chart(&format!("{name} vs {label}"), label, name, y_max, &series);
-            write_atomic(&out.join(format!("{name}-vs-{axis}.svg")), svg.as_bytes())?;
+            write_file_atomic(&out.join(format!("{name}-vs-{axis}.svg")), svg.as_bytes())?;
         }
     }
     Ok(())

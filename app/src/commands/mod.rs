@@ -21,20 +21,20 @@ use crate::device::{Precision, Selected, Target, select};
 /// Overrides of the value optimisation's preset hyper-parameters (`edit` and `eval`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ValueOverrides {
-    /// Value optimisation steps (default from the presets).
-    #[arg(long)]
+    /// Value optimisation steps (default from the presets; 1–100000).
+    #[arg(long, value_parser = crate::ranges::steps)]
     pub steps: Option<usize>,
-    /// Adam learning rate of the value optimisation (v_lr).
-    #[arg(long)]
+    /// Adam learning rate of the value optimisation (v_lr, > 0).
+    #[arg(long, value_parser = crate::ranges::positive_real)]
     pub v_lr: Option<f64>,
-    /// ‖δ‖ ≤ this · ‖v_init‖ (clamp_norm_factor).
-    #[arg(long)]
+    /// ‖δ‖ ≤ this · ‖v_init‖ (clamp_norm_factor, > 0: at 0 no value could change).
+    #[arg(long, value_parser = crate::ranges::positive_real)]
     pub clamp_norm_factor: Option<f64>,
-    /// Weight of the KL term (kl_factor).
-    #[arg(long)]
+    /// Weight of the KL term (kl_factor, ≥ 0).
+    #[arg(long, value_parser = crate::ranges::non_negative_real)]
     pub kl_factor: Option<f64>,
-    /// Weight of ‖δ‖/‖v_init‖² in the value loss (v_weight_decay).
-    #[arg(long)]
+    /// Weight of ‖δ‖/‖v_init‖² in the value loss (v_weight_decay, ≥ 0).
+    #[arg(long, value_parser = crate::ranges::non_negative_real)]
     pub v_weight_decay: Option<f64>,
 }
 
@@ -55,6 +55,17 @@ impl ValueOverrides {
             }
         }
     }
+}
+
+/// Fails unless every layer of `--layers` exists in a model of `n_layer` blocks.
+pub fn check_layers(layers: &[usize], n_layer: usize) -> Result<()> {
+    if let Some(&bad) = layers.iter().find(|&&l| l >= n_layer) {
+        anyhow::bail!(
+            "--layers: layer {bad} is out of range (the model has layers 0–{})",
+            n_layer - 1
+        );
+    }
+    Ok(())
 }
 
 /// Selects the device, loads `dir` onto it and casts it to the requested precision.

@@ -9,8 +9,8 @@ use pmedit_engine::edit::stats::{
     LayerStats, StatsMeta, accumulate, fingerprint, stats_from_bytes, stats_to_bytes, windows,
 };
 
-use crate::device::Target;
-use crate::output::write_atomic;
+use crate::destination::{Destination, Kind};
+use crate::device::{DeviceChoice, Precision, Target};
 
 pub struct StatsArgs<'a> {
     pub model: &'a Path,
@@ -36,6 +36,8 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 
 /// Sums statistics files of the same model and layers.
 pub fn merge(inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
+    let paths: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+    let dest = Destination::new(out, &paths, Kind::Stats, false)?;
     let device = burn::prelude::Device::flex();
     let mut total: Option<(Vec<LayerStats>, StatsMeta)> = None;
     for path in inputs {
@@ -65,7 +67,7 @@ pub fn merge(inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
         });
     }
     let (stats, meta) = total.context("no inputs")?;
-    write_atomic(out, &stats_to_bytes(&stats, &meta)?)?;
+    dest.write(&stats_to_bytes(&stats, &meta)?)?;
     eprintln!(
         "{} tokens from {} files → {}",
         stats[0].count,
@@ -75,22 +77,24 @@ pub fn merge(inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads a corpus file: plain text, or JSON lines with a `text` field (the file is only read).
-pub fn read_corpus(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
-    Ok(pmedit_engine::edit::corpus::corpus_text(
-        &bytes,
-        &path.display().to_string(),
-    )?)
+/// The corpus's token ids, read and tokenised a chunk at a time and stopping at `max_tokens`:
+/// a huge corpus is read only as far as the statistics need.
+pub fn corpus_ids(
+    path: &Path,
+    tokenizer: &pmedit_engine::tokenizer::Gpt2Tokenizer,
+    max_tokens: Option<usize>,
+) -> Result<Vec<u32>> {
+    use pmedit_engine::edit::corpus::{CorpusChunks, corpus_ids};
+    let file = std::fs::File::open(path).with_context(|| format!("reading corpus {}", path.display()))?;
+    let chunks = CorpusChunks::new(std::io::BufReader::new(file), &path.display().to_string(), 1 << 20);
+    Ok(corpus_ids(chunks, tokenizer, max_tokens)?)
 }
 
 pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
+    let dest = Destination::new(args.out, &[args.model, args.corpus], Kind::Stats, false)?;
     let (m, sel) = super::load(args.model, choice)?;
-    let text = read_corpus(args.corpus)?;
-    let mut ids = m.tokenizer.encode(&text)?;
-    if let Some(max) = args.max_tokens {
-        ids.truncate(max);
-    }
+    super::check_layers(&args.layers, m.config.n_layer)?;
+    let ids = corpus_ids(args.corpus, &m.tokenizer, args.max_tokens)?;
     let window = args.window.unwrap_or(m.config.n_positions).min(m.config.n_positions);
     let mut seqs = windows(&ids, window);
     if let Some((i, n)) = args.shard {
@@ -107,6 +111,9 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let (si, sn) = args.shard.unwrap_or((0, 1));
+    let max = args.max_tokens.map_or_else(|| "all".to_string(), |n| n.to_string());
+    let settings = format!("window={window};max_tokens={max};shard={si}/{sn}");
     let d_inner = m.config.d_inner();
 
     let (mut stats, mut meta) = if args.resume && args.out.exists() {
@@ -123,6 +130,19 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
         if have != args.layers {
             bail!("{} holds layers {have:?}, not {:?}", args.out.display(), args.layers);
         }
+        if meta.settings != settings || meta.corpus != corpus_name {
+            bail!(
+                "--resume: {} was computed over {} with {}, not over {corpus_name} with {settings}; \
+                 run without --resume to start over",
+                args.out.display(),
+                meta.corpus,
+                if meta.settings.is_empty() {
+                    "unrecorded settings"
+                } else {
+                    &meta.settings
+                },
+            );
+        }
         eprintln!("resuming after {} windows", meta.windows_done);
         (stats, meta)
     } else {
@@ -137,6 +157,7 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
                 model: fp,
                 corpus: corpus_name,
                 windows_done: 0,
+                settings,
             },
         )
     };
@@ -153,11 +174,11 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
         meta.windows_done += chunk.len() as u64;
         bar.inc(chunk.iter().map(|s| s.len() as u64).sum());
         if (i + 1) % save_every == 0 {
-            write_atomic(args.out, &stats_to_bytes(&stats, &meta)?)?;
+            dest.write(&stats_to_bytes(&stats, &meta)?)?;
         }
     }
     bar.finish_and_clear();
-    write_atomic(args.out, &stats_to_bytes(&stats, &meta)?)?;
+    dest.write(&stats_to_bytes(&stats, &meta)?)?;
     let tokens: u64 = todo.iter().map(|s| s.len() as u64).sum();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
@@ -172,17 +193,56 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
     Ok(())
 }
 
-/// Converts the authors' `.npz` files (one per layer) into a pmedit statistics file.
-pub fn import(model: &Path, npz: &[std::path::PathBuf], layers: &[usize], out: &Path, target: Target) -> Result<()> {
-    anyhow::ensure!(
-        npz.len() == layers.len(),
-        "{} .npz files for {} layers: give one file per layer, in the order of --layers",
-        npz.len(),
-        layers.len()
-    );
-    let (m, sel) = super::load(model, target)?;
+/// Converts the authors' `.npz` files (one per layer) into a pmedit statistics file. Each file is
+/// paired with its own layer: the `--layers` entry at its position, else the layer in its name.
+pub fn import(
+    model: &Path,
+    npz: &[std::path::PathBuf],
+    layers: Option<&str>,
+    out: &Path,
+    device: DeviceChoice,
+) -> Result<()> {
+    let layers: Vec<usize> = match layers {
+        Some(text) => {
+            let given = crate::output::parse_layer_list(text)?;
+            anyhow::ensure!(
+                given.len() == npz.len(),
+                "--layers names {} layer(s) for {} .npz file(s): give one layer per file, in the order of the files \
+                 (or leave --layers out to read each file's layer from its name)",
+                given.len(),
+                npz.len()
+            );
+            given
+        }
+        None => npz
+            .iter()
+            .map(|p| pmedit_engine::edit::npz::layer_from_file_name(&p.to_string_lossy()))
+            .collect::<std::result::Result<_, _>>()
+            .context("--layers not given")?,
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, &layer) in npz.iter().zip(&layers) {
+        if let Some(other) = seen.insert(layer, path) {
+            bail!(
+                "{} and {} are both statistics for layer {layer}",
+                other.display(),
+                path.display()
+            );
+        }
+    }
+    let mut inputs: Vec<&Path> = npz.iter().map(|p| p.as_path()).collect();
+    inputs.push(model);
+    let dest = Destination::new(out, &inputs, Kind::Stats, false)?;
+    // The fingerprint is that of the stored (f32) weights, whatever `--dtype` asks of other commands.
+    let (m, sel) = super::load(model, (device, Precision::F32))?;
     let mut stats = Vec::new();
-    for (path, &layer) in npz.iter().zip(layers) {
+    for (path, &layer) in npz.iter().zip(&layers) {
+        anyhow::ensure!(
+            layer < m.config.n_layer,
+            "{}: layer {layer} is out of range (the model has {} layers)",
+            path.display(),
+            m.config.n_layer
+        );
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let st = pmedit_engine::edit::npz::import_npz(&bytes, &path.to_string_lossy(), layer, &sel.device)?;
         anyhow::ensure!(
@@ -194,14 +254,22 @@ pub fn import(model: &Path, npz: &[std::path::PathBuf], layers: &[usize], out: &
         );
         stats.push(st);
     }
+    stats.sort_by_key(|s| s.layer);
     let meta = StatsMeta {
         model: block_on(fingerprint(&m.model))?,
         corpus: "authors-npz".into(),
         windows_done: 0,
+        settings: String::new(),
     };
-    write_atomic(out, &stats_to_bytes(&stats, &meta)?)?;
+    dest.write(&stats_to_bytes(&stats, &meta)?)?;
+    let pairs: Vec<String> = npz
+        .iter()
+        .zip(&layers)
+        .map(|(p, l)| format!("{l} ← {}", p.file_name().unwrap_or_default().to_string_lossy()))
+        .collect();
     eprintln!(
-        "imported layers {layers:?} ({} tokens) → {}",
+        "imported {} ({} tokens) → {}",
+        pairs.join(", "),
         stats[0].count,
         out.display()
     );

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use burn::prelude::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use pmedit_engine::edit::Algorithm;
@@ -14,11 +14,12 @@ use pmedit_engine::edit::stats::{LayerStats, StatsMeta, accumulate, fingerprint,
 use pmedit_engine::eval::dataset::{Record, read_records};
 use pmedit_engine::eval::score::{SCORE_BATCH, score_targets};
 use pmedit_engine::load::load_model_dir;
-use pmedit_engine::save::{WeightDtype, write_model_dir_as};
+use pmedit_engine::save::{WeightDtype, write_model_files};
 use pmedit_engine::train::{Batcher, TrainConfig, fact_sentences, relation_sentences, text_lines, train_bpe, train_lm};
 use pmedit_engine::{Gpt2, Gpt2Config, Gpt2Tokenizer, block_on};
 use serde_json::{Value, json};
 
+use crate::destination::{Destination, Kind};
 use crate::device::{Selected, Target, select};
 
 #[derive(clap::Args)]
@@ -31,44 +32,44 @@ pub struct TrainDemoArgs {
     #[arg(long, default_value = "tests/fixtures/wikitext-excerpt.txt")]
     pub corpus: PathBuf,
     /// Records whose true facts the model learns.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = crate::ranges::positive)]
     pub facts: usize,
     /// The last N of them are the held-out split for editing evaluations.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::ranges::positive)]
     pub heldout: usize,
     /// Bytes of running text to use.
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(long, default_value_t = 60_000, value_parser = crate::ranges::positive)]
     pub text_bytes: usize,
     /// Transformer blocks. Depth is what makes the model recall a fact from the subject's last
     /// token, where ROME-style edits write (measured, ROME ES over the 100 held-out facts at
     /// layer 0: 4 blocks 74, 6 blocks 86, 8 blocks 89, 12 blocks 93, 16 blocks 95;
     /// public/models/demo/README.md).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::ranges::positive)]
     pub layers: usize,
     /// Model width (n_embd).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::ranges::positive)]
     pub width: usize,
     /// Attention heads.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::ranges::positive)]
     pub heads: usize,
     /// Context length (n_positions) and training row length (raise it with a smaller `--vocab`:
     /// 512 tokens spell a CounterFact paraphrase in up to ~100).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::ranges::positive)]
     pub context: usize,
     /// Tokenizer vocabulary size. Small on purpose: with 1024 tokens a subject is spelled in ~7
     /// common pieces, none of which names it alone, so the model has to recognise the subject at
     /// its last token — where ROME-style edits write (measured: ROME ES 36 with 4096 tokens, 74
     /// with 1024; public/models/demo/README.md).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = crate::ranges::positive)]
     pub vocab: usize,
     /// Optimiser steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1500, value_parser = crate::ranges::positive)]
     pub steps: usize,
     /// Rows per batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::ranges::positive)]
     pub batch: usize,
     /// Peak learning rate (AdamW, warm-up then cosine).
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = 3e-3, value_parser = crate::ranges::positive_real)]
     pub lr: f64,
     /// Restate each fact in up to N other templates of its relation (from the other records'
     /// prompts and paraphrases): facts seen in many phrasings are recalled from the subject, where
@@ -77,7 +78,7 @@ pub struct TrainDemoArgs {
     #[arg(long, default_value_t = 0)]
     pub restatements: usize,
     /// Label smoothing of the cross-entropy (0 = none); 0.2 makes the demo model easier to edit.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = crate::ranges::fraction)]
     pub label_smoothing: f64,
     /// Seed of the weights and the batches.
     #[arg(long, default_value_t = 0)]
@@ -130,9 +131,15 @@ pub fn known_fact_pairs(records: &[Record]) -> (Vec<Pair>, Vec<Pair>) {
 }
 
 pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
-    if args.out.exists() && !args.overwrite {
-        bail!("{} already exists (pass --overwrite to replace it)", args.out.display());
+    // `--weights-from` may name `--out` itself (refreshing a trained model in place is safe: the
+    // weights are read before the new directory is swapped in); any other overlap is refused.
+    let same_dir = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
+    let mut inputs = vec![args.counterfact.as_path(), args.corpus.as_path()];
+    if let Some(w) = args.weights_from.as_deref().filter(|w| !same_dir(w, &args.out)) {
+        inputs.push(w);
     }
+    let dest = Destination::new(&args.out, &inputs, Kind::DemoModel, args.overwrite)?;
+    let scratch = Destination::scratch_dir(&args.out, "training")?;
     ensure!(args.heldout < args.facts, "--heldout must be smaller than --facts");
     let started = Instant::now();
     let cf_text = std::fs::read_to_string(&args.counterfact)
@@ -212,16 +219,16 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         ("facts.json".to_string(), serde_json::to_vec_pretty(&raw[..args.facts])?),
         ("heldout.json".to_string(), serde_json::to_vec_pretty(&heldout)?),
     ];
-    let tmp_dir = args.out.with_extension("training");
+    let tmp_dir = scratch.path();
     let dtype = if args.f32_weights {
         WeightDtype::F32
     } else {
         WeightDtype::F16
     };
     // Everything below (accuracy, statistics) sees the weights as stored.
-    write_model_dir_as(&model, &tmp_dir, true, &files, dtype)?;
+    write_model_files(&model, tmp_dir, &files, dtype)?;
     drop(model);
-    let m = load_model_dir(&tmp_dir, &sel.device)?;
+    let m = load_model_dir(tmp_dir, &sel.device)?;
 
     let (rewrite, para) = known_fact_pairs(records);
     let acc_rewrite = top1_accuracy(&m.model, &m.tokenizer, &rewrite)?;
@@ -255,6 +262,7 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         model: block_on(fingerprint(&m.model))?,
         corpus: "demo-training-text".into(),
         windows_done: wins.len() as u64,
+        settings: format!("window={}", args.context),
     };
     let report = json!({
         "counterfact": source,
@@ -276,8 +284,8 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     files.push(("stats.safetensors".to_string(), stats_to_bytes(&stats, &meta)?));
     files.push(("train.json".to_string(), serde_json::to_vec_pretty(&report)?));
     files.extend(kept_files(&args.out, &files)?);
-    write_model_dir_as(&m.model, &args.out, args.overwrite, &files, dtype)?;
-    std::fs::remove_dir_all(&tmp_dir).with_context(|| format!("removing {}", tmp_dir.display()))?;
+    dest.write_dir(|dir| Ok(write_model_files(&m.model, dir, &files, dtype)?))?;
+    drop(scratch);
     eprintln!(
         "wrote {} in {:.0} s",
         args.out.display(),

@@ -140,6 +140,9 @@ pub struct StatsMeta {
     pub corpus: String,
     /// Windows of the corpus already processed (for resuming).
     pub windows_done: u64,
+    /// What decides which windows those are (window length, token limit, shard), so a resume
+    /// with other settings is refused rather than silently continued; empty when not recorded.
+    pub settings: String,
 }
 
 /// Serialises statistics to safetensors bytes: per layer `layer.{l}.mom2` (C0 = sum/count, f32,
@@ -158,6 +161,7 @@ pub fn stats_to_bytes(stats: &[LayerStats], meta: &StatsMeta) -> Result<Vec<u8>>
         ("model".to_string(), meta.model.clone()),
         ("corpus".to_string(), meta.corpus.clone()),
         ("windows_done".to_string(), meta.windows_done.to_string()),
+        ("settings".to_string(), meta.settings.clone()),
         ("layers".to_string(), layers.join(",")),
     ]);
     crate::save::tensors_to_bytes(tensors, info)
@@ -219,6 +223,7 @@ pub fn stats_from_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<(Ve
         model: md.get("model").cloned().unwrap_or_default(),
         corpus: md.get("corpus").cloned().unwrap_or_default(),
         windows_done: md.get("windows_done").and_then(|s| s.parse().ok()).unwrap_or(0),
+        settings: md.get("settings").cloned().unwrap_or_default(),
     };
     Ok((out, meta))
 }

@@ -53,29 +53,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|e| EngineError::io(&index, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| EngineError::Safetensors {
-            path: index.clone(),
-            reason: e.to_string(),
-        })?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| EngineError::Safetensors {
-                path: index.clone(),
-                reason: "no `weight_map` object".into(),
-            })?;
-        let mut shards = BTreeSet::new();
-        for (name, file) in map {
-            let file = file
-                .as_str()
-                .filter(|f| is_plain_name(f))
-                .ok_or_else(|| EngineError::Safetensors {
-                    path: index.clone(),
-                    reason: format!("weight_map entry for `{name}` is not a file name in the directory"),
-                })?;
-            shards.insert(dir.join(file));
-        }
-        return Ok(shards.into_iter().collect());
+        return Ok(shard_names(&text, &index)?.into_iter().map(|f| dir.join(f)).collect());
     }
     let single = dir.join("model.safetensors");
     if single.is_file() {
@@ -86,6 +64,40 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         what: "weights".into(),
         expected: "model.safetensors or model.safetensors.index.json".into(),
     })
+}
+
+/// The shard file names a `model.safetensors.index.json` (`text`, read from `index`) names, each
+/// once and sorted; names that are not plain file names in the directory are refused.
+pub fn shard_names(text: &str, index: &Path) -> Result<Vec<String>> {
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| EngineError::Safetensors {
+        path: index.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| EngineError::Safetensors {
+            path: index.to_path_buf(),
+            reason: "no `weight_map` object".into(),
+        })?;
+    let mut shards = BTreeSet::new();
+    for (name, file) in map {
+        let file = file
+            .as_str()
+            .filter(|f| is_plain_name(f))
+            .ok_or_else(|| EngineError::Safetensors {
+                path: index.to_path_buf(),
+                reason: format!("weight_map entry for `{name}` is not a file name in the directory"),
+            })?;
+        shards.insert(file.to_string());
+    }
+    if shards.is_empty() {
+        return Err(EngineError::Safetensors {
+            path: index.to_path_buf(),
+            reason: "`weight_map` names no shard".into(),
+        });
+    }
+    Ok(shards.into_iter().collect())
 }
 
 fn is_plain_name(f: &str) -> bool {

@@ -73,6 +73,41 @@ impl<S: ByteSource> WeightFiles<S> {
         Ok(TensorData::new(self.take_values(name, expected)?, expected.to_vec()))
     }
 
+    /// Checks, from the files' headers alone, that they hold the network `config` describes:
+    /// the same number of parameters. Run before any module is built, so a `config.json` that
+    /// claims 10⁹ layers or 2³²-wide embeddings is an error, not an attempt to allocate them.
+    pub fn check_config(&self, config: &Gpt2Config) -> Result<()> {
+        let claimed = config.checked_num_params().ok_or_else(|| EngineError::Config {
+            path: "config.json".into(),
+            reason: "its sizes overflow".into(),
+        })?;
+        let mut held: u128 = 0;
+        for (canon, (file, key)) in &self.index {
+            // Hub files carry attention-mask buffers and a tied lm_head copy: not parameters.
+            if canon.ends_with(".attn.bias") || canon.ends_with(".attn.masked_bias") || canon == "lm_head.weight" {
+                continue;
+            }
+            if let Some(info) = self.files[*file].info(key) {
+                held += info.shape.iter().map(|&d| d as u128).product::<u128>();
+            }
+        }
+        if held != claimed as u128 {
+            return Err(EngineError::Config {
+                path: "config.json".into(),
+                reason: format!(
+                    "it describes {claimed} parameters (n_layer {}, n_embd {}, vocab_size {}, n_positions {}) but the weights in {} hold {held}: \
+                     the config does not belong to these weights",
+                    config.n_layer,
+                    config.n_embd,
+                    config.vocab_size,
+                    config.n_positions,
+                    self.origin.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The dtype of the first weight, for `pmedit info`.
     pub fn dtype(&self) -> String {
         self.index
@@ -90,6 +125,7 @@ fn param<const D: usize>(data: TensorData, device: &Device) -> Param<Tensor<D>> 
 /// model's own size plus its largest tensor.
 pub fn build_gpt2<S: ByteSource>(config: &Gpt2Config, w: &mut WeightFiles<S>, device: &Device) -> Result<Gpt2> {
     config.validate()?;
+    w.check_config(config)?;
     let (d, f, v) = (config.n_embd, config.d_inner(), config.vocab_size);
     // `init` only declares lazily-initialised parameters; each is replaced before first use.
     let mut model = config.init(device);

@@ -123,6 +123,15 @@ impl Gpt2Config {
         if self.scale_attn_by_inverse_layer_idx || !self.scale_attn_weights {
             return fail("only standard GPT-2 attention scaling is supported".into());
         }
+        if self.n_inner == Some(0) {
+            return fail("n_inner must be positive (or null for 4·n_embd)".into());
+        }
+        if self.checked_num_params().is_none() {
+            return fail(format!(
+                "the sizes overflow (vocab_size {}, n_positions {}, n_embd {}, n_layer {}, n_inner {:?}): not a real model",
+                self.vocab_size, self.n_positions, self.n_embd, self.n_layer, self.n_inner
+            ));
+        }
         if !(self.layer_norm_epsilon > 0.0 && self.layer_norm_epsilon < 1.0) {
             return fail(format!(
                 "layer_norm_epsilon {} is out of range",
@@ -134,7 +143,7 @@ impl Gpt2Config {
 
     /// Width of the MLP hidden layer, i.e. the dimension of a key.
     pub fn d_inner(&self) -> usize {
-        self.n_inner.unwrap_or(4 * self.n_embd)
+        self.n_inner.unwrap_or(self.n_embd.saturating_mul(4))
     }
 
     /// Width of one attention head.
@@ -144,9 +153,38 @@ impl Gpt2Config {
 
     /// Number of parameters (with `lm_head` tied, counted once).
     pub fn num_params(&self) -> usize {
-        let d = self.n_embd;
-        let f = self.d_inner();
-        let block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
-        self.vocab_size * d + self.n_positions * d + self.n_layer * block + 2 * d
+        self.checked_num_params().unwrap_or(usize::MAX)
+    }
+
+    /// [`Self::num_params`], or `None` when the sizes overflow (a hostile `config.json`).
+    pub fn checked_num_params(&self) -> Option<usize> {
+        let (d, f, v) = (
+            self.n_embd,
+            self.n_inner.unwrap_or(self.n_embd.checked_mul(4)?),
+            self.vocab_size,
+        );
+        let mul = |a: usize, b: usize| a.checked_mul(b);
+        // ln_1, ln_2 (2·2d), c_attn (3d² + 3d), attn c_proj (d² + d), c_fc (df + f), mlp c_proj (fd + d).
+        let block = [
+            mul(4, d)?,
+            mul(mul(3, d)?, d)?,
+            mul(3, d)?,
+            mul(d, d)?,
+            d,
+            mul(d, f)?,
+            f,
+            mul(f, d)?,
+            d,
+        ]
+        .into_iter()
+        .try_fold(0usize, usize::checked_add)?;
+        [
+            mul(v, d)?,
+            mul(self.n_positions, d)?,
+            mul(self.n_layer, block)?,
+            mul(2, d)?,
+        ]
+        .into_iter()
+        .try_fold(0usize, usize::checked_add)
     }
 }
