@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use burn::prelude::*;
 use common::{fixture, on_all_devices};
+use pmedit_engine::edit::keys::compute_keys;
 use pmedit_engine::edit::stats::{LayerStats, accumulate, windows};
 use pmedit_engine::edit::values::target_ids;
 use pmedit_engine::edit::{Algorithm, ContextTemplates, EditRequest, Preservation, apply_edits, presets::preset};
@@ -182,6 +183,78 @@ fn edits_take_with_sampled_templates() {
         assert_eq!(t.len(), if algorithm == Algorithm::Rome { 21 } else { 6 });
         single_edit_takes(algorithm, &t, "cpu", &device);
     }
+}
+
+/// r-ROME with sampled context templates (where it differs from ROME): its defining property is
+/// the same averaged key k* in numerator and denominator, so the update maps k* exactly onto the
+/// residual it was solved for (k*ᵀΔ = r); ROME uses the bare-prompt key in the denominator
+/// (k_bareᵀΔ = r), and the two updates differ.
+#[test]
+fn r_rome_uses_the_averaged_key_in_numerator_and_denominator() {
+    let templates = {
+        let m = load_model_dir(&fixture("facts-gpt2"), &Device::flex()).unwrap();
+        block_on(ContextTemplates::generate(
+            &m.model,
+            &m.tokenizer,
+            Algorithm::Rome.template_recipe(),
+            5,
+        ))
+        .unwrap()
+    };
+    assert!(templates.len() > 1);
+    let requests = facts(1);
+    on_all_devices(|name, device| {
+        let run = |algorithm: Algorithm| {
+            let mut m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+            let mut hp = preset(algorithm, &m.config);
+            hp.value.steps = 5;
+            let pres = stats(&m, &hp.layers, hp.lambda);
+            let outcome = block_on(apply_edits(
+                &mut m.model,
+                &m.tokenizer,
+                &requests,
+                algorithm,
+                &hp,
+                &templates,
+                &pres,
+                |_| {},
+            ))
+            .unwrap();
+            let d = outcome.deltas.last().unwrap().clone();
+            // The layer's own key is not changed by the edit of its output matrix.
+            let bare = compute_keys(&m.model, &m.tokenizer, d.layer, &requests, &ContextTemplates::bare()).unwrap();
+            (d, bare)
+        };
+        let host = |t: Tensor<2>| -> Vec<f64> { t.into_data().iter::<f64>().collect() };
+        let rel = |a: &[f64], b: &[f64]| {
+            let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+            (num / b.iter().map(|y| y * y).sum::<f64>()).sqrt()
+        };
+        let maps = |k: &Tensor<2>, d: &pmedit_engine::edit::LayerDelta| {
+            rel(
+                &host(k.clone().transpose().matmul(d.delta.clone())),
+                &host(d.residual.clone()),
+            )
+        };
+        let (rrome, bare) = run(Algorithm::RRome);
+        assert!(
+            maps(&rrome.keys, &rrome) < 1e-4,
+            "{name}: r-ROME does not map k* onto r: {:e}",
+            maps(&rrome.keys, &rrome)
+        );
+        let (rome, _) = run(Algorithm::Rome);
+        assert!(
+            maps(&bare, &rome) < 1e-4,
+            "{name}: ROME does not map k_bare onto r: {:e}",
+            maps(&bare, &rome)
+        );
+        assert!(
+            maps(&rome.keys, &rome) > 1e-3,
+            "{name}: with sampled templates k* ≠ k_bare, so ROME misses k*"
+        );
+        let diff = rel(&host(rrome.delta.clone()), &host(rome.delta.clone()));
+        assert!(diff > 1e-3, "{name}: r-ROME and ROME gave the same Δ ({diff:e})");
+    });
 }
 
 /// A batch of 4 edited jointly: every new object gains probability (×10 at least) and on average
