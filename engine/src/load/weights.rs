@@ -73,14 +73,72 @@ impl<S: ByteSource> WeightFiles<S> {
         Ok(TensorData::new(self.take_values(name, expected)?, expected.to_vec()))
     }
 
-    /// Checks, from the files' headers alone, that they hold the network `config` describes:
-    /// the same number of parameters. Run before any module is built, so a `config.json` that
-    /// claims 10⁹ layers or 2³²-wide embeddings is an error, not an attempt to allocate them.
+    /// Checks, from the files' headers alone, that they hold the network `config` describes —
+    /// every tensor with its shape, and nothing more — before any module is built, so a
+    /// `config.json` that claims 10⁹ layers or 2³²-wide embeddings is an error, not an attempt to
+    /// allocate them.
     pub fn check_config(&self, config: &Gpt2Config) -> Result<()> {
-        let claimed = config.checked_num_params().ok_or_else(|| EngineError::Config {
+        let bad = |reason: String| EngineError::Config {
             path: "config.json".into(),
-            reason: "its sizes overflow".into(),
-        })?;
+            reason,
+        };
+        let claimed = config
+            .checked_num_params()
+            .ok_or_else(|| bad("its sizes overflow".into()))?;
+        // Blocks present: one past the largest `h.N.` index (bounds every loop below).
+        let blocks = self
+            .index
+            .keys()
+            .filter_map(|k| k.strip_prefix("h.")?.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |n| n + 1);
+        if config.n_layer > blocks {
+            return Err(bad(format!(
+                "it says n_layer {} but the weights in {} hold {blocks} blocks: the config does not belong to these weights",
+                config.n_layer,
+                self.origin.display()
+            )));
+        }
+        let (d, f, v) = (config.n_embd, config.d_inner(), config.vocab_size);
+        let mut expected: Vec<(String, Vec<usize>)> = vec![
+            ("wte.weight".into(), vec![v, d]),
+            ("wpe.weight".into(), vec![config.n_positions, d]),
+        ];
+        for l in 0..config.n_layer {
+            for (suffix, shape) in [
+                ("ln_1.weight", vec![d]),
+                ("ln_1.bias", vec![d]),
+                ("attn.c_attn.weight", vec![d, 3 * d]),
+                ("attn.c_attn.bias", vec![3 * d]),
+                ("attn.c_proj.weight", vec![d, d]),
+                ("attn.c_proj.bias", vec![d]),
+                ("ln_2.weight", vec![d]),
+                ("ln_2.bias", vec![d]),
+                ("mlp.c_fc.weight", vec![d, f]),
+                ("mlp.c_fc.bias", vec![f]),
+                ("mlp.c_proj.weight", vec![f, d]),
+                ("mlp.c_proj.bias", vec![d]),
+            ] {
+                expected.push((format!("h.{l}.{suffix}"), shape));
+            }
+        }
+        expected.push(("ln_f.weight".into(), vec![d]));
+        expected.push(("ln_f.bias".into(), vec![d]));
+        for (name, shape) in &expected {
+            let (file, key) = self.index.get(name).ok_or_else(|| EngineError::MissingTensor {
+                name: name.clone(),
+                path: self.origin.clone(),
+            })?;
+            if let Some(info) = self.files[*file].info(key)
+                && info.shape != *shape
+            {
+                return Err(EngineError::ShapeMismatch {
+                    name: key.clone(),
+                    expected: shape.clone(),
+                    found: info.shape.clone(),
+                });
+            }
+        }
         let mut held: u128 = 0;
         for (canon, (file, key)) in &self.index {
             // Hub files carry attention-mask buffers and a tied lm_head copy: not parameters.
@@ -92,18 +150,15 @@ impl<S: ByteSource> WeightFiles<S> {
             }
         }
         if held != claimed as u128 {
-            return Err(EngineError::Config {
-                path: "config.json".into(),
-                reason: format!(
-                    "it describes {claimed} parameters (n_layer {}, n_embd {}, vocab_size {}, n_positions {}) but the weights in {} hold {held}: \
-                     the config does not belong to these weights",
-                    config.n_layer,
-                    config.n_embd,
-                    config.vocab_size,
-                    config.n_positions,
-                    self.origin.display()
-                ),
-            });
+            return Err(bad(format!(
+                "it describes {claimed} parameters (n_layer {}, n_embd {}, vocab_size {}, n_positions {}) but the weights in {} hold {held}: \
+                 the config does not belong to these weights",
+                config.n_layer,
+                config.n_embd,
+                config.vocab_size,
+                config.n_positions,
+                self.origin.display()
+            )));
         }
         Ok(())
     }
