@@ -627,4 +627,72 @@ mod tests {
         };
         assert!(c.iter().all(|v| v.is_finite()));
     }
+
+    /// Sub-matrix views (a row stride larger than the row) of odd sizes, each operand inside an
+    /// exactly-sized buffer whose padding is NaN: a kernel that reads padding gives NaN, one that
+    /// writes it breaks the padding check, and one that steps past the buffer is caught by
+    /// AddressSanitizer (`scripts/fuzz.sh` runs this crate's tests under it).
+    #[test]
+    fn padded_strides_touch_only_their_elements() {
+        for (m, n, k) in [(1, 1, 1), (3, 5, 7), (9, 17, 33), (31, 13, 65), (65, 33, 129)] {
+            let (lda, ldb, ldc) = (k + 3, n + 5, n + 1);
+            let pad = |rows: usize, ld: usize, cols: usize, seed: u64| {
+                let v = values(rows * cols, seed);
+                let mut buf = vec![f32::NAN; (rows - 1) * ld + cols];
+                for i in 0..rows {
+                    buf[i * ld..i * ld + cols].copy_from_slice(&v[i * cols..(i + 1) * cols]);
+                }
+                (buf, v)
+            };
+            let (a, a_dense) = pad(m, lda, k, 11);
+            let (b, b_dense) = pad(k, ldb, n, 12);
+            let (c0, c_dense) = pad(m, ldc, n, 13);
+            for path in 0..3 {
+                let mut c = c0.clone();
+                let (av, bv) = (
+                    View {
+                        ptr: a.as_ptr(),
+                        rs: lda as isize,
+                        cs: 1,
+                    },
+                    View {
+                        ptr: b.as_ptr(),
+                        rs: ldb as isize,
+                        cs: 1,
+                    },
+                );
+                let cv = ViewMut {
+                    ptr: c.as_mut_ptr(),
+                    rs: ldc as isize,
+                    cs: 1,
+                };
+                unsafe {
+                    match path {
+                        0 => sgemm((m, n, k), 1.5, av, bv, 0.5, cv),
+                        1 => with_gemm((m, n, k), 1.5, av, bv, 0.5, cv, true),
+                        #[cfg(target_arch = "x86_64")]
+                        _ if avx2::available() => avx2::sgemm((m, n, k), 1.5, av, bv, 0.5, cv, true),
+                        _ => continue,
+                    }
+                }
+                for i in 0..m {
+                    for j in 0..ldc.min(c.len() - i * ldc) {
+                        let got = c[i * ldc + j];
+                        if j >= n {
+                            assert!(got.is_nan(), "path {path}: padding of c written at ({i}, {j})");
+                            continue;
+                        }
+                        let dot: f64 = (0..k)
+                            .map(|p| a_dense[i * k + p] as f64 * b_dense[p * n + j] as f64)
+                            .sum();
+                        let want = 1.5 * dot + 0.5 * c_dense[i * n + j] as f64;
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "path {path}: {m}×{n}×{k} at ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
