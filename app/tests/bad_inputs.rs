@@ -6,25 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+mod common;
+use common::{listing, root};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use serde_json::Value;
 
 /// A copy of the demo model with some files replaced by (or removed for) bad ones.
 fn model_dir(into: &Path, replace: &serde_json::Map<String, Value>) -> PathBuf {
-    let demo = root().join("public/models/demo");
     let dir = into.join("model");
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in [
-        "config.json",
-        "tokenizer.json",
-        "model.safetensors",
-        "stats.safetensors",
-    ] {
-        std::fs::copy(demo.join(f), dir.join(f)).unwrap();
-    }
+    common::copy_demo(&dir);
     for (name, with) in replace {
         match with.as_str() {
             Some(bad) => std::fs::copy(root().join("tests/bad-inputs").join(bad), dir.join(name)).map(drop),
@@ -33,20 +23,6 @@ fn model_dir(into: &Path, replace: &serde_json::Map<String, Value>) -> PathBuf {
         .unwrap();
     }
     dir
-}
-
-fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(listing(&p));
-        } else {
-            out.push((p.clone(), std::fs::read(&p).unwrap()));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

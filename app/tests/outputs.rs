@@ -6,13 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
-}
+mod common;
+use common::{fixture, listing, root};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -34,33 +29,10 @@ fn pmedit(args: &[&str]) -> (bool, String) {
     (out.status.success(), err)
 }
 
-/// Every file below `dir` with its bytes.
-fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(listing(&p));
-        } else {
-            out.push((p.clone(), std::fs::read(&p).unwrap()));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// A copy of the demo model at `root/models/demo`.
 fn demo_copy(root_dir: &Path) -> PathBuf {
     let dir = root_dir.join("models/demo");
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in [
-        "config.json",
-        "tokenizer.json",
-        "model.safetensors",
-        "stats.safetensors",
-    ] {
-        std::fs::copy(root().join("public/models/demo").join(f), dir.join(f)).unwrap();
-    }
+    common::copy_demo(&dir);
     dir
 }
 
@@ -252,6 +224,12 @@ fn stats_read_a_corpus_only_as_far_as_max_tokens() {
     assert!(written < 64 << 20, "read {written} bytes for 200 tokens");
 }
 
+/// A safetensors file's header (JSON) and data section.
+fn safetensors_parts(b: &[u8]) -> (serde_json::Value, Vec<u8>) {
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&b[8..8 + n]).unwrap(), b[8 + n..].to_vec())
+}
+
 /// Each `.npz` goes with its own layer: the `--layers` entry at its position (not the sorted
 /// list), or the layer in its name; the result is the same either way.
 #[test]
@@ -260,8 +238,10 @@ fn import_stats_pairs_each_file_with_its_layer() {
     let l0 = fixture("authors-npz/transformer.h.0.mlp.c_proj_float32_mom2_120.npz");
     let l1 = fixture("authors-npz/transformer.h.1.mlp.c_proj_float32_mom2_80.npz");
     let model = fixture("tiny-gpt2");
-    let run = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
+    // `pmedit [global flags] import-stats --npz L1 L0 [extra] --out OUT`.
+    let import = |out: &Path, global: &[&str], extra: &[&str]| {
+        let mut args = global.to_vec();
+        args.extend([
             "import-stats",
             "--model",
             s(&model),
@@ -270,43 +250,28 @@ fn import_stats_pairs_each_file_with_its_layer() {
             s(&l0),
             "--out",
             s(out),
-        ];
+        ]);
         args.extend_from_slice(extra);
-        let (ok, err) = pmedit(&args);
+        pmedit(&args)
+    };
+    let run = |out: &Path, global: &[&str], extra: &[&str]| {
+        let (ok, err) = import(out, global, extra);
         assert!(ok, "{err}");
         std::fs::read(out).unwrap()
     };
     // Tensors (names, shapes, bytes) of a statistics file; its metadata map has no fixed order.
     let tensors = |b: &[u8]| {
-        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
-        let mut header: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+        let (mut header, data) = safetensors_parts(b);
         header.as_object_mut().unwrap().remove("__metadata__");
-        (header, b[8 + n..].to_vec())
+        (header, data)
     };
-    let by_name = tensors(&run(&tmp.path().join("a.safetensors"), &[]));
-    let given = tensors(&run(&tmp.path().join("b.safetensors"), &["--layers", "1,0"]));
+    let by_name = tensors(&run(&tmp.path().join("a.safetensors"), &[], &[]));
+    let given = tensors(&run(&tmp.path().join("b.safetensors"), &[], &["--layers", "1,0"]));
     assert_eq!(by_name, given);
     // The fingerprint is the stored weights', whatever --dtype says.
     let d = tmp.path().join("d.safetensors");
-    let (ok, err) = pmedit(&[
-        "--dtype",
-        "f16",
-        "import-stats",
-        "--model",
-        s(&model),
-        "--npz",
-        s(&l1),
-        s(&l0),
-        "--out",
-        s(&d),
-    ]);
-    assert!(ok, "{err}");
-    let meta = |p: &Path| {
-        let b = std::fs::read(p).unwrap();
-        let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
-        let h: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
-        h["__metadata__"]["model"].clone()
-    };
+    run(&d, &["--dtype", "f16"], &[]);
+    let meta = |p: &Path| safetensors_parts(&std::fs::read(p).unwrap()).0["__metadata__"]["model"].clone();
     assert_eq!(meta(&d), meta(&tmp.path().join("a.safetensors")));
     // The layers' token counts (120 and 80) land on their own layers.
     let (header, data) = &by_name;
@@ -319,18 +284,7 @@ fn import_stats_pairs_each_file_with_its_layer() {
     assert_eq!((count(0), count(1)), (120.0, 80.0));
     // Sorting `--layers` and then zipping it with the files would swap them: refused instead
     // when the given list names a layer twice.
-    let (ok, err) = pmedit(&[
-        "import-stats",
-        "--model",
-        s(&model),
-        "--npz",
-        s(&l1),
-        s(&l0),
-        "--layers",
-        "1,1",
-        "--out",
-        s(&tmp.path().join("e.safetensors")),
-    ]);
+    let (ok, err) = import(&tmp.path().join("e.safetensors"), &[], &["--layers", "1,1"]);
     assert!(!ok && err.contains("both statistics for layer 1"), "{err}");
 }
 

@@ -103,24 +103,15 @@ pub fn parse_positive(text: &str, what: &str) -> Result<Option<f64>, String> {
 mod tests {
     use super::*;
 
+    /// The parsing itself is the engine's (tested there); the page gets its message as text.
     #[test]
     fn npz_layer_is_read_from_the_authors_names() {
-        for (name, layer) in [
-            ("transformer.h.17.mlp.c_proj_float32_mom2_100000.npz", 17),
-            (
-                "stats/gpt2-xl/wikipedia_stats/transformer.h.3.mlp.c_proj_float32_mom2_100000.npz",
-                3,
-            ),
-            ("model.layers.5.mlp.down_proj_float32_mom2_100000.npz", 5),
-            ("layer12.npz", 12),
-            ("Layer_0.npz", 0),
-            ("l7.npz", 7),
-        ] {
-            assert_eq!(npz_layer(name), Ok(layer), "{name}");
-        }
+        assert_eq!(npz_layer("transformer.h.17.mlp.c_proj_float32_mom2_100000.npz"), Ok(17));
         let err = npz_layer("mom2.npz").unwrap_err();
-        assert!(err.contains("mom2.npz") && err.contains("layer17.npz"), "{err}");
-        assert!(npz_layer("lemon.npz").is_err());
+        assert!(
+            err.starts_with("mom2.npz: cannot tell") && err.contains("layer17.npz"),
+            "{err}"
+        );
     }
 
     fn row(s: &str, p: &str, t: &str) -> FactRow {

@@ -53,14 +53,9 @@ fn target_prob(m: &pmedit_engine::load::LoadedModel, r: &EditRequest) -> Result<
 
 pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     // Checked before anything is loaded: no input is ever written over (docs in destination.rs).
-    let stats_path = args
-        .stats
-        .clone()
-        .unwrap_or_else(|| args.model.join("stats.safetensors"));
-    let mut inputs = vec![args.model.as_path(), args.requests.as_path(), stats_path.as_path()];
-    if let Some(t) = args.templates.as_deref().filter(|t| *t != "none") {
-        inputs.push(Path::new(t));
-    }
+    let mut owned = super::edit_inputs(&args.model, args.stats.as_deref(), args.templates.as_deref());
+    owned.push(args.requests.clone());
+    let inputs: Vec<&Path> = owned.iter().map(|p| p.as_path()).collect();
     let dest = Destination::new(&args.out, &inputs, Kind::EditedModel, args.overwrite)?;
     let delta_dest = args
         .save_delta

@@ -206,14 +206,9 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
     if let Some(n) = args.limit {
         records.truncate(n);
     }
-    let stats_path = args
-        .stats
-        .clone()
-        .unwrap_or_else(|| args.model.join("stats.safetensors"));
-    let mut inputs = vec![args.model.as_path(), args.dataset.as_path(), stats_path.as_path()];
-    if let Some(t) = args.templates.as_deref().filter(|t| *t != "none") {
-        inputs.push(Path::new(t));
-    }
+    let mut owned = super::edit_inputs(&args.model, args.stats.as_deref(), args.templates.as_deref());
+    owned.push(args.dataset.clone());
+    let inputs: Vec<&Path> = owned.iter().map(|p| p.as_path()).collect();
     let dest = Destination::new(&args.out, &inputs, Kind::Eval, false)?;
     let settings = run_settings(&args);
     check_same_settings(&args.out, &settings)?;

@@ -57,6 +57,18 @@ impl ValueOverrides {
     }
 }
 
+/// The files an edit reads besides its requests or dataset: the model, its C0 statistics
+/// (`--stats`, default `<model>/stats.safetensors`) and a templates file (unless `none`), for
+/// checking `--out` against them.
+pub fn edit_inputs(model: &Path, stats: Option<&Path>, templates: Option<&str>) -> Vec<std::path::PathBuf> {
+    let mut inputs = vec![
+        model.to_path_buf(),
+        stats.map_or_else(|| model.join("stats.safetensors"), Path::to_path_buf),
+    ];
+    inputs.extend(templates.filter(|t| *t != "none").map(std::path::PathBuf::from));
+    inputs
+}
+
 /// Fails unless every layer of `--layers` exists in a model of `n_layer` blocks.
 pub fn check_layers(layers: &[usize], n_layer: usize) -> Result<()> {
     if let Some(&bad) = layers.iter().find(|&&l| l >= n_layer) {
