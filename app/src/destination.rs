@@ -106,19 +106,12 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
-/// The metadata `format` of a safetensors file, if it is one.
+/// The metadata `format` of a safetensors file, if it is one (its header read and validated by
+/// the engine's reader; no tensor is read).
 fn safetensors_format(path: &Path) -> Option<String> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut len = [0u8; 8];
-    std::io::Read::read_exact(&mut f, &mut len).ok()?;
-    let n = u64::from_le_bytes(len);
-    if n > 100_000_000 || n > f.metadata().ok()?.len() {
-        return None;
-    }
-    let mut header = vec![0u8; n as usize];
-    std::io::Read::read_exact(&mut f, &mut header).ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&header).ok()?;
-    json.get("__metadata__")?.get("format")?.as_str().map(str::to_owned)
+    use pmedit_engine::load::{FileSource, SafetensorsFile};
+    let file = SafetensorsFile::open(FileSource::open(path).ok()?).ok()?;
+    file.metadata().get("format").cloned()
 }
 
 /// Whether the process with this id still runs (only Linux can tell: elsewhere, assume it does).
