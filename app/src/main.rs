@@ -4,11 +4,8 @@ mod commands;
 mod destination;
 mod device;
 mod memory;
-mod output;
 mod plot;
 mod ranges;
-
-use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,158 +33,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Show a model directory's config, parameter count, dtype and the device in use.
-    Info {
-        /// Hugging Face GPT-2 model directory.
-        #[arg(long)]
-        model: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Info(commands::info::InfoArgs),
     /// Next-token top-k predictions with log-probabilities.
-    Predict {
-        /// Hugging Face GPT-2 model directory.
-        #[arg(long)]
-        model: PathBuf,
-        /// The prompt.
-        #[arg(long)]
-        prompt: String,
-        /// How many tokens to list.
-        #[arg(long, default_value_t = 10, value_parser = crate::ranges::positive)]
-        top_k: usize,
-        /// Print JSON (token ids, token strings, log-probs).
-        #[arg(long)]
-        json: bool,
-    },
+    Predict(commands::predict::PredictArgs),
     /// Compute C0 statistics (uncentred second moment of the keys) over a text corpus.
-    Stats {
-        /// Hugging Face GPT-2 model directory.
-        #[arg(long)]
-        model: PathBuf,
-        /// Plain text, or JSON lines with a `text` field.
-        #[arg(long)]
-        corpus: PathBuf,
-        /// Layers: `17`, `13-17` or `3,5`.
-        #[arg(long)]
-        layers: String,
-        /// Stop after this many tokens (the corpus is read only that far).
-        #[arg(long, value_parser = crate::ranges::positive)]
-        max_tokens: Option<usize>,
-        /// Tokens per window (default: the model's context).
-        #[arg(long, value_parser = crate::ranges::positive)]
-        window: Option<usize>,
-        /// Windows per forward pass.
-        #[arg(long, default_value_t = 8, value_parser = crate::ranges::positive)]
-        batch: usize,
-        /// Output safetensors file (written atomically, checkpointed while running).
-        #[arg(long)]
-        out: PathBuf,
-        /// Continue an interrupted run from `--out`.
-        #[arg(long)]
-        resume: bool,
-        /// Process only shard I of N (`I/N`, windows i with i mod N = I), to split a corpus over
-        /// machines; combine the parts with `pmedit merge-stats`.
-        #[arg(long)]
-        shard: Option<String>,
-    },
+    Stats(commands::stats::StatsArgs),
     /// Convert the authors' per-layer `.npz` statistics (mom2.mom2, mom2.count) for `pmedit edit`.
-    ImportStats {
-        /// The model the statistics belong to (for the fingerprint).
-        #[arg(long)]
-        model: PathBuf,
-        /// One `.npz` per layer (the authors' files hold a sum Σ k kᵀ and a count; C0 is their mean).
-        #[arg(long, num_args = 1.., required = true)]
-        npz: Vec<PathBuf>,
-        /// The files' layers, one per file in the order the files are given (`17,13` or
-        /// `13-17`); default: read from each file's name (`transformer.h.17.mlp…npz` → 17).
-        #[arg(long)]
-        layers: Option<String>,
-        /// Output statistics file.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    ImportStats(commands::stats::ImportStatsArgs),
     /// Sum statistics computed on parts of a corpus (same model and layers).
-    MergeStats {
-        /// Statistics files to merge.
-        #[arg(long, num_args = 1.., required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output file.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    MergeStats(commands::stats::MergeStatsArgs),
     /// Edit facts: apply ROME, r-ROME, MEMIT or EMMET and write the edited model directory.
-    Edit {
-        /// Hugging Face GPT-2 model directory (never modified).
-        #[arg(long)]
-        model: PathBuf,
-        /// Requests: JSON array/object/lines; pmedit, ROME/MEMIT CounterFact or EasyEdit shape.
-        #[arg(long)]
-        requests: PathBuf,
-        /// rome | r-rome | memit | emmet.
-        #[arg(long, default_value = "emmet")]
-        algo: String,
-        /// Layers to edit (`17`, `13-17`); default from the presets.
-        #[arg(long)]
-        layers: Option<String>,
-        /// C0 statistics file (default: <model>/stats.safetensors).
-        #[arg(long)]
-        stats: Option<PathBuf>,
-        /// λ (mom2_update_weight, > 0).
-        #[arg(long, value_parser = crate::ranges::positive_real)]
-        lambda: Option<f64>,
-        /// α (EMMET's regulariser, ≥ 0).
-        #[arg(long, value_parser = crate::ranges::non_negative_real)]
-        alpha: Option<f64>,
-        #[command(flatten)]
-        value: commands::ValueOverrides,
-        /// Context templates: a JSON file, or `none` for the bare prompt (default: sampled).
-        #[arg(long)]
-        templates: Option<String>,
-        /// Seed for template sampling.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Use only the first N requests.
-        #[arg(long, value_parser = crate::ranges::positive)]
-        limit: Option<usize>,
-        /// Leave out requests whose key duplicates an earlier one's (the same subject twice), with a
-        /// report, instead of refusing the batch.
-        #[arg(long)]
-        drop_dependent: bool,
-        /// Output model directory.
-        #[arg(long)]
-        out: PathBuf,
-        /// Also write Δ per layer as safetensors.
-        #[arg(long)]
-        save_delta: Option<PathBuf>,
-        /// Replace `--out` if it exists.
-        #[arg(long)]
-        overwrite: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Edit(commands::edit::EditArgs),
     /// Measure forward, generation and statistics throughput on the chosen device.
-    Bench {
-        /// Hugging Face GPT-2 model directory.
-        #[arg(long)]
-        model: PathBuf,
-        /// Timed runs (median reported).
-        #[arg(long, default_value_t = 5, value_parser = crate::ranges::positive)]
-        runs: usize,
-        /// Prompts per forward pass.
-        #[arg(long, default_value_t = 16, value_parser = crate::ranges::positive)]
-        batch: usize,
-        /// Tokens per prompt.
-        #[arg(long, default_value_t = 32, value_parser = crate::ranges::positive)]
-        seq: usize,
-        /// Time one operation run by run (JSON lines): load, forward, generate, stats, rome,
-        /// emmet-N, memit-N, solve-emmet-N, solve-memit-N, cholesky-N, matmul-N.
-        #[arg(long)]
-        op: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(commands::bench::BenchArgs),
     /// Run the paper's experiments: batched edits of dataset records, scored before and after,
     /// with sweeps over batch sizes and λ, reports and plots.
     Eval(commands::eval::EvalArgs),
@@ -196,29 +54,7 @@ enum Command {
     /// Train the built-in demo model (a small GPT-2 that knows real CounterFact facts).
     TrainDemo(commands::train_demo::TrainDemoArgs),
     /// Generate a continuation (KV cache, seeded top-k sampling).
-    Generate {
-        /// Hugging Face GPT-2 model directory.
-        #[arg(long)]
-        model: PathBuf,
-        /// The prompt.
-        #[arg(long)]
-        prompt: String,
-        /// Tokens to generate.
-        #[arg(long, default_value_t = 40)]
-        max_new_tokens: usize,
-        /// Sample among the k most likely tokens (1 = greedy).
-        #[arg(long, default_value_t = 5, value_parser = crate::ranges::positive)]
-        top_k: usize,
-        /// Softmax temperature (> 0).
-        #[arg(long, default_value_t = 1.0, value_parser = crate::ranges::positive_real_f32)]
-        temperature: f32,
-        /// RNG seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Generate(commands::generate::GenerateArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -254,136 +90,21 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    if cli.dtype != device::Precision::F32 && matches!(cli.command, Command::Edit { .. } | Command::Stats { .. }) {
+    if cli.dtype != device::Precision::F32 && matches!(cli.command, Command::Edit(_) | Command::Stats(_)) {
         anyhow::bail!("edits and statistics run in f32: drop --dtype");
     }
+    let (f32, any) = ((cli.device, device::Precision::F32), (cli.device, cli.dtype));
     match cli.command {
-        Command::Eval(args) => commands::eval::run(args, (cli.device, device::Precision::F32)),
-        Command::Demo(args) => commands::demo::run(args, (cli.device, device::Precision::F32)),
-        Command::TrainDemo(args) => commands::train_demo::run(args, (cli.device, device::Precision::F32)),
-        Command::Info { model, json } => commands::info::run(&model, (cli.device, cli.dtype), json),
-        Command::Predict {
-            model,
-            prompt,
-            top_k,
-            json,
-        } => commands::predict::run(&model, &prompt, top_k, (cli.device, cli.dtype), json),
-        Command::Stats {
-            model,
-            corpus,
-            layers,
-            max_tokens,
-            window,
-            batch,
-            out,
-            resume,
-            shard,
-        } => commands::stats::run(
-            commands::stats::StatsArgs {
-                model: &model,
-                corpus: &corpus,
-                layers: output::parse_layers(&layers)?,
-                max_tokens,
-                window,
-                batch,
-                out: &out,
-                resume,
-                shard: shard.as_deref().map(commands::stats::parse_shard).transpose()?,
-            },
-            (cli.device, device::Precision::F32),
-        ),
-        Command::MergeStats { inputs, out } => commands::stats::merge(&inputs, &out),
-        Command::ImportStats {
-            model,
-            npz,
-            layers,
-            out,
-        } => commands::stats::import(&model, &npz, layers.as_deref(), &out, cli.device),
-        Command::Edit {
-            model,
-            requests,
-            algo,
-            layers,
-            stats,
-            lambda,
-            alpha,
-            value,
-            templates,
-            seed,
-            limit,
-            drop_dependent,
-            out,
-            save_delta,
-            overwrite,
-            json,
-        } => commands::edit::run(
-            commands::edit::EditArgs {
-                model,
-                requests,
-                algo,
-                layers: layers.as_deref().map(output::parse_layers).transpose()?,
-                stats,
-                lambda,
-                alpha,
-                value,
-                templates,
-                seed,
-                limit,
-                drop_dependent,
-                out,
-                save_delta,
-                overwrite,
-                json,
-            },
-            (cli.device, device::Precision::F32),
-        ),
-        Command::Bench {
-            model,
-            runs,
-            batch,
-            seq,
-            op: Some(op),
-            ..
-        } => commands::bench::run_op(
-            &model,
-            (cli.device, cli.dtype),
-            &op,
-            runs.max(1),
-            batch.max(1),
-            seq.max(1),
-        ),
-        Command::Bench {
-            model,
-            runs,
-            batch,
-            seq,
-            json,
-            ..
-        } => commands::bench::run(
-            &model,
-            (cli.device, cli.dtype),
-            runs.max(1),
-            batch.max(1),
-            seq.max(1),
-            json,
-        ),
-        Command::Generate {
-            model,
-            prompt,
-            max_new_tokens,
-            top_k,
-            temperature,
-            seed,
-            json,
-        } => {
-            let opts = pmedit_engine::generate::GenerateOptions {
-                max_new_tokens,
-                top_k,
-                temperature,
-                seed,
-                stop_at_eos: true,
-            };
-            commands::generate::run(&model, &prompt, &opts, (cli.device, cli.dtype), json)
-        }
+        Command::Eval(args) => commands::eval::run(args, f32),
+        Command::Demo(args) => commands::demo::run(args, f32),
+        Command::TrainDemo(args) => commands::train_demo::run(args, f32),
+        Command::Info(args) => commands::info::run(args, any),
+        Command::Predict(args) => commands::predict::run(args, any),
+        Command::Stats(args) => commands::stats::run(args, f32),
+        Command::MergeStats(args) => commands::stats::run_merge(args),
+        Command::ImportStats(args) => commands::stats::run_import(args, cli.device),
+        Command::Edit(args) => commands::edit::run(args, f32),
+        Command::Bench(args) => commands::bench::dispatch(args, any),
+        Command::Generate(args) => commands::generate::run(args, any),
     }
 }

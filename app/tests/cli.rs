@@ -258,7 +258,7 @@ fn sharded_stats_merge_to_the_whole() {
     ]);
     assert!(ok, "{err}");
     let read = |p: &Path| {
-        let (s, _) = pmedit_engine::edit::stats::stats_from_bytes(
+        let (s, _) = pmedit_engine::load::stats_file::stats_from_bytes(
             &std::fs::read(p).unwrap(),
             "x",
             &burn::prelude::Device::flex(),
@@ -505,7 +505,7 @@ fn killed_stats_resume_to_the_same_result() {
     let device = burn::prelude::Device::flex();
     let load = |p: &Path| {
         let (s, meta) =
-            pmedit_engine::edit::stats::stats_from_bytes(&std::fs::read(p).unwrap(), "stats", &device).unwrap();
+            pmedit_engine::load::stats_file::stats_from_bytes(&std::fs::read(p).unwrap(), "stats", &device).unwrap();
         let sum: Vec<f32> = s[0].sum.clone().into_data().iter::<f32>().collect();
         (s[0].count, meta.windows_done, sum)
     };

@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 use crate::error::Result;
-use crate::model::{Gpt2, KvCache};
+use crate::model::EditableModel;
 use crate::predict::{encode_prompt, token_tensor};
 use crate::tokenizer::Gpt2Tokenizer;
 
@@ -59,8 +59,8 @@ pub fn sample_top_k(logits: &[f32], top_k: usize, temperature: f32, rng: &mut Ch
 }
 
 /// Token ids generated after `prompt_ids` (the prompt itself is not included).
-pub async fn generate_ids(
-    model: &Gpt2,
+pub async fn generate_ids<M: EditableModel>(
+    model: &M,
     prompt_ids: &[u32],
     opts: &GenerateOptions,
     eos: Option<u32>,
@@ -69,7 +69,7 @@ pub async fn generate_ids(
     let budget = model.n_positions().saturating_sub(prompt_ids.len());
     let steps = opts.max_new_tokens.min(budget);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let mut cache = KvCache::default();
+    let mut cache = M::Cache::default();
     let mut input = prompt_ids.to_vec();
     let mut out = Vec::with_capacity(steps);
     for _ in 0..steps {
@@ -89,7 +89,12 @@ pub async fn generate_ids(
 }
 
 /// Generates a continuation of `prompt` and returns only the new text.
-pub async fn generate(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str, opts: &GenerateOptions) -> Result<String> {
+pub async fn generate(
+    model: &impl EditableModel,
+    tokenizer: &Gpt2Tokenizer,
+    prompt: &str,
+    opts: &GenerateOptions,
+) -> Result<String> {
     let ids = encode_prompt(model, tokenizer, prompt)?;
     let new = generate_ids(model, &ids, opts, tokenizer.eos_id()).await?;
     tokenizer.decode(&new)

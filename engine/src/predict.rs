@@ -5,7 +5,7 @@ use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::model::Gpt2;
+use crate::model::EditableModel;
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// One candidate next token.
@@ -20,7 +20,7 @@ pub struct TokenLogProb {
 }
 
 /// Encodes `prompt` and checks it fits the model's context.
-pub fn encode_prompt(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str) -> Result<Vec<u32>> {
+pub fn encode_prompt(model: &impl EditableModel, tokenizer: &Gpt2Tokenizer, prompt: &str) -> Result<Vec<u32>> {
     let ids = tokenizer.encode(prompt)?;
     if ids.is_empty() {
         return Err(EngineError::Input("the prompt is empty".into()));
@@ -48,7 +48,7 @@ pub fn token_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
 }
 
 /// Log-probabilities of the next token after `ids`, `[vocab]`, on the host.
-pub async fn next_token_logprobs(model: &Gpt2, ids: &[u32]) -> Result<Vec<f32>> {
+pub async fn next_token_logprobs(model: &impl EditableModel, ids: &[u32]) -> Result<Vec<f32>> {
     let device = model.device();
     let logits = model.forward(token_tensor(ids, &device));
     let [_, seq, vocab] = logits.dims();
@@ -57,7 +57,12 @@ pub async fn next_token_logprobs(model: &Gpt2, ids: &[u32]) -> Result<Vec<f32>> 
 }
 
 /// The `k` most likely next tokens after `prompt`, most likely first.
-pub async fn top_k(model: &Gpt2, tokenizer: &Gpt2Tokenizer, prompt: &str, k: usize) -> Result<Vec<TokenLogProb>> {
+pub async fn top_k(
+    model: &impl EditableModel,
+    tokenizer: &Gpt2Tokenizer,
+    prompt: &str,
+    k: usize,
+) -> Result<Vec<TokenLogProb>> {
     let ids = encode_prompt(model, tokenizer, prompt)?;
     let logprobs = next_token_logprobs(model, &ids).await?;
     top_k_of(tokenizer, &logprobs, k)

@@ -3,7 +3,7 @@
 //! browser can hand over file contents.
 
 use std::path::Path;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 use std::path::PathBuf;
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -83,7 +83,7 @@ impl Gpt2Tokenizer {
     }
 
     /// From a model directory: `tokenizer.json` if present, else `vocab.json` + `merges.txt`.
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let read = |p: PathBuf| std::fs::read(&p).map_err(|e| EngineError::io(p, e));
         let json = dir.join("tokenizer.json");
@@ -157,7 +157,7 @@ impl Gpt2Tokenizer {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 fn relabel(e: EngineError, path: &Path) -> EngineError {
     match e {
         EngineError::Tokenizer { reason, .. } => EngineError::Tokenizer {

@@ -5,11 +5,9 @@
 mod common;
 
 use pmedit_engine::block_on;
-use std::collections::HashMap;
 
 use common::{demo_dir, on_all_devices};
-use pmedit_engine::edit::stats::{fingerprint, stats_from_bytes};
-use pmedit_engine::edit::{Algorithm, ContextTemplates, Preservation, presets::preset};
+use pmedit_engine::edit::{Algorithm, Editor, Overrides, TemplateChoice, ValueOverrides};
 use pmedit_engine::eval::dataset::{Record, read_records};
 use pmedit_engine::eval::records::{GeOptions, score_records};
 use pmedit_engine::eval::session::{EvalOutcome, EvalSpec, run_eval};
@@ -20,22 +18,44 @@ fn heldout() -> Vec<Record> {
     read_records(&text, "heldout.json", false).unwrap().0
 }
 
-/// λ·C0 of `layers` from the demo model's shipped statistics.
-fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Preservation> {
+/// An editor of the demo model with its shipped statistics (refused if they were computed on
+/// another model).
+fn editor(m: &LoadedModel) -> Editor {
+    let mut e = Editor::new(m.model.clone(), m.tokenizer.clone());
     let bytes = std::fs::read(demo_dir().join("stats.safetensors")).unwrap();
-    let (all, meta) = stats_from_bytes(&bytes, "stats.safetensors", &m.model.device()).unwrap();
-    assert_eq!(
-        meta.model,
-        block_on(fingerprint(&m.model)).unwrap(),
-        "the shipped stats belong to the shipped model"
-    );
-    layers
-        .iter()
-        .map(|&l| {
-            let s = all.iter().find(|s| s.layer == l).unwrap();
-            (l, block_on(Preservation::new(s.c0().unwrap(), lambda)).unwrap())
-        })
-        .collect()
+    block_on(e.load_statistics(&bytes, "stats.safetensors")).expect("the shipped stats belong to the shipped model");
+    e
+}
+
+/// The spec of an evaluation with `algorithm`'s presets (bare templates, no target report).
+#[allow(clippy::too_many_arguments)]
+fn spec(
+    e: &Editor,
+    algorithm: Algorithm,
+    steps: Option<usize>,
+    batch_size: usize,
+    num_batches: usize,
+    sequential: bool,
+    seed: u64,
+    ge: Option<GeOptions>,
+) -> EvalSpec {
+    let overrides = Overrides {
+        value: ValueOverrides {
+            steps,
+            ..Default::default()
+        },
+        templates: Some(TemplateChoice::Bare),
+        report_targets: Some(0),
+        ..Default::default()
+    };
+    EvalSpec {
+        plan: e.plan(algorithm, &overrides).unwrap(),
+        batch_size,
+        num_batches: Some(num_batches),
+        sequential,
+        seed,
+        ge,
+    }
 }
 
 /// `run_eval` with ROME on 8 records (batch 1) on the CPU backend: the baseline is the unedited
@@ -50,27 +70,22 @@ fn eval_rome_single_edits_move_probability() {
         let (name, device) = ("cpu", &burn::prelude::Device::flex());
         let m = load_model_dir(&demo_dir(), device).unwrap();
         let records: Vec<_> = heldout().into_iter().take(40).collect();
-        let hp = preset(Algorithm::Rome, &m.config);
-        let pres = stats(&m, &hp.layers, hp.lambda);
-        let spec = EvalSpec {
-            algorithm: Algorithm::Rome,
-            hparams: hp,
-            batch_size: 1,
-            num_batches: Some(8),
-            sequential: false,
-            seed: 3,
-            ge: Some(GeOptions { tokens: 24, seed: 5 }),
-        };
-        let out = block_on(run_eval(
-            &m.model,
-            &m.tokenizer,
-            &records,
-            &spec,
-            &ContextTemplates::bare(),
-            &pres,
-            |_| {},
-        ))
-        .unwrap();
+        let mut e = editor(&m);
+        let spec = spec(
+            &e,
+            Algorithm::Rome,
+            None,
+            1,
+            8,
+            false,
+            3,
+            Some(GeOptions { tokens: 24, seed: 5 }),
+        );
+        let out = block_on(run_eval(&mut e, &records, &spec, |_| {})).unwrap();
+        assert!(
+            !e.is_edited(),
+            "{name}: the session leaves the editor's model as it was"
+        );
         assert_eq!(out.rows.len(), 8, "{name}");
         let after = out.after.counterfact.unwrap();
         let before = out.before.counterfact.unwrap();
@@ -115,28 +130,18 @@ fn eval_on_wgpu_matches_the_cpu_backend() {
         .iter()
         .map(|(_, device)| {
             let m = load_model_dir(&demo_dir(), device).unwrap();
-            let mut hp = preset(Algorithm::Rome, &m.config);
-            hp.value.steps = 20;
-            let pres = stats(&m, &hp.layers, hp.lambda);
-            let spec = EvalSpec {
-                algorithm: Algorithm::Rome,
-                hparams: hp,
-                batch_size: 1,
-                num_batches: Some(2),
-                sequential: false,
-                seed: 3,
-                ge: Some(GeOptions { tokens: 8, seed: 5 }),
-            };
-            block_on(run_eval(
-                &m.model,
-                &m.tokenizer,
-                &records,
-                &spec,
-                &ContextTemplates::bare(),
-                &pres,
-                |_| {},
-            ))
-            .unwrap()
+            let mut e = editor(&m);
+            let spec = spec(
+                &e,
+                Algorithm::Rome,
+                Some(20),
+                1,
+                2,
+                false,
+                3,
+                Some(GeOptions { tokens: 8, seed: 5 }),
+            );
+            block_on(run_eval(&mut e, &records, &spec, |_| {})).unwrap()
         })
         .collect();
     let (cpu, gpu) = (&runs[0], &runs[1]);
@@ -168,27 +173,9 @@ fn eval_on_wgpu_matches_the_cpu_backend() {
 /// `run_eval` of `algorithm` with its presets on `n` of `records` drawn with `seed`, one request
 /// per batch, bare templates, no GE.
 fn one_at_a_time(m: &LoadedModel, algorithm: Algorithm, records: &[Record], n: usize, seed: u64) -> EvalOutcome {
-    let hp = preset(algorithm, &m.config);
-    let pres = stats(m, &hp.layers, hp.lambda);
-    let spec = EvalSpec {
-        algorithm,
-        hparams: hp,
-        batch_size: 1,
-        num_batches: Some(n),
-        sequential: false,
-        seed,
-        ge: None,
-    };
-    block_on(run_eval(
-        &m.model,
-        &m.tokenizer,
-        records,
-        &spec,
-        &ContextTemplates::bare(),
-        &pres,
-        |_| {},
-    ))
-    .unwrap()
+    let mut e = editor(m);
+    let spec = spec(&e, algorithm, None, 1, n, false, seed, None);
+    block_on(run_eval(&mut e, records, &spec, |_| {})).unwrap()
 }
 
 /// Issue 4's end-to-end bar for every algorithm (CPU backend; the ROME run above covers wgpu): the
@@ -236,28 +223,9 @@ fn eval_sequential_rescores_earlier_batches() {
         let records: Vec<_> = heldout().into_iter().take(20).collect();
         // 20 value steps instead of the preset's 150: this checks the bookkeeping of sequential
         // sessions, not edit quality, and lavapipe takes ≈ 2 s per step of this model.
-        let mut hp = preset(Algorithm::Emmet, &m.config);
-        hp.value.steps = 20;
-        let pres = stats(&m, &hp.layers, hp.lambda);
-        let spec = EvalSpec {
-            algorithm: Algorithm::Emmet,
-            hparams: hp,
-            batch_size: 2,
-            num_batches: Some(2),
-            sequential: true,
-            seed: 1,
-            ge: None,
-        };
-        let out = block_on(run_eval(
-            &m.model,
-            &m.tokenizer,
-            &records,
-            &spec,
-            &ContextTemplates::bare(),
-            &pres,
-            |_| {},
-        ))
-        .unwrap();
+        let mut e = editor(&m);
+        let spec = spec(&e, Algorithm::Emmet, Some(20), 2, 2, true, 1, None);
+        let out = block_on(run_eval(&mut e, &records, &spec, |_| {})).unwrap();
         // Batch 0 scored after batches 0 and 1, batch 1 after batch 1.
         assert_eq!(out.rows.len(), 2 + 4, "{name}");
         let first: Vec<_> = out.rows.iter().filter(|r| r.batch == 0).collect();

@@ -6,9 +6,9 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use common::{download, fixture, on_all_devices, randn, rel_err, upload};
 use pmedit_engine::block_on;
-use pmedit_engine::edit::npz::{import_npz, layer_from_file_name, parse_npy};
 use pmedit_engine::edit::{Objective, Preservation, solve_delta};
 use pmedit_engine::linalg::host::Mat;
+use pmedit_engine::load::npz::{import_npz, layer_from_file_name, parse_npy};
 
 /// The fixture written the authors' way (`tests/fixtures/generate_authors_npz.py`: a float32
 /// running sum Σ k kᵀ and a count) and the keys it was made from.

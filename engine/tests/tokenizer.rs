@@ -67,7 +67,7 @@ fn tokenizer_json_with_a_broken_decoder_is_an_error() {
 /// with GPT-2's tokenizer and the demo model's, `<|endoftext|>` included.
 #[test]
 fn a_corpus_read_in_chunks_has_the_ids_of_the_whole_text() {
-    use pmedit_engine::edit::corpus::{CorpusChunks, corpus_ids, corpus_text};
+    use pmedit_engine::load::corpus::{CorpusChunks, corpus_ids, corpus_text};
     let mut text = std::fs::read_to_string(common::fixture("wikitext-excerpt.txt")).unwrap();
     text.truncate(text.floor_char_boundary(20_000));
     text.push_str("\nOne.<|endoftext|>\n<|endoftext|> Two\n\n\n  three\n");

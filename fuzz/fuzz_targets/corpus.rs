@@ -2,7 +2,7 @@
 //! both must agree or both fail.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use pmedit_engine::edit::corpus::{CorpusChunks, corpus_text};
+use pmedit_engine::load::corpus::{CorpusChunks, corpus_text};
 
 fuzz_target!(|data: &[u8]| {
     let whole = corpus_text(data, "fuzz.txt");

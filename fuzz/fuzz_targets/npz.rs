@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = pmedit_engine::edit::npz::import_npz(data, "fuzz.npz", 0, &burn::prelude::Device::flex());
+    let _ = pmedit_engine::load::npz::import_npz(data, "fuzz.npz", 0, &burn::prelude::Device::flex());
 });

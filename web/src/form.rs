@@ -39,9 +39,9 @@ pub fn parse_facts(rows: &[FactRow]) -> Result<Vec<Fact>, String> {
 }
 
 /// The layer an `.npz` statistics file holds, read from its name (see
-/// [`pmedit_engine::edit::npz::layer_from_file_name`]).
+/// [`pmedit_engine::load::npz::layer_from_file_name`]).
 pub fn npz_layer(name: &str) -> Result<usize, String> {
-    pmedit_engine::edit::npz::layer_from_file_name(name).map_err(|e| match e {
+    pmedit_engine::load::npz::layer_from_file_name(name).map_err(|e| match e {
         pmedit_engine::EngineError::Input(why) => why,
         other => other.to_string(),
     })
@@ -51,40 +51,16 @@ fn strip_prefix(msg: &str) -> &str {
     msg.split_once("request: ").map_or(msg, |(_, rest)| rest)
 }
 
-/// Layers as typed: empty (the presets), `17`, `13-17` or `3,5`; each must be below `n_layer`.
+/// Layers as typed: empty (the presets), `17`, `13-17` or `3,5`, parsed and checked against the
+/// model's `n_layer` by the engine (the CLI's `--layers` uses the same parser).
 pub fn parse_layers(text: &str, n_layer: usize) -> Result<Option<Vec<usize>>, String> {
-    let text = text.trim();
-    if text.is_empty() {
+    use pmedit_engine::edit::layers;
+    if text.trim().is_empty() {
         return Ok(None);
     }
-    let mut out = Vec::new();
-    for part in text.split(',').map(str::trim) {
-        // Each number is checked against the model before a range is expanded, so a typo like
-        // `0-99999999999` is an error rather than a list of 10¹¹ layers.
-        let num = |s: &str| {
-            let l = s
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| format!("layers: `{s}` is not a layer number"))?;
-            if l >= n_layer {
-                return Err(format!("layers: the model has layers 0–{}, not {l}", n_layer - 1));
-            }
-            Ok(l)
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b {
-                    return Err(format!("layers: `{part}` runs backwards"));
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(num(part)?),
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(Some(out))
+    let parsed = layers::parse_layers(text).map_err(|e| format!("layers: {e}"))?;
+    layers::check_layers(&parsed, n_layer).map_err(|e| format!("layers: {e}"))?;
+    Ok(Some(parsed))
 }
 
 /// An optional positive number (λ, steps) as typed.
@@ -155,7 +131,7 @@ mod tests {
         assert!(
             parse_layers("0-99999999999", 4)
                 .unwrap_err()
-                .contains("not 99999999999")
+                .contains("layer 99999999999 is out of range")
         );
     }
 

@@ -1,6 +1,6 @@
 //! The page's entry point (Trunk builds it to wasm32).
 
 fn main() {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(target_family = "wasm")]
     pmedit_web::ui::start();
 }

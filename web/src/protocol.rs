@@ -1,6 +1,8 @@
 //! Messages between the page and the engine worker (serde, bincode on the wire).
 
-use pmedit_engine::edit::tradeoff::TradeoffPoint;
+pub use pmedit_engine::edit::Algorithm;
+pub use pmedit_engine::edit::Teaching as Tradeoff;
+pub use pmedit_engine::edit::editor::teaching_lambdas as tradeoff_lambdas;
 use serde::{Deserialize, Serialize};
 
 /// One fact to write (plain fields: bincode, the worker's wire format, cannot skip fields).
@@ -71,6 +73,59 @@ pub enum Backend {
     Cpu,
 }
 
+/// Where the loaded model computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compute {
+    /// The browser's WebGPU adapter (burn wgpu).
+    WebGpu,
+    /// The CPU (burn flex in wasm).
+    Cpu,
+}
+
+impl std::fmt::Display for Compute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::WebGpu => "WebGPU",
+            Self::Cpu => "CPU",
+        })
+    }
+}
+
+/// A failed request: the engine's error kind (`input`, `numerical`, `safetensors`, …, or
+/// `worker` for the worker's own) and the message to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerError {
+    /// [`pmedit_engine::EngineError::kind`], or `worker`.
+    pub kind: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl WorkerError {
+    /// An error of the worker itself (no model loaded, a bad fact).
+    pub fn worker(message: impl Into<String>) -> Self {
+        Self {
+            kind: "worker".into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<pmedit_engine::EngineError> for WorkerError {
+    fn from(e: pmedit_engine::EngineError) -> Self {
+        Self {
+            kind: e.kind().into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// What the page asks of the worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
@@ -110,8 +165,8 @@ pub enum Request {
 pub struct EditSettings {
     /// The facts (a batch for MEMIT/EMMET).
     pub facts: Vec<Fact>,
-    /// `rome`, `r-rome`, `memit` or `emmet`.
-    pub algorithm: String,
+    /// The algorithm.
+    pub algorithm: Algorithm,
     /// Layers to edit (default: the presets).
     pub layers: Option<Vec<usize>>,
     /// λ (default: the presets).
@@ -176,7 +231,7 @@ pub enum Response {
         ms: f64,
     },
     /// Something failed; the worker keeps its previous state.
-    Error(String),
+    Error(WorkerError),
     /// The WebGPU device was lost (the worker dropped the model that lived on it): the page
     /// reloads the model on the CPU.
     DeviceLost(String),
@@ -187,8 +242,8 @@ pub enum Response {
 pub struct ModelInfo {
     /// The model's name.
     pub name: String,
-    /// `WebGPU` or `CPU`.
-    pub backend: String,
+    /// Where it computes.
+    pub backend: Compute,
     /// The WebGPU adapter (name and limits) or why the CPU is used.
     pub adapter: String,
     /// Layers.
@@ -210,7 +265,7 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EditReport {
     /// Algorithm.
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     /// Layers edited.
     pub layers: Vec<usize>,
     /// λ used.
@@ -229,25 +284,6 @@ pub struct EditReport {
     pub tradeoff: Option<Tradeoff>,
     /// Greedy continuation of the first fact's prompt before and after.
     pub generated: (String, String),
-}
-
-/// Preservation and memorization errors of the same keys and residuals solved two ways, as λ
-/// sweeps: equality-constrained (ROME/EMMET, eq. 4/8) and least squares (MEMIT, eq. 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Tradeoff {
-    /// The layer.
-    pub layer: usize,
-    /// Number of edited keys.
-    pub keys: usize,
-    /// ROME/EMMET.
-    pub equality: Vec<TradeoffPoint>,
-    /// MEMIT.
-    pub least_squares: Vec<TradeoffPoint>,
-}
-
-/// The λ values of the teaching view: 10⁻² … 10⁵.
-pub fn tradeoff_lambdas() -> Vec<f64> {
-    (-2..=5).map(|e| 10f64.powi(e)).collect()
 }
 
 #[cfg(test)]
@@ -271,7 +307,7 @@ mod tests {
         };
         round_trip(Request::Edit(EditSettings {
             facts: vec![fact],
-            algorithm: "rome".into(),
+            algorithm: Algorithm::RRome,
             layers: None,
             lambda: Some(10.0),
             alpha: Some(0.1),
@@ -306,7 +342,7 @@ mod tests {
             memorization: 0.0,
         };
         round_trip(Response::Edited(EditReport {
-            algorithm: "rome".into(),
+            algorithm: Algorithm::Rome,
             layers: vec![0],
             lambda: 1.0,
             edit_ms: 3.0,
@@ -324,7 +360,7 @@ mod tests {
         }));
         round_trip(Response::Ready(ModelInfo {
             name: "demo".into(),
-            backend: "CPU".into(),
+            backend: Compute::Cpu,
             adapter: "flex".into(),
             n_layer: 4,
             n_embd: 128,
@@ -333,7 +369,10 @@ mod tests {
             weights: "f16".into(),
             load_ms: 1.0,
         }));
-        round_trip(Response::Error("x".into()));
+        round_trip(Response::Error(WorkerError::worker("x")));
+        round_trip(Response::Error(
+            pmedit_engine::EngineError::Numerical("C0".into()).into(),
+        ));
         round_trip(Response::DeviceLost("destroyed".into()));
         round_trip(Weights::Url("blob:http://127.0.0.1/x".into()));
         round_trip(Response::Weights(vec![1, 2, 3]));

@@ -59,10 +59,10 @@ impl Window {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(target_family = "wasm")]
 pub use source::RangeSource;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(target_family = "wasm")]
 mod source {
     use std::path::{Path, PathBuf};
 

@@ -12,8 +12,8 @@ use wasm_bindgen_futures::JsFuture;
 use crate::channel::{Listener, progress_name};
 use crate::form::{FactRow, npz_layer, parse_facts, parse_layers, parse_positive};
 use crate::protocol::{
-    Backend, EditReport, EditSettings, ModelFiles, ModelInfo, NpzStats, Prediction, Request, Response, TokenizerFiles,
-    Weights,
+    Algorithm, Backend, EditReport, EditSettings, ModelFiles, ModelInfo, NpzStats, Prediction, Request, Response,
+    TokenizerFiles, Weights,
 };
 use crate::scale::{Scale, tick_label};
 use crate::worker::EngineWorker;
@@ -141,7 +141,7 @@ impl Page {
             }
             Response::Error(e) => {
                 self.load_progress.set(None);
-                self.error.set(Some(e));
+                self.error.set(Some(e.message));
                 self.status.set("ready (the last request failed)".into());
                 self.busy.set(false);
             }
@@ -405,7 +405,7 @@ fn StatusBar(page: Page) -> impl IntoView {
         <section class="status">
             <span id="status">{move || page.status.get()}</span>
             {move || page.info.get().map(|i| view! {
-                <span>" · backend: "<b id="backend">{i.backend.clone()}</b></span>
+                <span>" · backend: "<b id="backend">{i.backend.to_string()}</b></span>
                 <span id="adapter" class="muted">" ("{i.adapter.clone()}")"</span>
             })}
             {move || page.load_progress.get().map(|(done, total)| view! {
@@ -508,7 +508,7 @@ fn EditPanel(page: Page) -> impl IntoView {
             let probes = facts.iter().map(|f| f.prompt.replacen("{}", &f.subject, 1)).collect();
             Ok(EditSettings {
                 facts,
-                algorithm: algo.get_untracked(),
+                algorithm: Algorithm::parse(&algo.get_untracked()).map_err(|e| e.to_string())?,
                 layers: parse_layers(&layers.get_untracked(), n_layer)?,
                 lambda: parse_positive(&lambda.get_untracked(), "λ")?,
                 alpha: parse_positive(&alpha.get_untracked(), "α")?,
@@ -519,7 +519,7 @@ fn EditPanel(page: Page) -> impl IntoView {
         match settings {
             Ok(s) => {
                 page.live_loss.set(Vec::new());
-                page.status.set(format!("editing with {}…", s.algorithm));
+                page.status.set(format!("editing with {}…", s.algorithm.name()));
                 page.send(Request::Edit(s));
             }
             Err(e) => page.error.set(Some(e)),
@@ -609,7 +609,7 @@ fn Results(page: Page) -> impl IntoView {
     view! {
         {move || page.report.get().map(|rep| view! {
             <section class="panel" id="results">
-                <h2>{format!("After {} on layers {:?} (λ = {})", rep.algorithm, rep.layers, rep.lambda)}</h2>
+                <h2>{format!("After {} on layers {:?} (λ = {})", rep.algorithm.name(), rep.layers, rep.lambda)}</h2>
                 <div class="columns">
                     <PredictionList title="before" id="before" predictions=rep.before.clone() />
                     <PredictionList title="after" id="after" predictions=rep.after.clone() />

@@ -8,17 +8,15 @@ use pmedit_engine::block_on;
 use std::path::Path;
 use std::time::Instant;
 
-use std::collections::HashMap;
-
 use anyhow::Result;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use pmedit_engine::edit::objective::{Objective, Preservation, solve_delta};
-use pmedit_engine::edit::presets::preset;
+use pmedit_engine::edit::objective::{Objective, solve_with_c0};
 use pmedit_engine::edit::prompts::padded_batch;
 use pmedit_engine::edit::stats::{LayerStats, accumulate};
-use pmedit_engine::edit::{Algorithm, ContextTemplates, EditRequest, ValueHparams, apply_edits};
+use pmedit_engine::edit::{Algorithm, EditRequest, Editor, Overrides, TemplateChoice, ValueOverrides};
 use pmedit_engine::generate::{GenerateOptions, generate_ids};
+use pmedit_engine::model::EditableModel;
 use serde_json::json;
 
 use crate::device::Target;
@@ -98,6 +96,38 @@ fn op_size(op: &str, text: &str, max: usize) -> Result<usize> {
         .map_err(|_| anyhow::anyhow!("--op {op}: `{text}` is not a size"))?;
     anyhow::ensure!((1..=max).contains(&n), "--op {op}: the size must be 1–{max}");
     Ok(n)
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Hugging Face GPT-2 model directory.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// Timed runs (median reported).
+    #[arg(long, default_value_t = 5, value_parser = crate::ranges::positive)]
+    pub runs: usize,
+    /// Prompts per forward pass.
+    #[arg(long, default_value_t = 16, value_parser = crate::ranges::positive)]
+    pub batch: usize,
+    /// Tokens per prompt.
+    #[arg(long, default_value_t = 32, value_parser = crate::ranges::positive)]
+    pub seq: usize,
+    /// Time one operation run by run (JSON lines): load, forward, generate, stats, rome,
+    /// emmet-N, memit-N, solve-emmet-N, solve-memit-N, cholesky-N, matmul-N.
+    #[arg(long)]
+    pub op: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pmedit bench`: one `--op` run by run, or the throughput summary.
+pub fn dispatch(args: BenchArgs, choice: Target) -> Result<()> {
+    let (runs, batch, seq) = (args.runs.max(1), args.batch.max(1), args.seq.max(1));
+    match &args.op {
+        Some(op) => run_op(&args.model, choice, op, runs, batch, seq),
+        None => run(&args.model, choice, runs, batch, seq, args.json),
+    }
 }
 
 /// Times one `--op`, printing `{"op", "seconds", …}` per run (after one warm-up run).
@@ -183,8 +213,13 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
             let r = Tensor::<2>::random([e, m.config.n_embd], Distribution::Normal(0.0, 1.0), &device);
             Box::new(move || {
                 // The factorisation of λ·C0 is part of the solve (the PyTorch side does it too).
-                let pres = block_on(Preservation::new(c0.clone(), 100.0))?;
-                sync(block_on(solve_delta(&pres, objective, k.clone(), r.clone()))?);
+                sync(block_on(solve_with_c0(
+                    c0.clone(),
+                    100.0,
+                    objective,
+                    k.clone(),
+                    r.clone(),
+                ))?);
                 Ok(())
             })
         }
@@ -193,41 +228,37 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
                 None => (Algorithm::parse(op)?, 1),
                 Some((a, n)) => (Algorithm::parse(a)?, op_size(op, n, MAX_BATCH)?),
             };
-            let mut hp = preset(algorithm, &m.config);
-            hp.layers = vec![last];
-            hp.lambda = if matches!(algorithm, Algorithm::Rome | Algorithm::RRome) {
-                1.0
-            } else {
-                100.0
-            };
-            hp.alpha = 0.1;
-            // The PyTorch reference's value settings (`Editor` in bench/pytorch/bench.py), not the
-            // model's preset: the demo preset's 80 steps would time 4× the work of its 20.
-            hp.value = ValueHparams {
-                steps: 20,
-                lr: 0.5,
-                weight_decay: 0.5,
-                kl_factor: 0.0625,
-                clamp_norm_factor: 4.0,
-                ..hp.value
+            let rank_one = matches!(algorithm, Algorithm::Rome | Algorithm::RRome);
+            // The PyTorch reference's settings (`Editor` in bench/pytorch/bench.py), not the
+            // model's preset: the demo preset's 80 value steps would time 4× the work of its 20.
+            let overrides = Overrides {
+                layers: Some(vec![last]),
+                lambda: Some(if rank_one { 1.0 } else { 100.0 }),
+                alpha: Some(0.1),
+                value: ValueOverrides {
+                    steps: Some(20),
+                    lr: Some(0.5),
+                    weight_decay: Some(0.5),
+                    kl_factor: Some(0.0625),
+                    clamp_norm_factor: Some(4.0),
+                },
+                templates: Some(TemplateChoice::Bare),
+                drop_dependent: false,
+                report_targets: Some(0),
             };
             let c0 = spd(m.config.d_inner(), &device);
-            let stats = HashMap::from([(last, block_on(Preservation::new(c0, hp.lambda))?)]);
+            let mut editor = Editor::new(m.model.clone(), m.tokenizer.clone());
+            editor.set_statistics(vec![LayerStats {
+                layer: last,
+                sum: c0,
+                count: 1,
+            }])?;
+            let plan = editor.plan(algorithm, &overrides)?;
             let reqs = requests(n)?;
-            let (model, tokenizer) = (m.model.clone(), m.tokenizer.clone());
             Box::new(move || {
-                let mut edited = model.clone();
-                block_on(apply_edits(
-                    &mut edited,
-                    &tokenizer,
-                    &reqs,
-                    algorithm,
-                    &hp,
-                    &ContextTemplates::bare(),
-                    &stats,
-                    |_| {},
-                ))?;
-                let _ = edited.h[last].mlp.c_proj.weight.val().sum().into_scalar::<f32>();
+                block_on(editor.edit(&reqs, &plan, |_| {}))?;
+                let _ = editor.model().edited_weight(last).sum().into_scalar::<f32>();
+                editor.undo();
                 Ok(())
             })
         }

@@ -6,11 +6,10 @@ use pmedit_engine::block_on;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use pmedit_engine::edit::{Algorithm, EditRequest, apply_edits, presets::preset};
+use pmedit_engine::edit::{Algorithm, EditRequest, Editor, Overrides, TemplateChoice};
 use pmedit_engine::eval::dataset::{Benchmark, Record, read_records};
 use pmedit_engine::eval::records::{Summary, score_records, summarize};
-use pmedit_engine::load::LoadedModel;
-use pmedit_engine::predict::top_k;
+use pmedit_engine::predict::{TokenLogProb, top_k};
 use serde_json::json;
 
 use crate::device::Target;
@@ -20,9 +19,9 @@ pub struct DemoArgs {
     /// The model directory (with stats.safetensors and heldout.json, as `train-demo` writes).
     #[arg(long, default_value = "public/models/demo")]
     pub model: PathBuf,
-    /// Algorithm of the single-fact edit: rome, r-rome, memit or emmet.
-    #[arg(long, default_value = "rome")]
-    pub algo: String,
+    /// Algorithm of the single-fact edit.
+    #[arg(long, value_enum, default_value_t = super::edit::Algo::Rome)]
+    pub algo: super::edit::Algo,
     /// Your own fact instead of a held-out one: `subject|prompt|target` (the prompt holds `{}` or
     /// the subject itself), e.g. `Danielle Darrieux|The mother tongue of {} is|English`.
     #[arg(long)]
@@ -38,14 +37,14 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-fn parse_fact(text: &str, m: &LoadedModel) -> Result<Record> {
+fn parse_fact(text: &str, m: &Editor) -> Result<Record> {
     let parts: Vec<&str> = text.split('|').map(str::trim).collect();
     let [subject, prompt, target] = parts[..] else {
         bail!("--fact must be `subject|prompt|target`, e.g. `Danielle Darrieux|The mother tongue of {{}} is|English`");
     };
     let mut request = EditRequest::new(prompt, subject, target)?;
     // The "true" object is what the model says now.
-    let now = block_on(top_k(&m.model, &m.tokenizer, &request.filled_prompt(), 1))?;
+    let now = block_on(top_k(m.model(), m.tokenizer(), &request.filled_prompt(), 1))?;
     request.target_true = Some(now[0].token.trim().to_string());
     Ok(Record {
         case_id: 0,
@@ -57,12 +56,12 @@ fn parse_fact(text: &str, m: &LoadedModel) -> Result<Record> {
     })
 }
 
-fn top3(model: &pmedit_engine::Gpt2, tokenizer: &pmedit_engine::Gpt2Tokenizer, prompt: &str) -> Result<String> {
-    Ok(block_on(top_k(model, tokenizer, prompt, 3))?
+fn top3(predictions: &[TokenLogProb]) -> String {
+    predictions
         .iter()
         .map(|t| format!("{} {:.2}", t.token.trim(), t.logprob.exp()))
         .collect::<Vec<_>>()
-        .join(" | "))
+        .join(" | ")
 }
 
 /// Before/after means of `records` and the edited model: one edit of all of them, scored on the
@@ -70,32 +69,52 @@ fn top3(model: &pmedit_engine::Gpt2, tokenizer: &pmedit_engine::Gpt2Tokenizer, p
 struct Outcome {
     before: Summary,
     after: Summary,
+    /// The layers edited.
+    layers: Vec<usize>,
+    /// Top-3 predictions of each probe prompt after the edit.
+    probes_after: Vec<Vec<TokenLogProb>>,
 }
 
+/// Edits `records` into the model with `algorithm`'s presets, scores them and the `probes`, and
+/// undoes the edit.
 fn run_one(
-    m: &LoadedModel,
+    editor: &mut Editor,
     algorithm: Algorithm,
     records: &[Record],
     seed: u64,
-) -> Result<(Outcome, pmedit_engine::Gpt2)> {
-    let hp = preset(algorithm, &m.config);
-    let stats = super::load_preservation(m, None, &hp.layers, hp.lambda)?;
-    let templates = super::context_templates(None, m, algorithm, seed)?;
-    let before = summarize(&block_on(score_records(&m.model, &m.tokenizer, records, None))?);
-    let mut edited = m.model.clone();
+    probes: &[String],
+) -> Result<Outcome> {
+    let overrides = Overrides {
+        templates: Some(TemplateChoice::Sampled { seed }),
+        report_targets: Some(0),
+        ..Default::default()
+    };
+    let plan = editor.plan(algorithm, &overrides)?;
+    let before = summarize(&block_on(score_records(
+        editor.model(),
+        editor.tokenizer(),
+        records,
+        None,
+    ))?);
     let reqs: Vec<EditRequest> = records.iter().map(|r| r.request.clone()).collect();
-    block_on(apply_edits(
-        &mut edited,
-        &m.tokenizer,
-        &reqs,
-        algorithm,
-        &hp,
-        &templates,
-        &stats,
-        |_| {},
-    ))?;
-    let after = summarize(&block_on(score_records(&edited, &m.tokenizer, records, None))?);
-    Ok((Outcome { before, after }, edited))
+    block_on(editor.edit(&reqs, &plan, |_| {}))?;
+    let after = summarize(&block_on(score_records(
+        editor.model(),
+        editor.tokenizer(),
+        records,
+        None,
+    ))?);
+    let probes_after = probes
+        .iter()
+        .map(|p| Ok(block_on(top_k(editor.model(), editor.tokenizer(), p, 3))?))
+        .collect::<Result<_>>()?;
+    editor.undo();
+    Ok(Outcome {
+        before,
+        after,
+        layers: plan.hparams.layers,
+        probes_after,
+    })
 }
 
 fn row(name: &str, s: &Summary) -> String {
@@ -132,19 +151,27 @@ fn resolve(model: PathBuf) -> PathBuf {
 
 pub fn run(mut args: DemoArgs, choice: Target) -> Result<()> {
     args.model = resolve(args.model);
-    let algorithm = Algorithm::parse(&args.algo)?;
+    let algorithm: Algorithm = args.algo.into();
     let (m, sel) = super::load(&args.model, choice).with_context(|| {
         format!(
             "the demo model is missing: {} (run `pmedit train-demo` to rebuild it)",
             args.model.display()
         )
     })?;
+    let (config, model_dir) = (m.config.clone(), m.dir.clone());
+    let mut editor = super::editor(m);
+    let layers = [algorithm, Algorithm::Emmet, Algorithm::Memit]
+        .iter()
+        .map(|&a| Ok(editor.plan(a, &Overrides::default())?.hparams.layers))
+        .collect::<Result<Vec<_>>>()?
+        .concat();
+    super::add_statistics(&mut editor, &model_dir, None, &layers)?;
     let heldout_path = args.model.join("heldout.json");
     let text = std::fs::read_to_string(&heldout_path).with_context(|| format!("reading {}", heldout_path.display()))?;
     let (heldout, _) = read_records(&text, &heldout_path.display().to_string(), false)?;
     let start = (args.seed as usize * 7) % heldout.len();
     let single = match &args.fact {
-        Some(f) => parse_fact(f, &m)?,
+        Some(f) => parse_fact(f, &editor)?,
         None => heldout[start].clone(),
     };
     let batch: Vec<Record> = (1..=args.batch.max(1))
@@ -160,25 +187,21 @@ pub fn run(mut args: DemoArgs, choice: Target) -> Result<()> {
         println!(
             "pmedit demo — {} ({} layers, d = {}, {:.1} M parameters) on {}\n",
             args.model.display(),
-            m.config.n_layer,
-            m.config.n_embd,
-            m.config.num_params() as f64 / 1e6,
+            config.n_layer,
+            config.n_embd,
+            config.num_params() as f64 / 1e6,
             sel.description
         );
         println!("What the model believes (top-3 next tokens):");
         for r in std::iter::once(&single).chain(batch.iter().take(3)) {
             let p = r.request.filled_prompt();
-            println!("  {p:58} → {}", top3(&m.model, &m.tokenizer, &p)?);
+            println!(
+                "  {p:58} → {}",
+                top3(&block_on(top_k(editor.model(), editor.tokenizer(), &p, 3))?)
+            );
         }
         println!();
     }
-    let t0 = std::time::Instant::now();
-    let (one, edited) = run_one(&m, algorithm, std::slice::from_ref(&single), args.seed)?;
-    let one_secs = t0.elapsed().as_secs_f64();
-    let t1 = std::time::Instant::now();
-    let (many, _) = run_one(&m, batch_algo, &batch, args.seed)?;
-    let many_secs = t1.elapsed().as_secs_f64();
-
     let r = &single.request;
     let mut probes = vec![("rewrite", r.filled_prompt())];
     if let Some(p) = single.paraphrase_prompts.first() {
@@ -187,11 +210,30 @@ pub fn run(mut args: DemoArgs, choice: Target) -> Result<()> {
     if let Some(n) = single.neighborhood.first() {
         probes.push(("neighbour", n.prompt.clone()));
     }
+    let prompts: Vec<String> = probes.iter().map(|(_, p)| p.clone()).collect();
+    let probes_before = prompts
+        .iter()
+        .map(|p| Ok(block_on(top_k(editor.model(), editor.tokenizer(), p, 3))?))
+        .collect::<Result<Vec<_>>>()?;
+    let t0 = std::time::Instant::now();
+    let one = run_one(
+        &mut editor,
+        algorithm,
+        std::slice::from_ref(&single),
+        args.seed,
+        &prompts,
+    )?;
+    let one_secs = t0.elapsed().as_secs_f64();
+    let t1 = std::time::Instant::now();
+    let many = run_one(&mut editor, batch_algo, &batch, args.seed, &[])?;
+    let many_secs = t1.elapsed().as_secs_f64();
+
     if args.json {
         let preds: Vec<_> = probes
             .iter()
-            .map(|(k, p)| Ok(json!({"kind": k, "prompt": p, "before": block_on(top_k(&m.model, &m.tokenizer, p, 3))?, "after": block_on(top_k(&edited, &m.tokenizer, p, 3))?})))
-            .collect::<Result<_>>()?;
+            .zip(probes_before.iter().zip(&one.probes_after))
+            .map(|((k, p), (before, after))| json!({"kind": k, "prompt": p, "before": before, "after": after}))
+            .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
@@ -210,18 +252,18 @@ pub fn run(mut args: DemoArgs, choice: Target) -> Result<()> {
         r.filled_prompt(),
         r.target_new,
         r.target_true.as_deref().unwrap_or("?"),
-        preset(algorithm, &m.config).layers
+        one.layers
     );
-    for (kind, p) in &probes {
+    for ((kind, p), (before, after)) in probes.iter().zip(probes_before.iter().zip(&one.probes_after)) {
         println!("  {kind:10} {p}");
-        println!("    before: {}", top3(&m.model, &m.tokenizer, p)?);
-        println!("    after:  {}", top3(&edited, &m.tokenizer, p)?);
+        println!("    before: {}", top3(before));
+        println!("    after:  {}", top3(after));
     }
     println!(
         "\n{} batch edit of {} held-out facts, layers {:?}, {many_secs:.1} s",
         batch_algo.name().to_uppercase(),
         batch.len(),
-        preset(batch_algo, &m.config).layers
+        many.layers
     );
     for b in &batch {
         println!(

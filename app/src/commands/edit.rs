@@ -1,4 +1,6 @@
-//! `pmedit edit`: apply ROME / r-ROME / MEMIT / EMMET to a model and write the edited copy.
+//! `pmedit edit`: apply ROME / r-ROME / MEMIT / EMMET to a model and write the edited copy. The
+//! edit itself is the engine's pipeline ([`Editor`]); this file reads the inputs, shows progress
+//! and writes the outputs.
 
 use pmedit_engine::block_on;
 use std::collections::HashMap;
@@ -6,31 +8,87 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use pmedit_engine::edit::values::target_ids;
-use pmedit_engine::edit::{Algorithm, EditEvent, EditRequest, apply_edits, drop_dependent_keys, presets::preset};
-use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
+use pmedit_engine::edit::{EditEvent, EditRequest, Overrides};
 use serde_json::json;
 
 use crate::destination::{Destination, Kind};
 use crate::device::Target;
 use pmedit_engine::save::WeightDtype;
 
+/// The algorithms, as `--algo` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Algo {
+    /// ROME (rank-one, one request at a time).
+    Rome,
+    /// r-ROME (ROME with consistent keys).
+    RRome,
+    /// MEMIT (least-squares batch edits).
+    Memit,
+    /// EMMET (equality-constrained batch edits).
+    Emmet,
+}
+
+impl From<Algo> for pmedit_engine::edit::Algorithm {
+    fn from(a: Algo) -> Self {
+        use pmedit_engine::edit::Algorithm;
+        match a {
+            Algo::Rome => Algorithm::Rome,
+            Algo::RRome => Algorithm::RRome,
+            Algo::Memit => Algorithm::Memit,
+            Algo::Emmet => Algorithm::Emmet,
+        }
+    }
+}
+
+#[derive(clap::Args)]
 pub struct EditArgs {
+    /// Hugging Face GPT-2 model directory (never modified).
+    #[arg(long)]
     pub model: PathBuf,
+    /// Requests: JSON array/object/lines; pmedit, ROME/MEMIT CounterFact or EasyEdit shape.
+    #[arg(long)]
     pub requests: PathBuf,
-    pub algo: String,
-    pub layers: Option<Vec<usize>>,
+    /// The algorithm.
+    #[arg(long, value_enum, default_value_t = Algo::Emmet)]
+    pub algo: Algo,
+    /// Layers to edit (`17`, `13-17`); default from the presets.
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// C0 statistics file (default: <model>/stats.safetensors).
+    #[arg(long)]
     pub stats: Option<PathBuf>,
+    /// λ (mom2_update_weight, > 0).
+    #[arg(long, value_parser = crate::ranges::positive_real)]
     pub lambda: Option<f64>,
+    /// α (EMMET's regulariser, ≥ 0).
+    #[arg(long, value_parser = crate::ranges::non_negative_real)]
     pub alpha: Option<f64>,
+    #[command(flatten)]
     pub value: super::ValueOverrides,
+    /// Context templates: a JSON file, or `none` for the bare prompt (default: sampled).
+    #[arg(long)]
     pub templates: Option<String>,
+    /// Seed for template sampling.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Use only the first N requests.
+    #[arg(long, value_parser = crate::ranges::positive)]
     pub limit: Option<usize>,
+    /// Leave out requests whose key duplicates an earlier one's (the same subject twice), with a
+    /// report, instead of refusing the batch.
+    #[arg(long)]
     pub drop_dependent: bool,
+    /// Output model directory.
+    #[arg(long)]
     pub out: PathBuf,
+    /// Also write Δ per layer as safetensors.
+    #[arg(long)]
     pub save_delta: Option<PathBuf>,
+    /// Replace `--out` if it exists.
+    #[arg(long)]
     pub overwrite: bool,
+    /// Print JSON.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -44,13 +102,6 @@ pub fn read_requests(path: &Path, limit: Option<usize>) -> Result<Vec<EditReques
     Ok(reqs)
 }
 
-/// P(first target token | filled prompt).
-fn target_prob(m: &pmedit_engine::load::LoadedModel, r: &EditRequest) -> Result<f32> {
-    let ids = encode_prompt(&m.model, &m.tokenizer, &r.filled_prompt())?;
-    let t = target_ids(&m.tokenizer, r)?[0] as usize;
-    Ok(block_on(next_token_logprobs(&m.model, &ids))?[t].exp())
-}
-
 pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     // Checked before anything is loaded: no input is ever written over (docs in destination.rs).
     let mut owned = super::edit_inputs(&args.model, args.stats.as_deref(), args.templates.as_deref());
@@ -62,100 +113,63 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
         .as_deref()
         .map(|p| Destination::new(p, &inputs, Kind::Delta, false))
         .transpose()?;
-    let algorithm = Algorithm::parse(&args.algo)?;
+    let layers = args.layers.as_deref().map(super::parse_layers).transpose()?;
     let requests = read_requests(&args.requests, args.limit)?;
-    let (mut m, sel) = super::load(&args.model, choice)?;
-
-    let mut hp = preset(algorithm, &m.config);
-    hp.value.memory_budget = super::memory_budget(&sel);
-    if let Some(l) = args.layers {
-        super::check_layers(&l, m.config.n_layer)?;
-        hp.layers = l;
+    let (m, sel) = super::load(&args.model, choice)?;
+    if let Some(l) = &layers {
+        super::check_layers(l, m.config.n_layer)?;
     }
-    if let Some(x) = args.lambda {
-        hp.lambda = x;
-    }
-    if let Some(x) = args.alpha {
-        hp.alpha = x;
-    }
-    args.value.apply(&mut hp.value);
-
-    // C0 for every edited layer.
-    let stats = super::load_preservation(&m, args.stats.as_deref(), &hp.layers, hp.lambda)?;
-
-    let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!("context templates (seed {})", args.seed));
-    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let templates = super::context_templates(args.templates.as_deref(), &m, algorithm, args.seed)?;
-    spinner.finish_and_clear();
-    let requests = if args.drop_dependent {
-        let (kept, dropped) = block_on(drop_dependent_keys(
-            &m.model,
-            &m.tokenizer,
-            &requests,
-            &hp.layers,
-            &templates,
-        ))?;
-        for d in &dropped {
-            let r = &requests[d.index];
-            eprintln!(
-                "dropped request {} ({} → {}): its key at layer {} is that of request {} (cosine {:.6})",
-                d.index, r.subject, r.target_new, d.layer, d.duplicate_of, d.cosine
-            );
-        }
-        anyhow::ensure!(!kept.is_empty(), "every request was dropped");
-        kept
-    } else {
-        requests
+    let model_dir = m.dir.clone();
+    let mut editor = super::editor(m);
+    let overrides = Overrides {
+        layers,
+        lambda: args.lambda,
+        alpha: args.alpha,
+        value: args.value.to_engine(),
+        templates: Some(super::templates(args.templates.as_deref(), args.seed)?),
+        drop_dependent: args.drop_dependent,
+        report_targets: None,
     };
+    let algorithm = args.algo.into();
+    let plan = editor.plan(algorithm, &overrides)?;
+    super::add_statistics(&mut editor, &model_dir, args.stats.as_deref(), &plan.hparams.layers)?;
 
-    let before: Vec<f32> = requests
-        .iter()
-        .take(16)
-        .map(|r| target_prob(&m, r))
-        .collect::<Result<_>>()?;
-    let bar = ProgressBar::new((requests.len() * hp.value.steps) as u64);
+    let steps = plan.hparams.value.steps;
+    let bar = ProgressBar::new((requests.len() * steps) as u64);
     bar.set_style(ProgressStyle::with_template("{msg:30} {bar:30} {pos}/{len} eta {eta}")?);
     let start = std::time::Instant::now();
-    let outcome = block_on(apply_edits(
-        &mut m.model,
-        &m.tokenizer,
-        &requests,
-        algorithm,
-        &hp,
-        &templates,
-        &stats,
-        |e| match e {
-            EditEvent::ValueStep { request, loss } => {
-                bar.set_message(format!("value {request}: loss {:.3}", loss.total));
-                bar.inc(1);
-            }
-            EditEvent::ValueDone { request } => {
-                bar.set_position(((request + 1) * hp.value.steps) as u64);
-            }
-            EditEvent::Layer { layer } => bar.set_message(format!("solving layer {layer}")),
-        },
-    ))?;
+    let report = block_on(editor.edit(&requests, &plan, |e| match e {
+        EditEvent::Templates => bar.set_message(format!("context templates (seed {})", args.seed)),
+        EditEvent::ValueStep { request, loss } => {
+            bar.set_message(format!("value {request}: loss {:.3}", loss.total));
+            bar.inc(1);
+        }
+        EditEvent::ValueDone { request } => bar.set_position(((request + 1) * steps) as u64),
+        EditEvent::Layer { layer } => bar.set_message(format!("solving layer {layer}")),
+    }))?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
-    let after: Vec<f32> = requests
-        .iter()
-        .take(16)
-        .map(|r| target_prob(&m, r))
-        .collect::<Result<_>>()?;
+    for d in &report.dropped {
+        let r = &requests[d.index];
+        eprintln!(
+            "dropped request {} ({} → {}): its key at layer {} is that of request {} (cosine {:.6})",
+            d.index, r.subject, r.target_new, d.layer, d.duplicate_of, d.cosine
+        );
+    }
 
     let record = json!({
         "algorithm": algorithm.name(),
-        "hparams": hp,
-        "templates": templates,
-        "requests": requests,
+        "hparams": plan.hparams,
+        "templates": report.templates,
+        "requests": report.requests,
+        "dropped": report.dropped,
         "seconds": secs,
         "device": sel.description,
-        "value_losses": outcome.losses,
+        "value_losses": report.losses,
         // (max Lᵢᵢ / min Lᵢᵢ)² of λ·C0's Cholesky factor: a lower bound of its condition number.
-        "c0_condition_lower_bound": stats.iter().map(|(l, p)| (l.to_string(), p.factor.condition_estimate())).collect::<std::collections::BTreeMap<_, _>>(),
+        "c0_condition_lower_bound": report.condition.iter().map(|(l, c)| (l.to_string(), c)).collect::<std::collections::BTreeMap<_, _>>(),
     });
-    let mut files = pmedit_engine::save::model_side_files(&args.model)?;
+    let mut files = pmedit_engine::save::model_side_files(&model_dir)?;
     files.retain(|(name, _)| name != Kind::EditedModel.marker());
     files.push((
         Kind::EditedModel.marker().to_string(),
@@ -163,21 +177,21 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     ));
     dest.write_dir(|dir| {
         Ok(pmedit_engine::save::write_model_files(
-            &m.model,
+            editor.model(),
             dir,
             &files,
             WeightDtype::F32,
         )?)
     })?;
     if let Some(delta) = &delta_dest {
-        delta.write(&delta_bytes(&outcome.deltas)?)?;
+        delta.write(&delta_bytes(&report.deltas)?)?;
     }
 
     if args.json {
-        let rows: Vec<_> = requests
+        let rows: Vec<_> = report
+            .targets
             .iter()
-            .zip(before.iter().zip(&after))
-            .map(|(r, (b, a))| json!({"prompt": r.filled_prompt(), "target_new": r.target_new, "p_before": b, "p_after": a}))
+            .map(|t| json!({"prompt": t.prompt, "target_new": t.target_new, "p_before": t.before, "p_after": t.after}))
             .collect();
         println!(
             "{}",
@@ -187,12 +201,15 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
         println!(
             "{} edited {} request(s) at layers {:?} in {secs:.1} s on {}",
             algorithm.name(),
-            requests.len(),
-            hp.layers,
+            report.requests.len(),
+            plan.hparams.layers,
             sel.description
         );
-        for (r, (b, a)) in requests.iter().zip(before.iter().zip(&after)) {
-            println!("  {:50} → {:15} p {:.4} → {:.4}", r.filled_prompt(), r.target_new, b, a);
+        for t in &report.targets {
+            println!(
+                "  {:50} → {:15} p {:.4} → {:.4}",
+                t.prompt, t.target_new, t.before, t.after
+            );
         }
         println!("wrote {}", args.out.display());
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
-use pmedit_engine::edit::{Algorithm, presets::preset};
+use pmedit_engine::edit::{Algorithm, Overrides};
 use pmedit_engine::eval::dataset::read_records;
 use pmedit_engine::eval::records::{GeOptions, Summary};
 use pmedit_engine::eval::session::{EvalEvent, EvalOutcome, EvalSpec, run_eval};
@@ -19,7 +19,6 @@ use serde_json::json;
 
 use crate::destination::{Destination, Kind, write_file_atomic};
 use crate::device::Target;
-use crate::output::parse_layers;
 use crate::plot::{Series, line_chart};
 
 #[derive(clap::Args)]
@@ -30,9 +29,9 @@ pub struct EvalArgs {
     /// CounterFact (authors' or EasyEdit format), known_1000 or zsRE (MEND) records.
     #[arg(long)]
     pub dataset: PathBuf,
-    /// Algorithm(s): rome, r-rome, memit, emmet (a comma list sweeps them).
-    #[arg(long, default_value = "emmet")]
-    pub algo: String,
+    /// Algorithm(s) (a comma list sweeps them).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "emmet")]
+    pub algo: Vec<super::edit::Algo>,
     /// Layers to edit (`17`, `13-17`); default from the presets. `;` separates alternatives to
     /// compare (e.g. `1;0-1` for single vs distributed layers).
     #[arg(long)]
@@ -184,11 +183,7 @@ fn point_dir(out: &Path, algo: Algorithm, layers: &[usize], b: usize, lambda: f6
 }
 
 pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
-    let algos: Vec<Algorithm> = args
-        .algo
-        .split(',')
-        .map(|a| Algorithm::parse(a.trim()))
-        .collect::<Result<_, _>>()?;
+    let algos: Vec<Algorithm> = args.algo.iter().map(|&a| a.into()).collect();
     let sizes: Vec<usize> = match &args.batch_sizes {
         Some(s) => list(s, "--batch-sizes")?,
         None => vec![args.batch_size],
@@ -226,13 +221,15 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
     let given_layers: Option<Vec<Vec<usize>>> = args
         .layers
         .as_deref()
-        .map(|s| s.split(';').map(parse_layers).collect::<Result<_>>())
+        .map(|s| s.split(';').map(super::parse_layers).collect::<Result<_>>())
         .transpose()?;
-    let (m, sel) = super::load(&args.model, choice)?;
+    let templates = super::templates(args.templates.as_deref(), args.seed)?;
+    let (m, _) = super::load(&args.model, choice)?;
     for layers in given_layers.iter().flatten() {
         super::check_layers(layers, m.config.n_layer)?;
     }
-    let budget = super::memory_budget(&sel);
+    let model_dir = m.dir.clone();
+    let mut editor = super::editor(m);
     dest.create_dir()?;
     write_file_atomic(
         &args.out.join(Kind::Eval.marker()),
@@ -241,8 +238,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
 
     let mut points: Vec<PointSummary> = Vec::new();
     for &algo in &algos {
-        let mut base = preset(algo, &m.config);
-        base.value.memory_budget = budget;
+        let base = editor.plan(algo, &Overrides::default())?.hparams;
         let layer_sets: Vec<Vec<usize>> = match &given_layers {
             Some(sets) => sets.clone(),
             None => vec![base.layers.clone()],
@@ -252,17 +248,20 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
             (None, Some(x)) => vec![x],
             (None, None) => vec![base.lambda],
         };
-        let templates = super::context_templates(args.templates.as_deref(), &m, algo, args.seed)?;
         for layers in &layer_sets {
             for &lambda in &lambdas {
-                let mut hp = base.clone();
-                hp.layers = layers.clone();
-                hp.lambda = lambda;
-                if let Some(a) = args.alpha {
-                    hp.alpha = a;
-                }
-                args.value.apply(&mut hp.value);
-                let stats = super::load_preservation(&m, args.stats.as_deref(), &hp.layers, lambda)?;
+                let overrides = Overrides {
+                    layers: Some(layers.clone()),
+                    lambda: Some(lambda),
+                    alpha: args.alpha,
+                    value: args.value.to_engine(),
+                    templates: Some(templates.clone()),
+                    drop_dependent: false,
+                    report_targets: Some(0),
+                };
+                let plan = editor.plan(algo, &overrides)?;
+                super::add_statistics(&mut editor, &model_dir, args.stats.as_deref(), &plan.hparams.layers)?;
+                let steps = plan.hparams.value.steps;
                 for &b in &sizes {
                     let dir = point_dir(&args.out, algo, layers, b, lambda);
                     let summary_path = dir.join("summary.json");
@@ -274,8 +273,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                         continue;
                     }
                     let spec = EvalSpec {
-                        algorithm: algo,
-                        hparams: hp.clone(),
+                        plan: plan.clone(),
                         batch_size: b,
                         num_batches: args.num_batches,
                         sequential: args.sequential,
@@ -288,24 +286,14 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                     let n_batches =
                         pmedit_engine::eval::session::sample_batches(records.len(), b, args.num_batches, args.seed)
                             .len();
-                    let bar = ProgressBar::new((n_batches * b.min(records.len()) * hp.value.steps) as u64);
+                    let bar = ProgressBar::new((n_batches * b.min(records.len()) * steps) as u64);
                     bar.set_style(ProgressStyle::with_template("{msg:40} {bar:30} {pos}/{len} eta {eta}")?);
                     bar.set_message(format!("{} L{layers:?} b={b} λ={lambda}", algo.name()));
-                    let outcome = block_on(run_eval(
-                        &m.model,
-                        &m.tokenizer,
-                        &records,
-                        &spec,
-                        &templates,
-                        &stats,
-                        |e| match e {
-                            EvalEvent::ValueStep => bar.inc(1),
-                            EvalEvent::BatchDone { batch, .. } => {
-                                bar.set_position(((batch + 1) * b * hp.value.steps) as u64)
-                            }
-                            _ => {}
-                        },
-                    ))?;
+                    let outcome = block_on(run_eval(&mut editor, &records, &spec, |e| match e {
+                        EvalEvent::ValueStep => bar.inc(1),
+                        EvalEvent::BatchDone { batch, .. } => bar.set_position(((batch + 1) * b * steps) as u64),
+                        _ => {}
+                    }))?;
                     bar.finish_and_clear();
                     let point = write_point(&dir, &spec, &outcome)?;
                     eprintln!(
@@ -340,11 +328,11 @@ fn write_point(dir: &Path, spec: &EvalSpec, o: &EvalOutcome) -> Result<PointSumm
     }
     write_file_atomic(&dir.join("records.jsonl"), lines.as_bytes())?;
     let point = PointSummary {
-        algorithm: spec.algorithm.name().into(),
-        layers: spec.hparams.layers.clone(),
+        algorithm: spec.plan.algorithm.name().into(),
+        layers: spec.plan.hparams.layers.clone(),
         batch_size: spec.batch_size,
-        lambda: spec.hparams.lambda,
-        alpha: spec.hparams.alpha,
+        lambda: spec.plan.hparams.lambda,
+        alpha: spec.plan.hparams.alpha,
         sequential: spec.sequential,
         batches: o.batches.len(),
         records: o.batches.iter().map(Vec::len).sum(),
@@ -354,7 +342,7 @@ fn write_point(dir: &Path, spec: &EvalSpec, o: &EvalOutcome) -> Result<PointSumm
     };
     write_file_atomic(
         &dir.join("hparams.json"),
-        &serde_json::to_vec_pretty(&json!({"hparams": spec.hparams, "batches": o.batches}))?,
+        &serde_json::to_vec_pretty(&json!({"hparams": spec.plan.hparams, "batches": o.batches}))?,
     )?;
     // Written last: its presence marks the grid point as complete.
     write_file_atomic(&dir.join("summary.json"), &serde_json::to_vec_pretty(&point)?)?;

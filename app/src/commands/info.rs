@@ -7,7 +7,21 @@ use serde_json::json;
 
 use crate::device::Target;
 
-pub fn run(dir: &Path, choice: Target, as_json: bool) -> Result<()> {
+#[derive(clap::Args)]
+pub struct InfoArgs {
+    /// Hugging Face GPT-2 model directory.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InfoArgs, choice: Target) -> Result<()> {
+    show(&args.model, choice, args.json)
+}
+
+fn show(dir: &Path, choice: Target, as_json: bool) -> Result<()> {
     let (m, sel) = super::load(dir, choice)?;
     let c = &m.config;
     let info = json!({

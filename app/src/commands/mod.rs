@@ -14,6 +14,7 @@ use pmedit_engine::block_on;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use pmedit_engine::edit::{ContextTemplates, Editor, TemplateChoice};
 use pmedit_engine::load::{LoadedModel, load_model_dir};
 
 use crate::device::{Precision, Selected, Target, select};
@@ -39,20 +40,14 @@ pub struct ValueOverrides {
 }
 
 impl ValueOverrides {
-    /// Replaces the preset values that were given on the command line.
-    pub fn apply(&self, v: &mut pmedit_engine::edit::ValueHparams) {
-        if let Some(x) = self.steps {
-            v.steps = x;
-        }
-        for (slot, given) in [
-            (&mut v.lr, self.v_lr),
-            (&mut v.clamp_norm_factor, self.clamp_norm_factor),
-            (&mut v.kl_factor, self.kl_factor),
-            (&mut v.weight_decay, self.v_weight_decay),
-        ] {
-            if let Some(x) = given {
-                *slot = x;
-            }
+    /// The engine's form of these overrides.
+    pub fn to_engine(&self) -> pmedit_engine::edit::ValueOverrides {
+        pmedit_engine::edit::ValueOverrides {
+            steps: self.steps,
+            lr: self.v_lr,
+            clamp_norm_factor: self.clamp_norm_factor,
+            kl_factor: self.kl_factor,
+            weight_decay: self.v_weight_decay,
         }
     }
 }
@@ -69,15 +64,29 @@ pub fn edit_inputs(model: &Path, stats: Option<&Path>, templates: Option<&str>) 
     inputs
 }
 
-/// Fails unless every layer of `--layers` exists in a model of `n_layer` blocks.
+/// `--layers` (`17`, `13-17`, `3,5`) through the engine's one layer-list parser, sorted and
+/// deduplicated; a bad list is named as the flag's.
+pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
+    pmedit_engine::edit::layers::parse_layers(text).map_err(layers_flag)
+}
+
+/// `--layers` in the order written (one entry per file of `import-stats`).
+pub fn parse_layer_list(text: &str) -> Result<Vec<usize>> {
+    pmedit_engine::edit::layers::parse_layer_list(text).map_err(layers_flag)
+}
+
+/// Fails unless every layer of `--layers` exists in a model of `n_layer` blocks (the engine's
+/// range check).
 pub fn check_layers(layers: &[usize], n_layer: usize) -> Result<()> {
-    if let Some(&bad) = layers.iter().find(|&&l| l >= n_layer) {
-        anyhow::bail!(
-            "--layers: layer {bad} is out of range (the model has layers 0–{})",
-            n_layer - 1
-        );
+    pmedit_engine::edit::layers::check_layers(layers, n_layer).map_err(layers_flag)
+}
+
+/// An engine complaint about a layer list, as one about the `--layers` flag.
+fn layers_flag(e: pmedit_engine::EngineError) -> anyhow::Error {
+    match e {
+        pmedit_engine::EngineError::Input(why) => anyhow::anyhow!("--layers: {why}"),
+        other => anyhow::Error::new(other).context("--layers"),
     }
-    Ok(())
 }
 
 /// Selects the device, loads `dir` onto it and casts it to the requested precision.
@@ -91,16 +100,22 @@ pub fn load(dir: &Path, (choice, precision): Target) -> Result<(LoadedModel, Sel
     Ok((m, sel))
 }
 
-/// C0 of every layer in `layers` from a stats file (default `<model>/stats.safetensors`), as λ·C0.
-/// Statistics of another model (fingerprint mismatch) are refused.
-pub fn load_preservation(
-    m: &LoadedModel,
-    stats: Option<&Path>,
-    layers: &[usize],
-    lambda: f64,
-) -> Result<std::collections::HashMap<usize, pmedit_engine::edit::Preservation>> {
-    let model_dir = m.dir.as_path();
+/// An editor of the loaded model, with the memory budget of `PMEDIT_MEMORY_BUDGET_GIB` when set.
+pub fn editor(m: LoadedModel) -> Editor {
+    let editor = Editor::new(m.model, m.tokenizer);
+    match memory_budget_override() {
+        Some(budget) => editor.with_memory_budget(Some(budget)),
+        None => editor,
+    }
+}
+
+/// Loads the C0 statistics of `layers` from `stats` (default `<model_dir>/stats.safetensors`)
+/// into `editor`; statistics of another model (fingerprint mismatch) are refused.
+pub fn add_statistics(editor: &mut Editor, model_dir: &Path, stats: Option<&Path>, layers: &[usize]) -> Result<()> {
     let sp = stats.map_or_else(|| model_dir.join("stats.safetensors"), Path::to_path_buf);
+    if layers.iter().all(|l| editor.statistics(*l).is_some()) {
+        return Ok(());
+    }
     let bytes = std::fs::read(&sp).with_context(|| {
         format!(
             "reading C0 statistics {} (compute them with `pmedit stats --model {} --corpus FILE --layers {} --out {}`)",
@@ -110,56 +125,30 @@ pub fn load_preservation(
             sp.display()
         )
     })?;
-    let layer_stats = block_on(pmedit_engine::edit::stats::stats_for_model(
-        &bytes,
-        &sp.to_string_lossy(),
-        &m.model,
-    ))?;
-    let mut out = std::collections::HashMap::new();
-    for &l in layers {
-        let s = layer_stats
-            .iter()
-            .find(|s| s.layer == l)
-            .with_context(|| format!("{} has no statistics for layer {l}", sp.display()))?;
-        out.insert(l, block_on(pmedit_engine::edit::Preservation::new(s.c0()?, lambda))?);
+    block_on(editor.load_statistics(&bytes, &sp.to_string_lossy()))?;
+    if let Some(l) = layers.iter().find(|l| editor.statistics(**l).is_none()) {
+        anyhow::bail!("{} has no statistics for layer {l}", sp.display());
     }
-    Ok(out)
+    Ok(())
 }
 
-/// Context templates from `--templates` (a JSON file or `none`), else sampled from the model.
-pub fn context_templates(
-    arg: Option<&str>,
-    m: &LoadedModel,
-    algorithm: pmedit_engine::edit::Algorithm,
-    seed: u64,
-) -> Result<pmedit_engine::edit::ContextTemplates> {
-    use pmedit_engine::edit::ContextTemplates;
+/// Context templates from `--templates` (a JSON file or `none`), else sampled from the model
+/// with `seed`.
+pub fn templates(arg: Option<&str>, seed: u64) -> Result<TemplateChoice> {
     Ok(match arg {
-        Some("none") => ContextTemplates::bare(),
-        Some(file) => {
-            ContextTemplates::from_json(&std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?)?
-        }
-        None => block_on(ContextTemplates::generate(
-            &m.model,
-            &m.tokenizer,
-            algorithm.template_recipe(),
-            seed,
-        ))?,
+        Some("none") => TemplateChoice::Bare,
+        Some(file) => TemplateChoice::Given(ContextTemplates::from_json(
+            &std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?,
+        )?),
+        None => TemplateChoice::Sampled { seed },
     })
 }
 
-/// The value optimisation's memory budget on `sel`: 70 % of the memory free now on the CPU (wgpu
-/// reports no free-memory figure, so GPUs get none); `PMEDIT_MEMORY_BUDGET_GIB` overrides both.
-pub fn memory_budget(sel: &crate::device::Selected) -> Option<u64> {
-    if let Some(gib) = std::env::var("PMEDIT_MEMORY_BUDGET_GIB")
+/// `PMEDIT_MEMORY_BUDGET_GIB`: the value optimisation's memory budget in GiB, replacing the
+/// device's default (70 % of the free memory on the CPU, none on a GPU).
+pub fn memory_budget_override() -> Option<u64> {
+    std::env::var("PMEDIT_MEMORY_BUDGET_GIB")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
-    {
-        return Some((gib * (1u64 << 30) as f64) as u64);
-    }
-    if sel.description.starts_with("cpu") {
-        pmedit_engine::edit::memory::available_memory().map(|b| b / 10 * 7)
-    } else {
-        None
-    }
+        .map(|gib| (gib * (1u64 << 30) as f64) as u64)
 }

@@ -9,7 +9,27 @@ use serde_json::json;
 
 use crate::device::Target;
 
-pub fn run(dir: &Path, prompt: &str, k: usize, choice: Target, as_json: bool) -> Result<()> {
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// Hugging Face GPT-2 model directory.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// The prompt.
+    #[arg(long)]
+    pub prompt: String,
+    /// How many tokens to list.
+    #[arg(long, default_value_t = 10, value_parser = crate::ranges::positive)]
+    pub top_k: usize,
+    /// Print JSON (token ids, token strings, log-probs).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: PredictArgs, choice: Target) -> Result<()> {
+    show(&args.model, &args.prompt, args.top_k, choice, args.json)
+}
+
+fn show(dir: &Path, prompt: &str, k: usize, choice: Target, as_json: bool) -> Result<()> {
     let (m, sel) = super::load(dir, choice)?;
     let ids = m.tokenizer.encode(prompt)?;
     let top = block_on(top_k(&m.model, &m.tokenizer, prompt, k))?;

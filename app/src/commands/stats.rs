@@ -1,18 +1,106 @@
 //! `pmedit stats`: C0 statistics over a corpus, resumable.
 
 use pmedit_engine::block_on;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use pmedit_engine::edit::stats::{
-    LayerStats, StatsMeta, accumulate, fingerprint, stats_from_bytes, stats_to_bytes, windows,
-};
+use pmedit_engine::edit::stats::{LayerStats, accumulate, windows};
+use pmedit_engine::load::stats_file::{StatsMeta, fingerprint, stats_from_bytes};
+use pmedit_engine::save::stats_file::stats_to_bytes;
 
 use crate::destination::{Destination, Kind};
 use crate::device::{DeviceChoice, Precision, Target};
 
-pub struct StatsArgs<'a> {
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    /// Hugging Face GPT-2 model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Plain text, or JSON lines with a `text` field.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Layers: `17`, `13-17` or `3,5`.
+    #[arg(long)]
+    pub layers: String,
+    /// Stop after this many tokens (the corpus is read only that far).
+    #[arg(long, value_parser = crate::ranges::positive)]
+    pub max_tokens: Option<usize>,
+    /// Tokens per window (default: the model's context).
+    #[arg(long, value_parser = crate::ranges::positive)]
+    pub window: Option<usize>,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 8, value_parser = crate::ranges::positive)]
+    pub batch: usize,
+    /// Output safetensors file (written atomically, checkpointed while running).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue an interrupted run from `--out`.
+    #[arg(long)]
+    pub resume: bool,
+    /// Process only shard I of N (`I/N`, windows i with i mod N = I), to split a corpus over
+    /// machines; combine the parts with `pmedit merge-stats`.
+    #[arg(long)]
+    pub shard: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ImportStatsArgs {
+    /// The model the statistics belong to (for the fingerprint).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// One `.npz` per layer (the authors' files hold a sum Σ k kᵀ and a count; C0 is their mean).
+    #[arg(long, num_args = 1.., required = true)]
+    pub npz: Vec<PathBuf>,
+    /// The files' layers, one per file in the order the files are given (`17,13` or
+    /// `13-17`); default: read from each file's name (`transformer.h.17.mlp…npz` → 17).
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// Output statistics file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct MergeStatsArgs {
+    /// Statistics files to merge.
+    #[arg(long, num_args = 1.., required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `pmedit stats`.
+pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
+    compute(
+        Job {
+            model: &args.model,
+            corpus: &args.corpus,
+            layers: super::parse_layers(&args.layers)?,
+            max_tokens: args.max_tokens,
+            window: args.window,
+            batch: args.batch,
+            out: &args.out,
+            resume: args.resume,
+            shard: args.shard.as_deref().map(parse_shard).transpose()?,
+        },
+        choice,
+    )
+}
+
+/// `pmedit import-stats`.
+pub fn run_import(args: ImportStatsArgs, device: DeviceChoice) -> Result<()> {
+    import(&args.model, &args.npz, args.layers.as_deref(), &args.out, device)
+}
+
+/// `pmedit merge-stats`.
+pub fn run_merge(args: MergeStatsArgs) -> Result<()> {
+    merge(&args.inputs, &args.out)
+}
+
+/// A statistics run with its flags parsed.
+struct Job<'a> {
     pub model: &'a Path,
     pub corpus: &'a Path,
     pub layers: Vec<usize>,
@@ -84,13 +172,13 @@ pub fn corpus_ids(
     tokenizer: &pmedit_engine::tokenizer::Gpt2Tokenizer,
     max_tokens: Option<usize>,
 ) -> Result<Vec<u32>> {
-    use pmedit_engine::edit::corpus::{CorpusChunks, corpus_ids};
+    use pmedit_engine::load::corpus::{CorpusChunks, corpus_ids};
     let file = std::fs::File::open(path).with_context(|| format!("reading corpus {}", path.display()))?;
     let chunks = CorpusChunks::new(std::io::BufReader::new(file), &path.display().to_string(), 1 << 20);
     Ok(corpus_ids(chunks, tokenizer, max_tokens)?)
 }
 
-pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
+fn compute(args: Job, choice: Target) -> Result<()> {
     let dest = Destination::new(args.out, &[args.model, args.corpus], Kind::Stats, false)?;
     let (m, sel) = super::load(args.model, choice)?;
     super::check_layers(&args.layers, m.config.n_layer)?;
@@ -204,7 +292,7 @@ pub fn import(
 ) -> Result<()> {
     let layers: Vec<usize> = match layers {
         Some(text) => {
-            let given = crate::output::parse_layer_list(text)?;
+            let given = super::parse_layer_list(text)?;
             anyhow::ensure!(
                 given.len() == npz.len(),
                 "--layers names {} layer(s) for {} .npz file(s): give one layer per file, in the order of the files \
@@ -216,7 +304,7 @@ pub fn import(
         }
         None => npz
             .iter()
-            .map(|p| pmedit_engine::edit::npz::layer_from_file_name(&p.to_string_lossy()))
+            .map(|p| pmedit_engine::load::npz::layer_from_file_name(&p.to_string_lossy()))
             .collect::<std::result::Result<_, _>>()
             .context("--layers not given")?,
     };
@@ -244,7 +332,7 @@ pub fn import(
             m.config.n_layer
         );
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let st = pmedit_engine::edit::npz::import_npz(&bytes, &path.to_string_lossy(), layer, &sel.device)?;
+        let st = pmedit_engine::load::npz::import_npz(&bytes, &path.to_string_lossy(), layer, &sel.device)?;
         anyhow::ensure!(
             st.sum.dims()[0] == m.config.d_inner(),
             "{} holds {}-dimensional keys but the model's are {}",

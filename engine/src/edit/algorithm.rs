@@ -14,7 +14,7 @@ use super::request::EditRequest;
 use super::templates::{ContextTemplates, TemplateRecipe};
 use super::values::{StepLoss, VALUE_BATCH_TOKENS, ValueHparams, compute_values};
 use crate::error::{EngineError, Result};
-use crate::model::{Gpt2, Site};
+use crate::model::{EditableModel, Site};
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// The editing algorithm.
@@ -82,7 +82,7 @@ impl Algorithm {
     }
 }
 
-/// Hyper-parameters of one algorithm on one model (PAPER.md's table for GPT2-XL).
+/// Hyper-parameters of one algorithm on one model (docs/MATH.md §10 for GPT2-XL).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EditHparams {
     /// Layers edited (the last one is where δ is optimised).
@@ -98,6 +98,8 @@ pub struct EditHparams {
 /// Progress of an edit, for progress bars and the web page.
 #[derive(Debug, Clone)]
 pub enum EditEvent {
+    /// Preparing the context templates (sampling them takes a moment the first time).
+    Templates,
     /// Value optimisation of request `request` made a step.
     ValueStep {
         /// Index of the request.
@@ -126,10 +128,11 @@ pub struct EditOutcome {
     pub losses: Vec<Vec<StepLoss>>,
 }
 
-/// Applies `requests` to `model` in place.
+/// Applies `requests` to `model` in place: the algorithm itself, without the pipeline around it
+/// (front ends edit through [`Editor`](super::Editor)).
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_edits(
-    model: &mut Gpt2,
+    model: &mut impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     requests: &[EditRequest],
     algorithm: Algorithm,

@@ -1,4 +1,4 @@
-//! Edit distribution over layers (PAPER.md §4, eq. 6/7).
+//! Edit distribution over layers (docs/MATH.md §3, eq. 6/7).
 //!
 //! For layers l₁ < … < L in order: recompute the keys at l on the current (partly edited) model,
 //! take the residual of the target hidden state at the last layer L (the block output, where
@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 
-use burn::module::Param;
 use burn::prelude::*;
 
 use super::keys::{KEY_BATCH, compute_keys};
@@ -19,7 +18,7 @@ use super::templates::ContextTemplates;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::model::{Gpt2, Site};
+use crate::model::{EditableModel, Site};
 use crate::readback::{read_scalar, read_vec};
 use crate::tokenizer::Gpt2Tokenizer;
 
@@ -41,7 +40,7 @@ pub enum Solver {
 pub struct LayerDelta {
     /// The layer.
     pub layer: usize,
-    /// Δᵀ `[d_inner, d]`, added to `mlp.c_proj.weight`.
+    /// Δᵀ `[d_inner, d]`, added to the edited matrix (GPT-2: `mlp.c_proj.weight`).
     pub delta: Tensor<2>,
     /// The keys the system was solved for, `[d_inner, E]` (the teaching view re-solves it).
     pub keys: Tensor<2>,
@@ -57,18 +56,16 @@ pub fn bare_prompts(tokenizer: &Gpt2Tokenizer, requests: &[EditRequest]) -> Resu
         .collect()
 }
 
-/// Adds Δᵀ to `mlp.c_proj.weight` of `layer`.
-pub fn apply_delta(model: &mut Gpt2, layer: usize, delta: Tensor<2>) {
-    let w = &mut model.h[layer].mlp.c_proj.weight;
-    let updated = w.val() + delta;
-    *w = Param::from_tensor(updated);
+/// Adds Δᵀ to the edited matrix of `layer`.
+pub fn apply_delta(model: &mut impl EditableModel, layer: usize, delta: Tensor<2>) {
+    model.add_to_edited_weight(layer, delta);
 }
 
 /// Writes the targets `z` (`[E, d]`, block output of the last layer at each request's bare
 /// prompt) into `layers`, distributing the residual as in eq. 6/7. Returns the Δ of each layer.
 #[allow(clippy::too_many_arguments)]
 pub async fn distribute(
-    model: &mut Gpt2,
+    model: &mut impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     requests: &[EditRequest],
     z: Tensor<2>,
@@ -110,7 +107,7 @@ pub async fn distribute(
                 let bare_key = compute_keys(model, tokenizer, l, requests, &ContextTemplates::bare())?;
                 let k_den = if consistent_keys {
                     // r-ROME: the residual is taken against the output for k* (averaged outputs).
-                    let w = model.h[l].mlp.c_proj.weight.val();
+                    let w = model.edited_weight(l);
                     residual = residual + (bare_key - keys.clone()).transpose().matmul(w);
                     keys.clone()
                 } else {
@@ -167,7 +164,7 @@ pub struct Dropped {
 /// earlier kept request's, so a MEMIT/EMMET batch stays solvable (one key cannot take two values).
 /// Returns the kept requests and a report of the dropped ones.
 pub async fn drop_dependent_keys(
-    model: &Gpt2,
+    model: &impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     requests: &[EditRequest],
     layers: &[usize],

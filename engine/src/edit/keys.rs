@@ -1,4 +1,4 @@
-//! Keys (PAPER.md "Keys", A.2): the input of `mlp.c_proj` at the subject's last token, averaged
+//! Keys (docs/MATH.md §4): the input of `mlp.c_proj` at the subject's last token, averaged
 //! over context templates — per group, then across groups.
 
 use burn::prelude::*;
@@ -7,7 +7,7 @@ use super::prompts::{activations_at, subject_prompt};
 use super::request::EditRequest;
 use super::templates::ContextTemplates;
 use crate::error::Result;
-use crate::model::{Gpt2, Site};
+use crate::model::{EditableModel, Site};
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// Prompts per forward pass when computing keys.
@@ -15,7 +15,7 @@ pub const KEY_BATCH: usize = 64;
 
 /// Keys of `requests` at `layer`, as columns: `[d_inner, E]`.
 pub fn compute_keys(
-    model: &Gpt2,
+    model: &impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     layer: usize,
     requests: &[EditRequest],

@@ -3,7 +3,7 @@
 //! the limit instead of failing half-way (or taking the machine down) with an allocation error.
 
 use crate::error::{EngineError, Result};
-use crate::model::{Gpt2, Gpt2Config};
+use crate::model::{EditableModel, Gpt2Config};
 
 /// The sizes the estimate needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +29,14 @@ impl From<&Gpt2Config> for ModelShape {
     }
 }
 
-impl From<&Gpt2> for ModelShape {
-    fn from(m: &Gpt2) -> Self {
+impl ModelShape {
+    /// The sizes of `model`.
+    pub fn of(model: &impl EditableModel) -> Self {
         Self {
-            n_layer: m.n_layer(),
-            n_embd: m.wpe.weight.dims()[1],
-            n_head: m.h.first().map_or(1, |b| b.attn.n_head),
-            vocab: m.vocab_size(),
+            n_layer: model.n_layer(),
+            n_embd: model.d_model(),
+            n_head: model.n_head(),
+            vocab: model.vocab_size(),
         }
     }
 }
@@ -80,13 +81,29 @@ pub fn value_group_positions(
     Ok(wanted.min(fits).max(min_positions))
 }
 
-/// Memory the CPU can give right now: `MemAvailable` of /proc/meminfo (Linux), if readable.
-#[cfg(not(target_arch = "wasm32"))]
+/// Memory the CPU can give right now: `MemAvailable` of /proc/meminfo (Linux), if readable; none
+/// in a browser.
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    #[cfg(target_family = "wasm")]
+    return None;
+    #[cfg(not(target_family = "wasm"))]
+    {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
+/// The value optimisation's default budget for a model on `device`: 70 % of the memory free now
+/// when tensors live in host memory (the CPU backend); none on a GPU, for which wgpu reports no
+/// free-memory figure.
+pub fn default_budget(device: &burn::prelude::Device) -> Option<u64> {
+    if *device == burn::prelude::Device::flex() {
+        available_memory().map(|b| b / 10 * 7)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 //! statistics, the closed-form solutions and their distribution over layers.
 
 pub mod algorithm;
-pub mod corpus;
 pub mod distribute;
+pub mod editor;
 pub mod keys;
+pub mod layers;
 pub mod memory;
-pub mod npz;
 pub mod objective;
 pub mod presets;
 pub mod prompts;
@@ -18,6 +18,7 @@ pub mod values;
 
 pub use algorithm::{Algorithm, EditEvent, EditHparams, EditOutcome, apply_edits};
 pub use distribute::{Dropped, LayerDelta, Solver, distribute, drop_dependent_keys};
+pub use editor::{EditPlan, EditReport, Editor, Overrides, TargetChange, Teaching, TemplateChoice, ValueOverrides};
 pub use objective::{Objective, Preservation, solve_delta};
 pub use request::EditRequest;
 pub use templates::{ContextTemplates, TemplateRecipe};

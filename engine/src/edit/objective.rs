@@ -1,4 +1,4 @@
-//! The preservation–memorization objective and its closed-form solutions (PAPER.md eq. 1–9, 19).
+//! The preservation–memorization objective and its closed-form solutions (docs/MATH.md §2, eq. 1–9, 19).
 //!
 //! Layout: burn stores `c_proj.weight` as `[in, out]` = Wᵀ, so every Δ here is returned as
 //! `[n, d]` (n = key dimension, d = model width) and is *added* to `c_proj.weight`. Keys are
@@ -79,6 +79,19 @@ pub enum Objective {
         /// α of §5.1 (0.1 in the paper).
         alpha: f64,
     },
+}
+
+/// Factors `λ·c0` and solves one system with it: the factorisation and the solve together, as a
+/// one-off (benchmarks); editing goes through [`Editor`](super::Editor), which factors each
+/// layer's C0 once.
+pub async fn solve_with_c0(
+    c0: Tensor<2>,
+    lambda: f64,
+    objective: Objective,
+    k: Tensor<2>,
+    r: Tensor<2>,
+) -> Result<Tensor<2>> {
+    solve_delta(&Preservation::new(c0, lambda).await?, objective, k, r).await
 }
 
 /// Δᵀ `[n, d]` for keys `k: [n, E]` and residuals `r: [E, d]` (eq. 3, 5, 9).

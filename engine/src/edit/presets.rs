@@ -1,5 +1,5 @@
 //! Hyper-parameter presets, kept as data in `presets/hparams.json`: the reference code's GPT2-XL
-//! values (PAPER.md), and a relative-depth rule for other GPT-2 sizes.
+//! values (docs/MATH.md §10), and a relative-depth rule for other GPT-2 sizes.
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -40,17 +40,22 @@ struct Relative {
 
 /// The preset for `algorithm` on a model with `config`.
 pub fn preset(algorithm: Algorithm, config: &Gpt2Config) -> EditHparams {
+    preset_for(algorithm, config.n_layer, config.n_embd)
+}
+
+/// The preset for `algorithm` on a model of `n_layer` blocks of width `n_embd`.
+pub fn preset_for(algorithm: Algorithm, n_layer: usize, n_embd: usize) -> EditHparams {
     let p: Presets = serde_json::from_str(PRESETS).expect("presets/hparams.json is valid");
     for fam in p.families.values() {
-        if fam.matches.n_layer == config.n_layer
-            && fam.matches.n_embd == config.n_embd
+        if fam.matches.n_layer == n_layer
+            && fam.matches.n_embd == n_embd
             && let Some(v) = fam.algos.get(algorithm.name())
         {
             return serde_json::from_value(v.clone()).expect("family preset is valid");
         }
     }
     let r = &p.relative[algorithm.name()];
-    let last = (((config.n_layer - 1) as f64) * 17.0 / 47.0).round() as usize;
+    let last = (((n_layer.max(1) - 1) as f64) * 17.0 / 47.0).round() as usize;
     let first = (last + 1).saturating_sub(r.span);
     EditHparams {
         layers: (first..=last).collect(),

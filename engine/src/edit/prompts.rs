@@ -4,7 +4,7 @@
 use burn::prelude::*;
 
 use crate::error::{EngineError, Result};
-use crate::model::{Gpt2, Hooks, Site};
+use crate::model::{EditableModel, Hooks, Site};
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// Tokens of one prompt and where its subject ends.
@@ -18,7 +18,7 @@ pub struct SubjectPrompt {
 
 /// Tokenizes `text` (which holds one `{}`) with `subject` in place of `{}`.
 ///
-/// As in the reference code (PAPER.md A.2), the prefix (trailing space stripped), `" " + subject`
+/// As in the reference code (docs/MATH.md §4), the prefix (trailing space stripped), `" " + subject`
 /// and the suffix are tokenized separately, so the subject's last token is known exactly.
 pub fn subject_prompt(tokenizer: &Gpt2Tokenizer, text: &str, subject: &str) -> Result<SubjectPrompt> {
     let (prefix, suffix) = text
@@ -73,7 +73,7 @@ pub fn gather_positions(x: Tensor<3>, positions: &[usize]) -> Tensor<2> {
 /// Activation at `(layer, site)` at one position per prompt, `[prompts, width]`, computed in
 /// batches of `batch` prompts.
 pub fn activations_at(
-    model: &Gpt2,
+    model: &impl EditableModel,
     prompts: &[SubjectPrompt],
     layer: usize,
     site: Site,

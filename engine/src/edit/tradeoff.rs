@@ -1,4 +1,4 @@
-//! The preservation–memorization trade-off of one layer's system, for teaching (PAPER.md eq. 1,
+//! The preservation–memorization trade-off of one layer's system, for teaching (docs/MATH.md §7; eq. 1,
 //! 4, 8): how far an update moves the outputs of the keys the layer has seen, and how far it is
 //! from writing the requested values, as λ sweeps.
 //!

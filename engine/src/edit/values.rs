@@ -1,4 +1,4 @@
-//! Values (PAPER.md "Values", eq. 12): the vector the edited layer must output at the subject's
+//! Values (docs/MATH.md §5, eq. 12): the vector the edited layer must output at the subject's
 //! last token so that the model says the new target.
 //!
 //! δ (initially 0) is added at the subject's last token of every prompt — at the MLP output of
@@ -22,7 +22,7 @@ use super::prompts::{SubjectPrompt, gather_positions, padded_batch, subject_prom
 use super::request::EditRequest;
 use super::templates::ContextTemplates;
 use crate::error::{EngineError, Result};
-use crate::model::{Gpt2, Hooks, Site};
+use crate::model::{EditableModel, Hooks, Site};
 use crate::readback::read_vec;
 use crate::tokenizer::Gpt2Tokenizer;
 
@@ -93,7 +93,7 @@ pub const VALUE_BATCH_TOKENS: usize = 4096;
 /// Optimises the value of `request` at `(layer, site)`; `on_step` sees each step's loss.
 #[allow(clippy::too_many_arguments)]
 pub async fn compute_value(
-    model: &Gpt2,
+    model: &impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     request: &EditRequest,
     templates: &ContextTemplates,
@@ -164,7 +164,7 @@ fn request_prompts(
 /// `(request index, loss)`.
 #[allow(clippy::too_many_arguments)]
 pub async fn compute_values(
-    model: &Gpt2,
+    model: &impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     requests: &[EditRequest],
     templates: &ContextTemplates,
@@ -191,7 +191,14 @@ pub async fn compute_values(
         .max()
         .unwrap_or(1);
     let one = all.iter().map(|r| r.prompts.len()).max().unwrap_or(1) * seq;
-    let batch_tokens = value_group_positions(model.into(), layer, seq, one, batch_tokens, hp.memory_budget)?;
+    let batch_tokens = value_group_positions(
+        super::memory::ModelShape::of(model),
+        layer,
+        seq,
+        one,
+        batch_tokens,
+        hp.memory_budget,
+    )?;
     let mut values = Vec::with_capacity(requests.len());
     let mut start = 0;
     while start < all.len() {
@@ -218,7 +225,7 @@ pub async fn compute_values(
 
 /// One group of [`compute_values`].
 async fn optimise_group(
-    model: &Gpt2,
+    model: &impl EditableModel,
     group: &[RequestPrompts],
     layer: usize,
     site: Site,

@@ -1,4 +1,4 @@
-//! Evaluation datasets (PAPER.md "Evaluation"): CounterFact in the authors' full format and in
+//! Evaluation datasets (docs/MATH.md §9): CounterFact in the authors' full format and in
 //! EasyEdit's flat format, ROME's `known_1000.json`, and zsRE in the MEND format, all read into one
 //! record type. A malformed record is an error naming the file, the record index and the field;
 //! callers that prefer to skip such records use [`read_records`] with `skip_invalid`.

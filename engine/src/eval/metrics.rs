@@ -1,4 +1,4 @@
-//! CounterFact and zsRE metrics (PAPER.md "Metrics"), as pure functions of per-prompt scores so
+//! CounterFact and zsRE metrics (docs/MATH.md §9), as pure functions of per-prompt scores so
 //! they can be checked by hand. Scores come from teacher-forced mean per-token NLL of " target".
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! Scoring dataset records on a model (before or after an edit): every prompt of every record in
-//! a few batched passes, then the per-record metrics of PAPER.md and their means.
+//! a few batched passes, then the per-record metrics of docs/MATH.md §9 and their means.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,7 @@ use super::metrics::{
 use super::score::{SCORE_BATCH, score_targets};
 use crate::error::{EngineError, Result};
 use crate::generate::{GenerateOptions, generate};
-use crate::model::Gpt2;
+use crate::model::EditableModel;
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// zsRE scores ×100.
@@ -55,7 +55,7 @@ pub struct Summary {
 }
 
 /// How generation entropy (GE) is measured: texts of `tokens` tokens (prompt included, capped by
-/// the model's context) sampled top-k 5 from each generation prompt, as in PAPER.md's metric table.
+/// the model's context) sampled top-k 5 from each generation prompt, as in docs/MATH.md §9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeOptions {
     /// Length of each sampled text in tokens, prompt included (the paper: 100).
@@ -71,9 +71,9 @@ impl Default for GeOptions {
 }
 
 /// GE of one record: the mean [`generation_entropy`] of texts sampled from its generation prompts,
-/// or from its rewrite prompt when it has none (the EasyEdit format; PAPER.md says to do so).
+/// or from its rewrite prompt when it has none (the EasyEdit format; docs/MATH.md §9).
 pub async fn record_generation_entropy(
-    model: &Gpt2,
+    model: &impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     record: &Record,
     ge: &GeOptions,
@@ -101,7 +101,7 @@ pub async fn record_generation_entropy(
 
 /// Scores `records` on `model`; with `ge`, CounterFact records also get their generation entropy.
 pub async fn score_records(
-    model: &Gpt2,
+    model: &impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     records: &[Record],
     ge: Option<&GeOptions>,

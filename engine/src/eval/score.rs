@@ -1,5 +1,5 @@
-//! Batched teacher-forced scoring: the mean per-token NLL of " target" after a prompt (PAPER.md
-//! "Metrics"), and the argmax tokens the model predicts for it (zsRE accuracy). Many
+//! Batched teacher-forced scoring: the mean per-token NLL of " target" after a prompt (docs/MATH.md
+//! §9), and the argmax tokens the model predicts for it (zsRE accuracy). Many
 //! (prompt, target) pairs share one right-padded forward pass; only the scored positions go
 //! through the LM head.
 
@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 
 use crate::edit::prompts::padded_batch;
 use crate::error::Result;
-use crate::model::Gpt2;
+use crate::model::EditableModel;
 use crate::predict::encode_prompt;
 use crate::readback::read_vec;
 use crate::tokenizer::Gpt2Tokenizer;
@@ -29,7 +29,7 @@ pub const SCORE_BATCH: usize = 64;
 
 /// Scores every `(prompt, target)` pair, `batch` pairs per forward pass.
 pub async fn score_targets(
-    model: &Gpt2,
+    model: &impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
     pairs: &[(String, String)],
     batch: usize,

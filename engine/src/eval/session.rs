@@ -12,18 +12,15 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::Record;
 use super::records::{GeOptions, RecordScores, Summary, score_records, summarize};
-use crate::edit::{Algorithm, ContextTemplates, EditHparams, EditRequest, Preservation, apply_edits};
+use crate::edit::{EditPlan, EditRequest, Editor};
 use crate::error::{EngineError, Result};
-use crate::model::Gpt2;
-use crate::tokenizer::Gpt2Tokenizer;
+use crate::model::EditableModel;
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalSpec {
-    /// The algorithm.
-    pub algorithm: Algorithm,
-    /// Its hyper-parameters.
-    pub hparams: EditHparams,
+    /// The edit of every batch (algorithm, hyper-parameters, templates).
+    pub plan: EditPlan,
     /// Records per batch.
     pub batch_size: usize,
     /// Stop after this many batches (default: as many as the records fill).
@@ -110,15 +107,28 @@ pub fn sample_batches(n: usize, batch_size: usize, num_batches: Option<usize>, s
     batches
 }
 
-/// Runs `spec` on `records`. `model` itself is never changed.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_eval(
-    model: &Gpt2,
-    tokenizer: &Gpt2Tokenizer,
+/// Runs `spec` on `records` with `editor`, whose model is restored (undone) afterwards, also when
+/// a batch fails.
+pub async fn run_eval<M: EditableModel>(
+    editor: &mut Editor<M>,
     records: &[Record],
     spec: &EvalSpec,
-    templates: &ContextTemplates,
-    stats: &HashMap<usize, Preservation>,
+    on_event: impl FnMut(EvalEvent),
+) -> Result<EvalOutcome> {
+    if editor.is_edited() {
+        return Err(EngineError::Input(
+            "an evaluation starts from an unedited model: undo the earlier edits first".into(),
+        ));
+    }
+    let result = run_batches(editor, records, spec, on_event).await;
+    editor.undo();
+    result
+}
+
+async fn run_batches<M: EditableModel>(
+    editor: &mut Editor<M>,
+    records: &[Record],
+    spec: &EvalSpec,
     mut on_event: impl FnMut(EvalEvent),
 ) -> Result<EvalOutcome> {
     if records.is_empty() {
@@ -128,38 +138,29 @@ pub async fn run_eval(
     let picked: Vec<usize> = batches.iter().flatten().copied().collect();
     on_event(EvalEvent::Baseline);
     let subset: Vec<Record> = picked.iter().map(|&i| records[i].clone()).collect();
-    let before_scores = score_records(model, tokenizer, &subset, spec.ge.as_ref()).await?;
+    let before_scores = score_records(editor.model(), editor.tokenizer(), &subset, spec.ge.as_ref()).await?;
     let before_of: HashMap<usize, RecordScores> = picked.iter().copied().zip(before_scores.iter().cloned()).collect();
 
     let mut rows = Vec::new();
     let mut edit_seconds = Vec::new();
     let mut latest: HashMap<usize, RecordScores> = HashMap::new();
-    let mut current = model.clone();
     for (b, batch) in batches.iter().enumerate() {
         on_event(EvalEvent::Batch {
             batch: b,
             of: batches.len(),
         });
         if !spec.sequential {
-            current = model.clone();
+            editor.undo();
         }
         let requests: Vec<EditRequest> = batch.iter().map(|&i| records[i].request.clone()).collect();
         let start = std::time::Instant::now();
-        apply_edits(
-            &mut current,
-            tokenizer,
-            &requests,
-            spec.algorithm,
-            &spec.hparams,
-            templates,
-            stats,
-            |e| {
+        editor
+            .edit(&requests, &spec.plan, |e| {
                 if matches!(e, crate::edit::EditEvent::ValueStep { .. }) {
                     on_event(EvalEvent::ValueStep);
                 }
-            },
-        )
-        .await?;
+            })
+            .await?;
         let secs = start.elapsed().as_secs_f64();
         edit_seconds.push(secs);
         // Score this batch (sequential: every batch so far).
@@ -173,7 +174,7 @@ pub async fn run_eval(
             batch.iter().map(|&i| (b, i)).collect()
         };
         let recs: Vec<Record> = scored.iter().map(|&(_, i)| records[i].clone()).collect();
-        let after = score_records(&current, tokenizer, &recs, spec.ge.as_ref()).await?;
+        let after = score_records(editor.model(), editor.tokenizer(), &recs, spec.ge.as_ref()).await?;
         for ((k, i), a) in scored.into_iter().zip(after) {
             latest.insert(i, a.clone());
             rows.push(RecordRow {

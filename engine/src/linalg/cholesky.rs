@@ -10,7 +10,7 @@
 //! layer serves every batch.
 //!
 //! Works in the dtype of its input: f64 where the device has it (flex, Vulkan), f32 on WebGPU.
-//! On the CPU backend the same algorithm runs in place in host memory ([`super::cpu`]): burn
+//! On the CPU backend the same algorithm runs in place in host memory ([`crate::cpu`]): burn
 //! tensors are immutable, and the copies this path makes cost more there than the products.
 
 use burn::prelude::*;
@@ -58,10 +58,9 @@ enum Repr {
         l: Box<Tensor<2>>,
         diag_inv: Vec<Tensor<2>>,
     },
-    /// On the CPU backend: `scale · L` kept in one host buffer (see [`super::cpu`]).
-    #[cfg(not(target_family = "wasm"))]
+    /// On the CPU backend: `scale · L` kept in one host buffer (see [`crate::cpu`]).
     Host {
-        factor: std::sync::Arc<super::cpu::HostFactor>,
+        factor: std::sync::Arc<crate::cpu::HostFactor>,
         scale: f64,
         device: Device,
     },
@@ -90,14 +89,13 @@ pub(crate) fn to_device(m: &Mat, device: &Device, dtype: DType) -> Tensor<2> {
 
 impl CholeskyFactor {
     /// Factors the SPD matrix `a` (`[n, n]`) with blocks of `block` rows: in place in host memory
-    /// on the CPU backend ([`super::cpu`]), else with device tensor ops
+    /// on the CPU backend ([`crate::cpu`]), else with device tensor ops
     /// ([`CholeskyFactor::with_tensor_ops`]).
     pub async fn new(a: Tensor<2>, block: usize) -> Result<Self, LinalgError> {
-        #[cfg(not(target_family = "wasm"))]
-        if super::cpu::applies(&a.device(), a.dtype()) {
+        if crate::cpu::cholesky_applies(&a.device(), a.dtype()) {
             let [n, _] = a.dims();
             let device = a.device();
-            let factor = super::cpu::HostFactor::new(a, block)?;
+            let factor = crate::cpu::HostFactor::new(a, block)?;
             return Ok(Self {
                 diag_range: factor.diag_range(),
                 repr: Repr::Host {
@@ -192,7 +190,6 @@ impl CholeskyFactor {
                 l: Box::new((**l).clone() * r),
                 diag_inv: diag_inv.iter().map(|d| d.clone() / r).collect(),
             },
-            #[cfg(not(target_family = "wasm"))]
             Repr::Host { factor, scale, device } => Repr::Host {
                 factor: factor.clone(),
                 scale: scale * r,
@@ -216,7 +213,6 @@ impl CholeskyFactor {
     pub fn l(&self) -> Tensor<2> {
         match &self.repr {
             Repr::Device { l, .. } => (**l).clone(),
-            #[cfg(not(target_family = "wasm"))]
             Repr::Host { factor, scale, device } => factor.l(*scale, device),
         }
     }
@@ -235,7 +231,6 @@ impl CholeskyFactor {
     pub fn solve_lower(&self, b: Tensor<2>) -> Tensor<2> {
         match &self.repr {
             Repr::Device { l, diag_inv } => self.device_lower(l, diag_inv, b),
-            #[cfg(not(target_family = "wasm"))]
             Repr::Host { factor, scale, .. } => factor.solve(b, *scale, true, false),
         }
     }
@@ -244,7 +239,6 @@ impl CholeskyFactor {
     pub fn solve_upper(&self, b: Tensor<2>) -> Tensor<2> {
         match &self.repr {
             Repr::Device { l, diag_inv } => self.device_upper(l, diag_inv, b),
-            #[cfg(not(target_family = "wasm"))]
             Repr::Host { factor, scale, .. } => factor.solve(b, *scale, false, true),
         }
     }
@@ -253,7 +247,6 @@ impl CholeskyFactor {
     pub fn solve(&self, b: Tensor<2>) -> Tensor<2> {
         match &self.repr {
             Repr::Device { l, diag_inv } => self.device_upper(l, diag_inv, self.device_lower(l, diag_inv, b)),
-            #[cfg(not(target_family = "wasm"))]
             Repr::Host { factor, scale, .. } => factor.solve(b, *scale, true, true),
         }
     }

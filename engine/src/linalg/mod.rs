@@ -4,8 +4,6 @@
 //! blocks, references for tests).
 
 pub mod cholesky;
-#[cfg(not(target_family = "wasm"))]
-mod cpu;
 pub mod host;
 pub mod matmul;
 

@@ -1,18 +1,22 @@
-//! Loading models: byte sources, safetensors parsing, weight assembly (kept apart from the
-//! model code, which knows nothing about files).
+//! Reading files: byte sources, safetensors parsing, weight assembly (kept apart from the model
+//! code, which knows nothing about files), tokenised corpora, pmedit statistics files and the
+//! authors' `.npz` statistics. The writers are in `save`.
 
+pub mod corpus;
 pub mod memory;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 pub mod model_dir;
+pub mod npz;
 pub mod safetensors;
 pub mod source;
+pub mod stats_file;
 pub mod weights;
 
 pub use memory::{ModelParts, load_model_bytes, load_model_source};
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 pub use model_dir::{LoadedModel, load_model_dir, read_config};
 pub use safetensors::SafetensorsFile;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 pub use source::FileSource;
 pub use source::{ByteSource, MemorySource};
 pub use weights::{WeightFiles, build_gpt2};

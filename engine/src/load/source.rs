@@ -60,7 +60,7 @@ impl ByteSource for MemorySource {
 
 /// A file opened read-only; tensors are read with positioned reads, so only the tensor being
 /// converted is in memory, never the whole file.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 #[derive(Debug)]
 pub struct FileSource {
     path: PathBuf,
@@ -68,7 +68,7 @@ pub struct FileSource {
     len: u64,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 impl FileSource {
     /// Opens `path` for reading (never for writing).
     pub fn open(path: &Path) -> Result<Self> {
@@ -82,7 +82,7 @@ impl FileSource {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 impl ByteSource for FileSource {
     fn len(&self) -> u64 {
         self.len

@@ -66,14 +66,13 @@ impl Attention {
     /// Attention over `x` (`[batch, seq, d]`), attending also to `cache` (earlier tokens) when
     /// given; the new keys/values are appended to the cache. Without a cache, on the CPU backend
     /// (outside autodiff) the attention runs as one fused pass on host memory
-    /// ([`super::host::attention`]).
+    /// (`crate::cpu`).
     pub fn forward(&self, x: Tensor<3>, cache: Option<&mut Option<LayerCache>>) -> Tensor<3> {
         let [batch, seq, d] = x.dims();
         let dh = d / self.n_head;
         let qkv = linear_rows(&self.c_attn, x);
-        #[cfg(not(target_family = "wasm"))]
         if cache.is_none()
-            && let Some(out) = super::host::attention::causal(&qkv, self.n_head)
+            && let Some(out) = crate::cpu::causal_attention(&qkv, self.n_head)
         {
             return linear_rows(&self.c_proj, out);
         }

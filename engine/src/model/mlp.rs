@@ -1,5 +1,5 @@
 //! The GPT-2 MLP: `c_proj(gelu_new(c_fc(x)))`. `c_proj` is the matrix W that the PM family edits;
-//! its input (after GELU) is the *key* k and its output the *value* (PAPER.md, "The setting").
+//! its input (after GELU) is the *key* k and its output the *value* (docs/MATH.md §1).
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -66,13 +66,11 @@ impl Mlp {
 /// On the CPU backend (outside autodiff) the same formula runs as one fused, vectorised pass on
 /// every core (`pmedit_simd::gelu_new`).
 pub fn gelu_new<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    #[cfg(not(target_family = "wasm"))]
-    if crate::linalg::matmul::on_cpu_f32(&x) {
-        return super::host::map_f32(x, pmedit_simd::gelu_new);
-    }
-    let cubic = x.clone() * x.clone() * 0.044715 + 1.0;
-    let minus_2u = x.clone() * cubic * (-2.0 * SQRT_2_OVER_PI);
-    x / (minus_2u.clamp_max(80.0).exp() + 1.0)
+    crate::cpu::gelu_new(x, |x| {
+        let cubic = x.clone() * x.clone() * 0.044715 + 1.0;
+        let minus_2u = x.clone() * cubic * (-2.0 * SQRT_2_OVER_PI);
+        x / (minus_2u.clamp_max(80.0).exp() + 1.0)
+    })
 }
 
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;

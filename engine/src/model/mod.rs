@@ -4,15 +4,15 @@
 pub mod attention;
 pub mod block;
 pub mod config;
+pub mod editable;
 pub mod embedding;
 pub mod gpt2;
 pub mod hooks;
-#[cfg(not(target_family = "wasm"))]
-mod host;
 pub mod linear;
 pub mod mlp;
 pub mod precision;
 
 pub use config::Gpt2Config;
+pub use editable::EditableModel;
 pub use gpt2::{ForwardOutput, Gpt2, KvCache};
 pub use hooks::{Hooks, Site};

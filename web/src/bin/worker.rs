@@ -1,7 +1,7 @@
 //! The engine worker's entry point (Trunk builds it to wasm32 as a Web Worker).
 
 fn main() {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(target_family = "wasm")]
     {
         use gloo_worker::Registrable;
         pmedit_web::channel::report_deaths();

@@ -2,9 +2,11 @@
 //! streamed from the device one tensor at a time. Where the directory goes, and how it replaces
 //! an earlier one, is the caller's decision (the CLI writes into a fresh sibling and swaps it in).
 
+pub mod stats_file;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 use std::path::Path;
 
 use burn::prelude::*;
@@ -166,7 +168,7 @@ pub async fn model_to_bytes(model: &Gpt2) -> Result<Vec<u8>> {
 
 /// The files of the model directory `source` that an edited copy keeps: config, tokenizer and
 /// the rest, but not its weights (`*.safetensors`, the shard index) or hidden files.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 pub fn model_side_files(source: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let io = |p: &Path, e| EngineError::io(p, e);
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -184,7 +186,7 @@ pub fn model_side_files(source: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 
 /// Writes `model` as `model.safetensors` (in `dtype`) and `files` (name, contents: config,
 /// tokenizer, …) into the existing directory `dir`.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_family = "wasm"))]
 pub fn write_model_files(model: &Gpt2, dir: &Path, files: &[(String, Vec<u8>)], dtype: WeightDtype) -> Result<()> {
     let io = |p: &Path, e| EngineError::io(p, e);
     for (fname, bytes) in files {

@@ -1,4 +1,4 @@
-//! The Cholesky factorisation and triangular solves of [`super::cholesky`] for the CPU backend
+//! The Cholesky factorisation and triangular solves of [`crate::linalg::cholesky`] for the CPU backend
 //! (burn `flex`), run in place in host memory.
 //!
 //! On the CPU the tensors already live in host memory, but burn tensors are immutable: the
@@ -15,8 +15,8 @@
 use burn::prelude::*;
 use burn::tensor::{DType, Element};
 
-use super::LinalgError;
-use super::host::{Mat, cholesky as host_cholesky, invert_lower};
+use crate::linalg::LinalgError;
+use crate::linalg::host::{Mat, cholesky as host_cholesky, invert_lower};
 
 /// Products of at least this many multiply-adds run on every core (flex's own threshold).
 const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;

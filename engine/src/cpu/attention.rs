@@ -1,6 +1,6 @@
 //! GPT-2's causal self-attention as one pass over host memory.
 //!
-//! With tensor ops (`model::attention`) the fused `q | k | v` projection is split into heads
+//! With tensor ops (`crate::model::attention`) the fused `q | k | v` projection is split into heads
 //! (reshapes that `flex` copies), multiplied per head, masked, soft-maxed and transposed back:
 //! a dozen passes, several on one core. Here each query row reads its head slices straight from
 //! the projection's output and writes its output row in place, rows split over every core.
@@ -8,7 +8,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use crate::linalg::matmul::{flex, from_host};
+use super::{flex, from_host};
 use pmedit_simd::attend_row;
 
 /// Causal attention of the fused projection `qkv` (`[batch, seq, 3d]`, columns `q | k | v`,

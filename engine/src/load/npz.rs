@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use burn::prelude::*;
 
-use super::stats::LayerStats;
+use crate::edit::stats::LayerStats;
 use crate::error::{EngineError, Result};
 
 /// A parsed `.npy` array: shape and values as f64.

@@ -1,0 +1,526 @@
+//! The edit pipeline, in one place: [`Editor`] owns a model, its tokenizer and the C0 statistics
+//! of its layers, and every front end (the CLI's `edit`, `eval`, `demo` and `bench`, the web
+//! worker) edits through it.
+//!
+//! One edit (docs/ARCHITECTURE.md, "The data path of one edit"):
+//! 1. [`Editor::plan`] resolves the preset of the algorithm on this model, the caller's overrides
+//!    and the layers into an [`EditPlan`] (the only λ; layers checked against the model);
+//! 2. [`Editor::edit`] takes the context templates (sampled once per recipe and seed, cached),
+//!    λ·C0 of every edited layer (factored once per layer, re-weighted for another λ without a
+//!    new factorisation, docs/MATH.md §6), optionally drops requests with dependent keys,
+//!    optimises the values, solves the objective and distributes Δ over the layers
+//!    ([`apply_edits`]), and reports the probability of each new target before and after;
+//! 3. the edited matrices' previous weights are kept as the undo record ([`Editor::undo`]), so
+//!    undoing needs one matrix per edited layer, not a second model.
+//!
+//! Precision: the math runs in f32. A model stored in another dtype (f16 on a WebGPU adapter with
+//! `shader-f16`) is edited on an f32 copy that is cast back afterwards; the unchanged weights
+//! round-trip exactly.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+use serde::{Deserialize, Serialize};
+
+use super::algorithm::{Algorithm, EditEvent, EditHparams, apply_edits};
+use super::distribute::{Dropped, LayerDelta, drop_dependent_keys};
+use super::layers::check_layers;
+use super::objective::{Objective, Preservation};
+use super::presets::preset_for;
+use super::request::EditRequest;
+use super::stats::{LayerStats, accumulate};
+use super::templates::{ContextTemplates, TemplateRecipe};
+use super::tradeoff::{TradeoffPoint, tradeoff};
+use super::values::StepLoss;
+use crate::error::{EngineError, Result};
+use crate::eval::score::{SCORE_BATCH, score_targets};
+use crate::load::stats_file::stats_for_model;
+use crate::model::{EditableModel, Gpt2};
+use crate::tokenizer::Gpt2Tokenizer;
+
+/// Where the context templates of an edit come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TemplateChoice {
+    /// Only the bare prompt `"{}"` (fast; what the page uses).
+    Bare,
+    /// Sampled from the model with the algorithm's recipe (docs/MATH.md §4), seeded.
+    Sampled {
+        /// The sampling seed.
+        seed: u64,
+    },
+    /// Given (read from a file).
+    Given(ContextTemplates),
+}
+
+/// Overrides of a preset's value-optimisation settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValueOverrides {
+    /// Optimisation steps.
+    pub steps: Option<usize>,
+    /// Adam learning rate.
+    pub lr: Option<f64>,
+    /// ‖δ‖ ≤ this · ‖v_init‖.
+    pub clamp_norm_factor: Option<f64>,
+    /// Weight of the KL term.
+    pub kl_factor: Option<f64>,
+    /// Weight of ‖δ‖/‖v_init‖².
+    pub weight_decay: Option<f64>,
+}
+
+/// What a caller changes of the preset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overrides {
+    /// Layers to edit (sorted and deduplicated by the plan).
+    pub layers: Option<Vec<usize>>,
+    /// λ.
+    pub lambda: Option<f64>,
+    /// α (EMMET).
+    pub alpha: Option<f64>,
+    /// The value optimisation.
+    pub value: ValueOverrides,
+    /// Context templates (default: sampled with seed 0).
+    pub templates: Option<TemplateChoice>,
+    /// Leave out requests whose key duplicates an earlier one's (MEMIT/EMMET batches).
+    pub drop_dependent: bool,
+    /// How many requests get their target probability measured before and after (default 16).
+    pub report_targets: Option<usize>,
+}
+
+/// How many requests get their target probability reported unless the overrides say otherwise.
+pub const DEFAULT_REPORTED_TARGETS: usize = 16;
+
+/// A resolved edit: algorithm, hyper-parameters, templates and options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditPlan {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// Its hyper-parameters (layers sorted, the only λ).
+    pub hparams: EditHparams,
+    /// Where the context templates come from.
+    pub templates: TemplateChoice,
+    /// Leave out requests with dependent keys.
+    pub drop_dependent: bool,
+    /// Requests whose target probability is reported.
+    pub report_targets: usize,
+}
+
+/// P(new target | prompt) of one request before and after an edit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetChange {
+    /// The prompt, subject filled in.
+    pub prompt: String,
+    /// The new target.
+    pub target_new: String,
+    /// Probability of the whole target before the edit.
+    pub before: f64,
+    /// And after.
+    pub after: f64,
+}
+
+/// What an edit did.
+#[derive(Debug, Clone)]
+pub struct EditReport {
+    /// The plan it ran.
+    pub plan: EditPlan,
+    /// The templates it used.
+    pub templates: ContextTemplates,
+    /// The requests applied (without the dropped ones).
+    pub requests: Vec<EditRequest>,
+    /// Requests left out for dependent keys.
+    pub dropped: Vec<Dropped>,
+    /// Δ per layer (ROME: per request and layer, in order of application).
+    pub deltas: Vec<LayerDelta>,
+    /// Loss curve of each request's value optimisation.
+    pub losses: Vec<Vec<StepLoss>>,
+    /// Target probabilities of the first `plan.report_targets` requests.
+    pub targets: Vec<TargetChange>,
+    /// Per edited layer, (max Lᵢᵢ / min Lᵢᵢ)² of λ·C0's Cholesky factor: a lower bound of its
+    /// condition number.
+    pub condition: BTreeMap<usize, f64>,
+}
+
+/// The teaching view of one layer's system (docs/MATH.md §7): the same keys and residuals solved
+/// with equality constraints (ROME/EMMET) and by least squares (MEMIT) as λ sweeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Teaching {
+    /// The layer.
+    pub layer: usize,
+    /// Number of edited keys.
+    pub keys: usize,
+    /// ROME/EMMET.
+    pub equality: Vec<TradeoffPoint>,
+    /// MEMIT.
+    pub least_squares: Vec<TradeoffPoint>,
+}
+
+/// The λ values of the teaching view: 10⁻² … 10⁵.
+pub fn teaching_lambdas() -> Vec<f64> {
+    (-2..=5).map(|e| 10f64.powi(e)).collect()
+}
+
+/// A model being edited, with what editing it needs.
+#[derive(Debug, Clone)]
+pub struct Editor<M: EditableModel = Gpt2> {
+    model: M,
+    tokenizer: Gpt2Tokenizer,
+    /// C0 statistics per layer (sum and count).
+    stats: BTreeMap<usize, LayerStats>,
+    /// λ·C0 factored, per layer, at the λ last used there.
+    factors: HashMap<usize, Preservation>,
+    /// The edited matrices as they were before the first edit since loading (or the last undo).
+    undo: BTreeMap<usize, Tensor<2>>,
+    /// Sampled templates per (recipe, seed).
+    templates: HashMap<(TemplateRecipe, u64), ContextTemplates>,
+    memory_budget: Option<u64>,
+}
+
+fn positive(name: &str, x: f64) -> Result<f64> {
+    if x > 0.0 && x.is_finite() {
+        Ok(x)
+    } else {
+        Err(EngineError::Input(format!(
+            "{name} must be positive and finite, got {x}"
+        )))
+    }
+}
+
+fn non_negative(name: &str, x: f64) -> Result<f64> {
+    if x >= 0.0 && x.is_finite() {
+        Ok(x)
+    } else {
+        Err(EngineError::Input(format!("{name} must be ≥ 0 and finite, got {x}")))
+    }
+}
+
+impl<M: EditableModel> Editor<M> {
+    /// An editor for `model`, without statistics yet.
+    pub fn new(model: M, tokenizer: Gpt2Tokenizer) -> Self {
+        Self {
+            tokenizer,
+            stats: BTreeMap::new(),
+            factors: HashMap::new(),
+            undo: BTreeMap::new(),
+            templates: HashMap::new(),
+            memory_budget: super::memory::default_budget(&model.device()),
+            model,
+        }
+    }
+
+    /// Limits the value optimisation's memory to `bytes` instead of the device's default
+    /// ([`super::memory::default_budget`]).
+    pub fn with_memory_budget(mut self, bytes: Option<u64>) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// The model (edited so far).
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Gpt2Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The model and tokenizer.
+    pub fn into_parts(self) -> (M, Gpt2Tokenizer) {
+        (self.model, self.tokenizer)
+    }
+
+    /// Layers that have C0 statistics.
+    pub fn statistics_layers(&self) -> Vec<usize> {
+        self.stats.keys().copied().collect()
+    }
+
+    /// The statistics of `layer`, if any.
+    pub fn statistics(&self, layer: usize) -> Option<&LayerStats> {
+        self.stats.get(&layer)
+    }
+
+    /// Adds statistics (replacing those of the same layers), after checking their layer and key
+    /// dimension against the model.
+    pub fn set_statistics(&mut self, stats: Vec<LayerStats>) -> Result<()> {
+        let (n_layer, n) = (self.model.n_layer(), self.model.key_dim());
+        for s in &stats {
+            if s.layer >= n_layer {
+                return Err(EngineError::Input(format!(
+                    "statistics for layer {}: the model has layers 0–{}",
+                    s.layer,
+                    n_layer - 1
+                )));
+            }
+            let dims = s.sum.dims();
+            if dims != [n, n] {
+                return Err(EngineError::Input(format!(
+                    "statistics for layer {} are {}×{}, but this model's keys have {n} dimensions",
+                    s.layer, dims[0], dims[1]
+                )));
+            }
+        }
+        for s in stats {
+            self.factors.remove(&s.layer);
+            self.stats.insert(s.layer, s);
+        }
+        Ok(())
+    }
+
+    /// Reads a `pmedit stats` file and adds its layers, refusing statistics of another model
+    /// (fingerprint mismatch).
+    pub async fn load_statistics(&mut self, bytes: &[u8], name: &str) -> Result<()> {
+        let stats = stats_for_model(bytes, name, &self.model).await?;
+        self.set_statistics(stats)
+    }
+
+    /// Computes C0 of `layers` over the token windows `seqs` (`batch` windows per forward pass)
+    /// and adds them; returns the number of tokens seen.
+    pub fn collect_statistics(&mut self, seqs: &[Vec<u32>], layers: &[usize], batch: usize) -> Result<u64> {
+        let device = self.model.device();
+        let n = self.model.key_dim();
+        let mut stats: Vec<LayerStats> = layers.iter().map(|&l| LayerStats::new(l, n, &device)).collect();
+        if self.model.float_dtype() == FloatDType::F32 {
+            accumulate(&self.model, seqs, batch, &mut stats)?;
+        } else {
+            accumulate(&self.model.clone().cast(FloatDType::F32)?, seqs, batch, &mut stats)?;
+        }
+        let tokens = stats.first().map_or(0, |s| s.count);
+        self.set_statistics(stats)?;
+        Ok(tokens)
+    }
+
+    /// Resolves `algorithm`'s preset on this model with `overrides`.
+    pub fn plan(&self, algorithm: Algorithm, overrides: &Overrides) -> Result<EditPlan> {
+        let mut hp = preset_for(algorithm, self.model.n_layer(), self.model.d_model());
+        if let Some(layers) = &overrides.layers {
+            hp.layers = layers.clone();
+        }
+        hp.layers.sort_unstable();
+        hp.layers.dedup();
+        check_layers(&hp.layers, self.model.n_layer())?;
+        if let Some(x) = overrides.lambda {
+            hp.lambda = positive("λ", x)?;
+        }
+        if let Some(x) = overrides.alpha {
+            hp.alpha = non_negative("α", x)?;
+        }
+        let v = &overrides.value;
+        if let Some(n) = v.steps {
+            if n == 0 {
+                return Err(EngineError::Input(
+                    "the value optimisation needs at least one step".into(),
+                ));
+            }
+            hp.value.steps = n;
+        }
+        if let Some(x) = v.lr {
+            hp.value.lr = positive("v_lr", x)?;
+        }
+        if let Some(x) = v.clamp_norm_factor {
+            hp.value.clamp_norm_factor = positive("clamp_norm_factor", x)?;
+        }
+        if let Some(x) = v.kl_factor {
+            hp.value.kl_factor = non_negative("kl_factor", x)?;
+        }
+        if let Some(x) = v.weight_decay {
+            hp.value.weight_decay = non_negative("v_weight_decay", x)?;
+        }
+        hp.value.memory_budget = self.memory_budget;
+        Ok(EditPlan {
+            algorithm,
+            hparams: hp,
+            templates: overrides
+                .templates
+                .clone()
+                .unwrap_or(TemplateChoice::Sampled { seed: 0 }),
+            drop_dependent: overrides.drop_dependent,
+            report_targets: overrides.report_targets.unwrap_or(DEFAULT_REPORTED_TARGETS),
+        })
+    }
+
+    /// The context templates of `plan` (sampled ones are generated once and cached).
+    pub async fn templates(&mut self, plan: &EditPlan) -> Result<ContextTemplates> {
+        Ok(match &plan.templates {
+            TemplateChoice::Bare => ContextTemplates::bare(),
+            TemplateChoice::Given(t) => t.clone(),
+            TemplateChoice::Sampled { seed } => {
+                let key = (plan.algorithm.template_recipe(), *seed);
+                if let Some(t) = self.templates.get(&key) {
+                    return Ok(t.clone());
+                }
+                let t = ContextTemplates::generate(&self.model, &self.tokenizer, key.0, key.1).await?;
+                self.templates.insert(key, t.clone());
+                t
+            }
+        })
+    }
+
+    /// λ·C0 of `layer`, factored once and re-weighted for another λ.
+    async fn preservation(&mut self, layer: usize, lambda: f64) -> Result<Preservation> {
+        if let Some(p) = self.factors.get(&layer) {
+            if p.lambda == lambda {
+                return Ok(p.clone());
+            }
+            let p = p.with_lambda(lambda)?;
+            self.factors.insert(layer, p.clone());
+            return Ok(p);
+        }
+        let st = self.stats.get(&layer).ok_or_else(|| {
+            EngineError::Input(format!(
+                "no C0 statistics for layer {layer} (statistics are loaded for layers {:?}): compute them for this \
+                 layer (`pmedit stats --layers {layer}`, or the page's \"compute them here\") or load a file that has them",
+                self.statistics_layers()
+            ))
+        })?;
+        let p = Preservation::new(st.c0()?, lambda).await?;
+        self.factors.insert(layer, p.clone());
+        Ok(p)
+    }
+
+    /// P(whole new target | filled prompt) of the first `n` requests.
+    async fn target_probabilities(&self, requests: &[EditRequest], n: usize) -> Result<Vec<f64>> {
+        let pairs: Vec<(String, String)> = requests
+            .iter()
+            .take(n)
+            .map(|r| (r.filled_prompt(), r.target_new.clone()))
+            .collect();
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scores = score_targets(&self.model, &self.tokenizer, &pairs, SCORE_BATCH).await?;
+        Ok(scores.iter().map(|t| (-t.nll * t.target.len() as f64).exp()).collect())
+    }
+
+    /// Applies `requests` as `plan` says. On failure the model is as it was.
+    pub async fn edit(
+        &mut self,
+        requests: &[EditRequest],
+        plan: &EditPlan,
+        mut on_event: impl FnMut(EditEvent),
+    ) -> Result<EditReport> {
+        if requests.is_empty() {
+            return Err(EngineError::Input("no edit requests".into()));
+        }
+        check_layers(&plan.hparams.layers, self.model.n_layer())?;
+        on_event(EditEvent::Templates);
+        let templates = self.templates(plan).await?;
+        let mut stats = HashMap::new();
+        for &l in &plan.hparams.layers {
+            stats.insert(l, self.preservation(l, plan.hparams.lambda).await?);
+        }
+        let (requests, dropped) = if plan.drop_dependent {
+            let (kept, dropped) =
+                drop_dependent_keys(&self.model, &self.tokenizer, requests, &plan.hparams.layers, &templates).await?;
+            if kept.is_empty() {
+                return Err(EngineError::Input("every request was dropped".into()));
+            }
+            (kept, dropped)
+        } else {
+            (requests.to_vec(), Vec::new())
+        };
+        let before = self.target_probabilities(&requests, plan.report_targets).await?;
+
+        // The edited matrices as they are now: restored if the edit fails, and the first time a
+        // layer is edited, its undo record.
+        let previous: Vec<(usize, Tensor<2>)> = plan
+            .hparams
+            .layers
+            .iter()
+            .map(|&l| (l, self.model.edited_weight(l)))
+            .collect();
+        let stored = self.model.float_dtype();
+        let outcome = if stored == FloatDType::F32 {
+            let result = apply_edits(
+                &mut self.model,
+                &self.tokenizer,
+                &requests,
+                plan.algorithm,
+                &plan.hparams,
+                &templates,
+                &stats,
+                &mut on_event,
+            )
+            .await;
+            if result.is_err() {
+                for (l, w) in &previous {
+                    self.model.set_edited_weight(*l, w.clone());
+                }
+            }
+            result?
+        } else {
+            let mut work = self.model.clone().cast(FloatDType::F32)?;
+            let outcome = apply_edits(
+                &mut work,
+                &self.tokenizer,
+                &requests,
+                plan.algorithm,
+                &plan.hparams,
+                &templates,
+                &stats,
+                &mut on_event,
+            )
+            .await?;
+            self.model = work.cast(stored)?;
+            outcome
+        };
+        for (l, w) in previous {
+            self.undo.entry(l).or_insert(w);
+        }
+        let after = self.target_probabilities(&requests, plan.report_targets).await?;
+        let targets = requests
+            .iter()
+            .zip(before.into_iter().zip(after))
+            .map(|(r, (before, after))| TargetChange {
+                prompt: r.filled_prompt(),
+                target_new: r.target_new.clone(),
+                before,
+                after,
+            })
+            .collect();
+        Ok(EditReport {
+            plan: plan.clone(),
+            templates,
+            dropped,
+            deltas: outcome.deltas,
+            losses: outcome.losses,
+            targets,
+            condition: stats.iter().map(|(l, p)| (*l, p.factor.condition_estimate())).collect(),
+            requests,
+        })
+    }
+
+    /// Whether the model differs from the one loaded (an edit since loading or the last undo).
+    pub fn is_edited(&self) -> bool {
+        !self.undo.is_empty()
+    }
+
+    /// Layers whose matrix an undo would restore.
+    pub fn edited_layers(&self) -> Vec<usize> {
+        self.undo.keys().copied().collect()
+    }
+
+    /// Restores every edited matrix as it was when loaded (or at the last undo).
+    pub fn undo(&mut self) {
+        for (l, w) in std::mem::take(&mut self.undo) {
+            self.model.set_edited_weight(l, w);
+        }
+    }
+
+    /// The teaching view of `delta`'s system at `lambdas` (docs/MATH.md §7), with α for the
+    /// equality-constrained side.
+    pub async fn teach(&self, delta: &LayerDelta, alpha: f64, lambdas: &[f64]) -> Result<Teaching> {
+        let st = self
+            .stats
+            .get(&delta.layer)
+            .ok_or_else(|| EngineError::Input(format!("no C0 statistics for layer {}", delta.layer)))?;
+        let c0 = st.c0()?;
+        let run = |o: Objective| tradeoff(&c0, o, &delta.keys, &delta.residual, lambdas);
+        Ok(Teaching {
+            layer: delta.layer,
+            keys: delta.keys.dims()[1],
+            equality: run(Objective::Emmet { alpha }).await?,
+            least_squares: run(Objective::Memit).await?,
+        })
+    }
+}
