@@ -31,7 +31,8 @@ if [ "${PMEDIT_WEB:-0}" = 1 ]; then
   # Tools built once into ~/.cargo/bin (their own target dir, so the project cache stays small).
   _pm_bindgen="$(sed -n '/^name = "wasm-bindgen"$/{n;s/version = "\(.*\)"/\1/p}' Cargo.lock)"
   if ! wasm-bindgen --version 2>/dev/null | grep -q " $_pm_bindgen\b"; then
-    # Without --locked: the locked tree needs a crate the registry mirror lacks (TOOLCHAIN.md).
+    # Without --locked: wasm-bindgen-cli's own lock file pins a crate version that some registry
+    # mirrors do not carry.
     CARGO_TARGET_DIR="$HOME/.cache/cargo-install-target" cargo install wasm-bindgen-cli --version "$_pm_bindgen" --force
   fi
   if ! trunk --version 2>/dev/null | grep -q "0.21.14"; then

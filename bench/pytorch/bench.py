@@ -2,7 +2,7 @@
 """The PyTorch side of `bench/compare.py`: the operations `pmedit bench` times, done the way a
 researcher would in PyTorch on the CPU — Hugging Face transformers for the forward pass,
 generation and C0 statistics, and a straightforward PyTorch implementation of ROME / MEMIT /
-EMMET from PAPER.md (keys at the subject's last token, 20 Adam steps of δ per request with the
+EMMET from docs/MATH.md (keys at the subject's last token, 20 Adam steps of δ per request with the
 NLL + KL + weight-decay loss, the closed-form solves).
 
     python bench/pytorch/bench.py --model DIR --op forward [--runs 1] [--threads 2]

@@ -6,11 +6,13 @@
 //! strips, and a 6 × 16 register tile (12 of the 16 `ymm` registers as accumulators, two for a
 //! row of B, one for a broadcast element of A) does `2·6·16` flops per 8 loads. The row blocks
 //! (and, when there are few of them, column groups of the packed panel) are split over the
-//! rayon pool. On an AVX2-only AMD EPYC (Zen 3, the benchmark machine of sessions 7–10) a 2048²
-//! product through burn's `flex` (which multiplies with `gemm` 0.19) ran at 0.76× PyTorch's MKL;
-//! this kernel is at parity with MKL there (see `bench/NOTES.md`). Everywhere else — CPUs with
-//! AVX-512, where `gemm`'s 16-lane kernels are faster (2.08× MKL on a Zen 5 EPYC, where MKL keeps
-//! to its generic path), other architectures, no AVX2 — the product is `gemm`'s.
+//! rayon pool.
+//!
+//! Which CPUs take this path, and why: on AVX2-only x86-64 (e.g. AMD Zen 3), `gemm` 0.19 — what
+//! burn's `flex` multiplies with — reaches about three quarters of MKL's speed on a 2048² product,
+//! and this kernel matches MKL. With AVX-512 (e.g. Zen 4/5, recent Xeons), `gemm`'s 16-lane kernels
+//! are faster than both, so the product is `gemm`'s; so it is on other architectures and without
+//! AVX2. `bench/NOTES.md` and BENCHMARKS.md have the measurements and the machines.
 
 /// A strided read-only view: element `(i, j)` is at `ptr + i·rs + j·cs`.
 #[derive(Clone, Copy, Debug)]
