@@ -32,8 +32,8 @@ pub mod save;
 pub mod tokenizer;
 pub mod train;
 
-pub use error::{EngineError, Result};
 pub use edit::Editor;
+pub use error::{EngineError, Result};
 pub use model::{EditableModel, Gpt2, Gpt2Config, Hooks, Site};
 #[cfg(not(target_family = "wasm"))]
 pub use readback::block_on;

@@ -128,27 +128,41 @@ fn lambda_is_reweighted_without_refactoring() {
     assert!(max_rel_diff(&values(c.deltas[0].delta.clone()), &db) > 1e-3);
 }
 
-/// An edit that fails (two identical requests: EMMET without α has a singular system) leaves the
-/// model exactly as it was, with nothing to undo.
+/// An edit that fails after Δ was applied to its first layer leaves the model exactly as it was,
+/// with nothing to undo: EMMET on layers 0 and 1, where layer 1's C0 is so anisotropic
+/// (diag(10⁻¹², 1, …, 1)) that the two keys' system there has no accurate digit and is refused.
 #[test]
 fn a_failed_edit_changes_nothing() {
     let device = Device::flex();
     let mut e = editor(&device);
-    let mut overrides = quick(Some(vec![0, 1]), None);
-    overrides.alpha = Some(0.0);
-    let plan = e.plan(Algorithm::Emmet, &overrides).unwrap();
+    let n = e.model().key_dim();
+    let mut diag = vec![0f32; n * n];
+    for i in 0..n {
+        diag[i * n + i] = if i == 0 { 1e-12 } else { 1.0 };
+    }
+    let skewed = pmedit_engine::edit::stats::LayerStats {
+        layer: 1,
+        sum: Tensor::<2>::from_data(TensorData::new(diag, [n, n]), &device),
+        count: 1,
+    };
+    e.set_statistics(vec![skewed]).unwrap();
+    let plan = e.plan(Algorithm::Emmet, &quick(Some(vec![0, 1]), None)).unwrap();
     let before: Vec<Vec<f32>> = (0..e.model().n_layer())
         .map(|l| values(e.model().edited_weight(l)))
         .collect();
-    let twice = [
-        request("Danielle Darrieux", "Italy"),
-        request("Danielle Darrieux", "Italy"),
-    ];
-    let err = block_on(e.edit(&twice, &plan, |_| {})).unwrap_err();
+    let requests = [request("Danielle Darrieux", "Italy"), request("Toko Yasuda", "France")];
+    let mut layers_solved = Vec::new();
+    let err = block_on(e.edit(&requests, &plan, |ev| {
+        if let pmedit_engine::edit::EditEvent::Layer { layer } = ev {
+            layers_solved.push(layer);
+        }
+    }))
+    .unwrap_err();
     assert_eq!(err.kind(), "numerical", "{err}");
+    assert_eq!(layers_solved, vec![0, 1], "layer 0 was edited before layer 1 failed");
     assert!(!e.is_edited());
     for (l, w) in before.iter().enumerate() {
-        assert_eq!(&values(e.model().edited_weight(l)), w, "layer {l}");
+        assert!(values(e.model().edited_weight(l)) == *w, "layer {l} was left changed");
     }
 }
 

@@ -87,8 +87,8 @@ pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
     }
 }
 
-/// After a failed request on WebGPU: whether the device still computes (a test read), and if not,
-/// why. burn's wgpu runtime marks a device lost by the browser as poisoned and fails every read
+/// Before an edit and after a failed request on WebGPU: whether the device still computes (a test
+/// read), and if not, why. burn's wgpu runtime marks a device lost by the browser as poisoned and fails every read
 /// on it from then on.
 async fn lost_device(state: &Option<State>) -> Option<String> {
     let s = state.as_ref().filter(|s| s.compute == Compute::WebGpu)?;
@@ -151,6 +151,15 @@ async fn handle(
             Ok(vec![Response::Predictions(predict(s, &prompts, k).await?)])
         }
         Request::Edit(settings) => {
+            // A device lost since the last request fails this one tiny read at once, before an
+            // edit queues its forward passes on it (each a burst of failing dispatches that
+            // delays the fallback to the CPU by seconds).
+            if let Some(why) = lost_device(state).await {
+                return Err(WorkerError {
+                    kind: "backend".into(),
+                    message: why,
+                });
+            }
             let s = state.as_mut().ok_or_else(no_model)?;
             Ok(vec![Response::Edited(edit(s, &settings, progress).await?)])
         }

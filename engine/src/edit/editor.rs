@@ -429,41 +429,41 @@ impl<M: EditableModel> Editor<M> {
             .iter()
             .map(|&l| (l, self.model.edited_weight(l)))
             .collect();
+        // A model stored in another dtype is edited on an f32 copy.
         let stored = self.model.float_dtype();
-        let outcome = if stored == FloatDType::F32 {
-            let result = apply_edits(
-                &mut self.model,
-                &self.tokenizer,
-                &requests,
-                plan.algorithm,
-                &plan.hparams,
-                &templates,
-                &stats,
-                &mut on_event,
-            )
-            .await;
-            if result.is_err() {
-                for (l, w) in &previous {
-                    self.model.set_edited_weight(*l, w.clone());
-                }
-            }
-            result?
-        } else {
-            let mut work = self.model.clone().cast(FloatDType::F32)?;
-            let outcome = apply_edits(
-                &mut work,
-                &self.tokenizer,
-                &requests,
-                plan.algorithm,
-                &plan.hparams,
-                &templates,
-                &stats,
-                &mut on_event,
-            )
-            .await?;
-            self.model = work.cast(stored)?;
-            outcome
+        let mut working = (stored != FloatDType::F32)
+            .then(|| self.model.clone().cast(FloatDType::F32))
+            .transpose()?;
+        let target = match working.as_mut() {
+            Some(copy) => copy,
+            None => &mut self.model,
         };
+        let result = apply_edits(
+            target,
+            &self.tokenizer,
+            &requests,
+            plan.algorithm,
+            &plan.hparams,
+            &templates,
+            &stats,
+            &mut on_event,
+        )
+        .await;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Edited in place: put the matrices back (a copy is simply dropped).
+                if working.is_none() {
+                    for (l, w) in previous {
+                        self.model.set_edited_weight(l, w);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        if let Some(copy) = working {
+            self.model = copy.cast(stored)?;
+        }
         for (l, w) in previous {
             self.undo.entry(l).or_insert(w);
         }
