@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use pmedit_engine::edit::{EditEvent, EditRequest, Overrides};
+use pmedit_engine::edit::{EditEvent, EditReport, EditRequest, Overrides};
 use serde_json::json;
 
 use crate::destination::{Destination, Kind};
@@ -157,18 +157,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
         );
     }
 
-    let record = json!({
-        "algorithm": algorithm.name(),
-        "hparams": plan.hparams,
-        "templates": report.templates,
-        "requests": report.requests,
-        "dropped": report.dropped,
-        "seconds": secs,
-        "device": sel.description,
-        "value_losses": report.losses,
-        // (max Lᵢᵢ / min Lᵢᵢ)² of λ·C0's Cholesky factor: a lower bound of its condition number.
-        "c0_condition_lower_bound": report.condition.iter().map(|(l, c)| (l.to_string(), c)).collect::<std::collections::BTreeMap<_, _>>(),
-    });
+    let record = record(&report, secs, &sel.description);
     let mut files = pmedit_engine::save::model_side_files(&model_dir)?;
     files.retain(|(name, _)| name != Kind::EditedModel.marker());
     files.push((
@@ -186,7 +175,33 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     if let Some(delta) = &delta_dest {
         delta.write(&delta_bytes(&report.deltas)?)?;
     }
+    print_summary(&args, &report, record, secs, &sel.description)
+}
 
+/// What `pmedit-edit.json` records of an edit (and `--json` prints as `edit`).
+fn record(report: &EditReport, secs: f64, device: &str) -> serde_json::Value {
+    json!({
+        "algorithm": report.plan.algorithm.name(),
+        "hparams": report.plan.hparams,
+        "templates": report.templates,
+        "requests": report.requests,
+        "dropped": report.dropped,
+        "seconds": secs,
+        "device": device,
+        "value_losses": report.losses,
+        // (max Lᵢᵢ / min Lᵢᵢ)² of λ·C0's Cholesky factor: a lower bound of its condition number.
+        "c0_condition_lower_bound": report.condition.iter().map(|(l, c)| (l.to_string(), c)).collect::<std::collections::BTreeMap<_, _>>(),
+    })
+}
+
+/// The target probabilities before and after, as text or JSON.
+fn print_summary(
+    args: &EditArgs,
+    report: &EditReport,
+    record: serde_json::Value,
+    secs: f64,
+    device: &str,
+) -> Result<()> {
     if args.json {
         let rows: Vec<_> = report
             .targets
@@ -197,22 +212,21 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&json!({"edit": record, "targets": rows, "out": args.out}))?
         );
-    } else {
-        println!(
-            "{} edited {} request(s) at layers {:?} in {secs:.1} s on {}",
-            algorithm.name(),
-            report.requests.len(),
-            plan.hparams.layers,
-            sel.description
-        );
-        for t in &report.targets {
-            println!(
-                "  {:50} → {:15} p {:.4} → {:.4}",
-                t.prompt, t.target_new, t.before, t.after
-            );
-        }
-        println!("wrote {}", args.out.display());
+        return Ok(());
     }
+    println!(
+        "{} edited {} request(s) at layers {:?} in {secs:.1} s on {device}",
+        report.plan.algorithm.name(),
+        report.requests.len(),
+        report.plan.hparams.layers,
+    );
+    for t in &report.targets {
+        println!(
+            "  {:50} → {:15} p {:.4} → {:.4}",
+            t.prompt, t.target_new, t.before, t.after
+        );
+    }
+    println!("wrote {}", args.out.display());
     Ok(())
 }
 
