@@ -34,11 +34,16 @@ pub enum Kind {
     Stats,
     /// `--save-delta`: per-layer Δ as safetensors.
     Delta,
+    /// `pmedit random-model --out`: a randomly initialised model directory.
+    RandomModel,
 }
 
 impl Kind {
     fn is_dir(self) -> bool {
-        matches!(self, Kind::EditedModel | Kind::DemoModel | Kind::Eval)
+        matches!(
+            self,
+            Kind::EditedModel | Kind::DemoModel | Kind::Eval | Kind::RandomModel
+        )
     }
 
     /// The file a directory of this kind holds once pmedit has written it.
@@ -49,6 +54,7 @@ impl Kind {
             Kind::Eval => "pmedit-eval.json",
             Kind::Stats => "pmedit-stats-1",
             Kind::Delta => "pmedit-delta-1",
+            Kind::RandomModel => "pmedit-random-model.json",
         }
     }
 
@@ -59,6 +65,7 @@ impl Kind {
             Kind::Eval => "an experiment written by `pmedit eval`",
             Kind::Stats => "a pmedit statistics file",
             Kind::Delta => "a delta written by `pmedit edit --save-delta`",
+            Kind::RandomModel => "a model written by `pmedit random-model`",
         }
     }
 }
@@ -209,7 +216,7 @@ impl Destination {
                     kind.marker()
                 );
             }
-            if matches!(kind, Kind::EditedModel | Kind::DemoModel) && !overwrite {
+            if matches!(kind, Kind::EditedModel | Kind::DemoModel | Kind::RandomModel) && !overwrite {
                 bail!("{} already exists (pass --overwrite to replace it)", out.display());
             }
         }

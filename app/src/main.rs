@@ -22,8 +22,8 @@ struct Cli {
     /// Where the math runs: a hardware GPU if present (auto), wgpu's default adapter (gpu), or the CPU.
     #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
-    /// Compute dtype of info/predict/generate/bench (f16 where the device supports it); edits
-    /// and statistics always run in f32.
+    /// Compute dtype of info/predict/generate/bench (f16 where the device supports it; edits and
+    /// statistics always run in f32), and the stored dtype of `random-model`.
     #[arg(long, global = true, value_enum, default_value_t = device::Precision::F32)]
     dtype: device::Precision,
     #[command(subcommand)]
@@ -55,6 +55,8 @@ enum Command {
     TrainDemo(commands::train_demo::TrainDemoArgs),
     /// Generate a continuation (KV cache, seeded top-k sampling).
     Generate(commands::generate::GenerateArgs),
+    /// Write a randomly initialised GPT-2 of a real shape (small … XL) for scale checks.
+    RandomModel(commands::random_model::RandomModelArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -106,5 +108,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Edit(args) => commands::edit::run(args, f32),
         Command::Bench(args) => commands::bench::dispatch(args, any),
         Command::Generate(args) => commands::generate::run(args, any),
+        Command::RandomModel(args) => commands::random_model::run(args, cli.dtype),
     }
 }

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod generate;
 pub mod info;
 pub mod predict;
+pub mod random_model;
 pub mod stats;
 pub mod train_demo;
 
@@ -18,6 +19,10 @@ use pmedit_engine::edit::{ContextTemplates, Editor, TemplateChoice};
 use pmedit_engine::load::{LoadedModel, load_model_dir};
 
 use crate::device::{Precision, Selected, Target, select};
+
+/// The most blocks `random-model --n-layer` writes (GPT-2 XL has 48; the limit keeps a typo from
+/// filling the disk).
+pub const MAX_RANDOM_LAYERS: usize = 256;
 
 /// Overrides of the value optimisation's preset hyper-parameters (`edit` and `eval`).
 #[derive(clap::Args, Debug, Clone, Default)]
