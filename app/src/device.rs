@@ -22,6 +22,19 @@ pub enum Precision {
     F32,
     /// 16-bit floats (where the device supports them).
     F16,
+    /// bfloat16 (where the device supports it).
+    Bf16,
+}
+
+impl Precision {
+    /// The dtype weight matrices are stored in.
+    pub fn float_dtype(self) -> burn::tensor::FloatDType {
+        match self {
+            Self::F32 => burn::tensor::FloatDType::F32,
+            Self::F16 => burn::tensor::FloatDType::F16,
+            Self::Bf16 => burn::tensor::FloatDType::BF16,
+        }
+    }
 }
 
 /// A device choice and a compute precision.

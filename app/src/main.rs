@@ -22,8 +22,9 @@ struct Cli {
     /// Where the math runs: a hardware GPU if present (auto), wgpu's default adapter (gpu), or the CPU.
     #[arg(long, global = true, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
-    /// Compute dtype of info/predict/generate/bench (f16 where the device supports it; edits and
-    /// statistics always run in f32), and the stored dtype of `random-model`.
+    /// The dtype weight matrices are kept in (f16/bf16 where the device supports it: half the
+    /// memory; activations, statistics and edits compute in f32), and the stored dtype of
+    /// `random-model`.
     #[arg(long, global = true, value_enum, default_value_t = device::Precision::F32)]
     dtype: device::Precision,
     #[command(subcommand)]
@@ -57,6 +58,9 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Write a randomly initialised GPT-2 of a real shape (small … XL) for scale checks.
     RandomModel(commands::random_model::RandomModelArgs),
+    /// Rebuild an edited model from the original and the change an edit made (`edit
+    /// --save-delta`, or the page's "download only the change").
+    ApplyDelta(commands::apply_delta::ApplyDeltaArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,22 +96,20 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    if cli.dtype != device::Precision::F32 && matches!(cli.command, Command::Edit(_) | Command::Stats(_)) {
-        anyhow::bail!("edits and statistics run in f32: drop --dtype");
-    }
-    let (f32, any) = ((cli.device, device::Precision::F32), (cli.device, cli.dtype));
+    let any = (cli.device, cli.dtype);
     match cli.command {
-        Command::Eval(args) => commands::eval::run(args, f32),
-        Command::Demo(args) => commands::demo::run(args, f32),
-        Command::TrainDemo(args) => commands::train_demo::run(args, f32),
+        Command::Eval(args) => commands::eval::run(args, any),
+        Command::Demo(args) => commands::demo::run(args, any),
+        Command::TrainDemo(args) => commands::train_demo::run(args, (cli.device, device::Precision::F32)),
         Command::Info(args) => commands::info::run(args, any),
         Command::Predict(args) => commands::predict::run(args, any),
-        Command::Stats(args) => commands::stats::run(args, f32),
+        Command::Stats(args) => commands::stats::run(args, any),
         Command::MergeStats(args) => commands::stats::run_merge(args),
         Command::ImportStats(args) => commands::stats::run_import(args, cli.device),
-        Command::Edit(args) => commands::edit::run(args, f32),
+        Command::Edit(args) => commands::edit::run(args, any),
         Command::Bench(args) => commands::bench::dispatch(args, any),
         Command::Generate(args) => commands::generate::run(args, any),
         Command::RandomModel(args) => commands::random_model::run(args, cli.dtype),
+        Command::ApplyDelta(args) => commands::apply_delta::run(args, any),
     }
 }

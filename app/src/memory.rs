@@ -20,3 +20,12 @@ pub fn keep_freed_buffers() {
         }
     }
 }
+
+/// The process's peak resident memory so far (`VmHWM` on Linux; `None` elsewhere): `info` and
+/// `edit` report it, so memory figures need no external tool.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

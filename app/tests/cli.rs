@@ -4,25 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
-}
-
-fn pmedit(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pmedit"))
-        .args(args)
-        .output()
-        .expect("run pmedit");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::{fixture, pmedit, root};
 
 fn devices() -> Vec<&'static str> {
     // lavapipe in CI (PMEDIT_REQUIRE_WGPU=1 there); skipped where no adapter exists.

@@ -2,21 +2,11 @@
 //! transformers' initialisation, the same bytes for the same seed, in f32 or f16.
 
 use std::path::Path;
-use std::process::Command;
 
 use pmedit_engine::load::{FileSource, SafetensorsFile};
 
-fn pmedit(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pmedit"))
-        .args(args)
-        .output()
-        .expect("run pmedit");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::pmedit;
 
 /// Mean and standard deviation of a tensor of the model in `dir`.
 fn moments(dir: &Path, name: &str) -> (f64, f64) {
@@ -99,4 +89,48 @@ fn random_models_have_the_shape_and_initialisation_asked_for() {
     assert!(other != first, "another seed writes another file");
     let (ok, _, err) = pmedit(&["random-model", "--shape", "gpt2-small", "--out", out.to_str().unwrap()]);
     assert!(!ok && err.contains("--overwrite"), "{err}");
+}
+
+/// Loading holds one copy of the weights: the peak resident memory of `pmedit info` on a
+/// GPT-2-small-shaped model (124 M parameters) stays within 1.15× its weights file in f32, and
+/// with `--dtype f16` (matrices converted as they are read) within 1.15× half of it plus the
+/// binary's own footprint.
+#[test]
+fn loading_holds_one_copy_of_the_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("small");
+    let (ok, _, err) = pmedit(&["random-model", "--shape", "gpt2-small", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let file = std::fs::metadata(out.join("model.safetensors")).unwrap().len() as f64;
+    let peak = |dtype: &str| {
+        let (ok, info, err) = pmedit(&[
+            "--device",
+            "cpu",
+            "--dtype",
+            dtype,
+            "info",
+            "--model",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        info["peak_memory_bytes"].as_f64()
+    };
+    let Some(f32_peak) = peak("f32") else {
+        eprintln!("no peak memory figure on this platform: skipped");
+        return;
+    };
+    // What the process holds before any weight: the binary, the tokenizer, the allocator.
+    let (ok, base, err) = pmedit(&["--device", "cpu", "info", "--model", "/nonexistent", "--json"]);
+    assert!(!ok, "{base}{err}");
+    eprintln!("weights {:.0} MB; peak f32 {:.0} MB", file / 1e6, f32_peak / 1e6);
+    assert!(f32_peak <= 1.15 * file, "f32: peak {f32_peak} for a {file}-byte file");
+    let f16_peak = peak("f16").unwrap();
+    eprintln!("peak f16 {:.0} MB", f16_peak / 1e6);
+    assert!(
+        f16_peak <= 1.15 * file / 2.0 + 60e6,
+        "f16: peak {f16_peak} for {} bytes of f16 weights",
+        file / 2.0
+    );
 }

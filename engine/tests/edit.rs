@@ -19,7 +19,7 @@ use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
 
 /// C0 at `layers` over the model's own training text: its facts (true objects) and the wikitext
 /// excerpt (windows of 64 tokens), as the paper takes C0 from GPT-2's training distribution.
-fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Preservation> {
+fn layer_stats(m: &LoadedModel, layers: &[usize]) -> Vec<LayerStats> {
     let mut text = String::new();
     for r in all_facts() {
         text.push_str(&format!(
@@ -36,7 +36,13 @@ fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Prese
         .map(|&l| LayerStats::new(l, m.config.d_inner(), &device))
         .collect();
     accumulate(&m.model, &windows(&ids, 64), 16, &mut st).unwrap();
-    st.iter()
+    st
+}
+
+/// λ·C0 of [`layer_stats`], factored.
+fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Preservation> {
+    layer_stats(m, layers)
+        .iter()
         .map(|s| (s.layer, block_on(Preservation::new(s.c0().unwrap(), lambda)).unwrap()))
         .collect()
 }
@@ -108,43 +114,69 @@ fn single_edit_takes(algorithm: Algorithm, templates: &ContextTemplates, name: &
     assert!(kept >= 9, "{name} {algorithm:?}: only {kept}/11 other facts survive");
 }
 
-/// A model stored in f16 (the web page does so on WebGPU adapters with `shader-f16`) is edited on
-/// an f32 copy and stored back in f16: the rounding of the edited weight to f16 must not undo the
-/// edit, and the unchanged weights must come back bit for bit.
+/// A model whose matrices are stored in half precision (the web page's f16 on WebGPU adapters
+/// with `shader-f16`, `--dtype f16|bf16` natively), loaded straight into that dtype and edited
+/// through the editor: the edited matrix is changed in f32 and stored back in the half dtype,
+/// the rounding must not undo the edit, every other matrix keeps its bits, and undo restores the
+/// edited matrix's bits.
 #[test]
-fn rome_edit_of_an_f16_stored_model_takes() {
-    use burn::tensor::FloatDType;
-    use pmedit_engine::model::precision::{cast_model, model_dtype};
+fn rome_edit_of_a_half_precision_model_takes() {
+    use burn::tensor::{DType, FloatDType};
+    use pmedit_engine::edit::{Editor, Overrides, TemplateChoice};
+    use pmedit_engine::load::load_model_dir_in;
+    use pmedit_engine::model::EditableModel;
     on_all_devices(|name, device| {
-        if !device.supports_dtype(FloatDType::F16) {
-            eprintln!("{name}: no f16, skipped");
-            return;
+        let reference = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+        for (dtype, stored) in [(FloatDType::F16, DType::F16), (FloatDType::BF16, DType::BF16)] {
+            if !device.supports_dtype(dtype) {
+                eprintln!("{name}: no {dtype:?}, skipped");
+                continue;
+            }
+            let m = load_model_dir_in(&fixture("facts-gpt2"), device, dtype).unwrap();
+            assert_eq!(m.model.h[0].mlp.c_fc.weight.val().dtype(), stored, "{name}");
+            assert_eq!(
+                m.model.h[0].ln_1.gamma.val().dtype(),
+                DType::F32,
+                "{name}: vectors stay f32"
+            );
+            let hp = preset(Algorithm::Rome, &m.config);
+            let layer = hp.layers[0];
+            let request = facts(1).remove(0);
+            let bits = |t: Tensor<2>| t.into_data().as_bytes().to_vec();
+            let before = bits(m.model.edited_weight(layer));
+            let untouched = bits(m.model.h[0].attn.c_attn.weight.val());
+            let mut e = Editor::new(m.model, m.tokenizer);
+            e.set_statistics(layer_stats(&reference, &hp.layers)).unwrap();
+            let plan = e
+                .plan(
+                    Algorithm::Rome,
+                    &Overrides {
+                        templates: Some(TemplateChoice::Bare),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            block_on(e.edit(std::slice::from_ref(&request), &plan, |_| {})).unwrap();
+            assert_eq!(e.model().edited_weight(layer).dtype(), stored, "{name} {dtype:?}");
+            let edited = LoadedModel {
+                model: e.model().clone(),
+                tokenizer: e.tokenizer().clone(),
+                ..load_model_dir(&fixture("facts-gpt2"), device).unwrap()
+            };
+            let target = target_ids(&edited.tokenizer, &request).unwrap()[0] as usize;
+            assert_eq!(
+                argmax(&logprobs(&edited, &request.filled_prompt())),
+                target,
+                "{name} {dtype:?}: the edit did not take"
+            );
+            assert_eq!(
+                bits(e.model().h[0].attn.c_attn.weight.val()),
+                untouched,
+                "{name} {dtype:?}"
+            );
+            e.undo();
+            assert_eq!(bits(e.model().edited_weight(layer)), before, "{name} {dtype:?}: undo");
         }
-        let mut m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
-        let hp = preset(Algorithm::Rome, &m.config);
-        let pres = stats(&m, &hp.layers, hp.lambda);
-        let request = facts(1).remove(0);
-        let half = cast_model(m.model.clone(), FloatDType::F16).unwrap();
-        assert_eq!(model_dtype(&half), FloatDType::F16);
-        let mut work = cast_model(half.clone(), FloatDType::F32).unwrap();
-        assert_eq!(model_dtype(&work), FloatDType::F32);
-        block_on(apply_edits(
-            &mut work,
-            &m.tokenizer,
-            std::slice::from_ref(&request),
-            Algorithm::Rome,
-            &hp,
-            &ContextTemplates::bare(),
-            &pres,
-            |_| {},
-        ))
-        .unwrap();
-        m.model = cast_model(work, FloatDType::F16).unwrap();
-        let lp = logprobs(&m, &request.filled_prompt());
-        let target = target_ids(&m.tokenizer, &request).unwrap()[0] as usize;
-        assert_eq!(argmax(&lp), target, "{name}: the f16-stored edit did not take");
-        let unchanged = |g: &pmedit_engine::model::Gpt2| g.h[0].attn.c_attn.weight.val().into_data();
-        assert_eq!(unchanged(&m.model), unchanged(&half), "{name}");
     });
 }
 

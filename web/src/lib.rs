@@ -2,6 +2,7 @@
 //! the engine, so long edits never freeze the page. What is plain Rust — the messages, form
 //! validation, chart scales — builds and is tested natively too.
 
+pub mod budget;
 pub mod failure;
 pub mod form;
 pub mod protocol;

@@ -149,12 +149,15 @@ pub enum Request {
     Undo,
     /// The current (edited) weights as `model.safetensors`.
     Download,
-    /// Compute C0 statistics at `layers` on `text` (replacing any loaded ones).
+    /// Compute C0 statistics on `text` for the layers an edit with `algorithm` (and `layers`, when
+    /// given) would use and that have none yet, one layer at a time.
     ComputeStats {
         /// Running text in the model's domain.
         text: String,
-        /// Layers.
-        layers: Vec<usize>,
+        /// The algorithm whose preset names the layers.
+        algorithm: Algorithm,
+        /// The edit form's layers, overriding the preset's.
+        layers: Option<Vec<usize>>,
         /// Use at most this many tokens.
         max_tokens: usize,
     },
@@ -223,8 +226,10 @@ pub enum Response {
     Weights(Vec<u8>),
     /// C0 statistics were computed.
     StatsReady {
-        /// Their layers.
+        /// The layers computed now.
         layers: Vec<usize>,
+        /// Every layer with statistics.
+        all: Vec<usize>,
         /// Tokens seen.
         tokens: u64,
         /// Milliseconds taken.
@@ -254,8 +259,9 @@ pub struct ModelInfo {
     pub params: usize,
     /// Layers with C0 statistics.
     pub stats_layers: Vec<usize>,
-    /// How the weights are stored on the device (`f32`, or `f16` on a WebGPU adapter with
-    /// `shader-f16`: half the memory; edits still compute in f32).
+    /// How the weight matrices are stored on the device and why (`f32`, or `f16` on a WebGPU
+    /// adapter with `shader-f16` or where f32 would not fit: half the memory; activations and
+    /// edits still compute in f32).
     pub weights: String,
     /// Milliseconds from the request to ready.
     pub load_ms: f64,
@@ -378,9 +384,16 @@ mod tests {
         round_trip(Response::Weights(vec![1, 2, 3]));
         round_trip(Request::Download);
         round_trip(Response::StatsReady {
-            layers: vec![0, 1],
+            layers: vec![1],
+            all: vec![0, 1],
             tokens: 5,
             ms: 1.0,
+        });
+        round_trip(Request::ComputeStats {
+            text: "x".into(),
+            algorithm: Algorithm::Memit,
+            layers: Some(vec![2, 3]),
+            max_tokens: 9,
         });
     }
 }

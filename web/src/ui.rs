@@ -40,6 +40,9 @@ struct Page {
     /// CPU when the GPU is lost). Weights travel as URLs, so these are small.
     loading: StoredValue<Option<ModelFiles>>,
     loaded: StoredValue<Option<ModelFiles>>,
+    /// The edit form's algorithm and layers (statistics are computed for the layers they name).
+    algo: RwSignal<String>,
+    layers: RwSignal<String>,
 }
 
 impl Page {
@@ -60,24 +63,46 @@ impl Page {
 
     /// The GPU failed (device lost, out of memory, or the worker died): say so, switch to the CPU
     /// for good, and reload the model that was loaded. Edits since loading are gone with the device.
+    /// A worker that failed while loading files on the CPU is not given the same files again (a
+    /// model too big for the CPU backend would otherwise be reloaded for ever).
     fn continue_on_cpu(&self, why: String) {
+        let on_cpu = self.backend.get_untracked() == Backend::Cpu;
         self.backend.set(Backend::Cpu);
         self.report.set(None);
         self.live_loss.set(Vec::new());
-        let reload = self.loaded.get_value().or_else(|| self.loading.get_value());
-        let msg = match &reload {
-            Some(f) => format!(
+        self.load_progress.set(None);
+        // Whatever was loaded lived in the worker that failed: the status line no longer names it.
+        self.info.set(None);
+        let loading = self.loading.get_value();
+        let failed_loading = loading.is_some() && loading != self.loaded.get_value();
+        let reload = if on_cpu && failed_loading {
+            None
+        } else {
+            self.loaded.get_value().or(loading)
+        };
+        let msg = match (&reload, failed_loading && on_cpu) {
+            (_, true) => format!(
+                "{why} while loading {} on the CPU: it does not fit in this tab; not retrying. Load a smaller model, or \
+                 f16 weights on a WebGPU adapter.",
+                self.loading.get_value().map(|f| f.name).unwrap_or_default()
+            ),
+            (Some(f), false) => format!(
                 "{why}. Continuing on the CPU: reloading {} (edits made since it was loaded are lost).",
                 f.name
             ),
-            None => format!("{why}. Continuing on the CPU."),
+            (None, false) => format!("{why}. Continuing on the CPU."),
         };
+        self.loading.set_value(None);
+        self.loaded.set_value(None);
         match reload {
             Some(files) => {
                 self.status.set(format!("reloading {} on the CPU…", files.name));
                 self.load(files);
             }
-            None => self.busy.set(false),
+            None => {
+                self.status.set("no model loaded".into());
+                self.busy.set(false);
+            }
         }
         self.error.set(Some(msg));
     }
@@ -85,13 +110,20 @@ impl Page {
     fn on_response(&self, r: Response) {
         match r {
             Response::Status(s) => self.status.set(s),
-            Response::StatsReady { layers, tokens, ms } => {
-                self.status.set(format!(
-                    "C0 statistics for layers {layers:?}: {tokens} tokens in {ms:.0} ms"
-                ));
+            Response::StatsReady {
+                layers,
+                all,
+                tokens,
+                ms,
+            } => {
+                self.status.set(if layers.is_empty() {
+                    format!("C0 statistics for layers {all:?} were already loaded")
+                } else {
+                    format!("C0 statistics for layers {layers:?}: {tokens} tokens in {ms:.0} ms")
+                });
                 self.info.update(|i| {
                     if let Some(i) = i {
-                        i.stats_layers = layers;
+                        i.stats_layers = all;
                     }
                 });
                 self.busy.set(false);
@@ -317,6 +349,8 @@ fn App() -> impl IntoView {
         backend: RwSignal::new(backend_choice()),
         loading: StoredValue::new(None),
         loaded: StoredValue::new(None),
+        algo: RwSignal::new("rome".to_string()),
+        layers: RwSignal::new(String::new()),
     };
     // One task owns the worker bridge: it forwards requests and dispatches responses. When the
     // worker dies it says so on a broadcast channel of its own; a fresh worker then takes over.
@@ -448,13 +482,21 @@ fn ModelPanel(page: Page) -> impl IntoView {
     };
     let compute_stats = move |_| {
         let Some(info) = page.info.get_untracked() else { return };
+        let plan = Algorithm::parse(&page.algo.get_untracked())
+            .map_err(|e| e.to_string())
+            .and_then(|a| Ok((a, parse_layers(&page.layers.get_untracked(), info.n_layer)?)));
+        let (algorithm, layers) = match plan {
+            Ok(p) => p,
+            Err(e) => return page.error.set(Some(e)),
+        };
         spawn_local(async move {
             page.status
                 .set("computing C0 statistics on the built-in wikitext excerpt…".into());
             match fetch_bytes("corpus/wikitext-excerpt.txt").await {
                 Ok(bytes) => page.send(Request::ComputeStats {
                     text: String::from_utf8_lossy(&bytes).into_owned(),
-                    layers: (0..info.n_layer).collect(),
+                    algorithm,
+                    layers,
                     max_tokens: 20_000,
                 }),
                 Err(e) => page.error.set(Some(e)),
@@ -482,7 +524,7 @@ fn ModelPanel(page: Page) -> impl IntoView {
             <p>
                 "A model needs C0 statistics for the layers it edits. "
                 <button id="compute-stats" on:click=compute_stats disabled=move || page.busy.get() || page.info.get().is_none()>
-                    "Compute them here on a built-in text excerpt (all layers, 20k tokens)"
+                    "Compute them here on a built-in text excerpt (the layers the edit below uses, one at a time, 20k tokens)"
                 </button>
             </p>
         </section>
@@ -496,8 +538,7 @@ fn EditPanel(page: Page) -> impl IntoView {
         prompt: "{} speaks the language".into(),
         target: "French".into(),
     }]);
-    let algo = RwSignal::new("rome".to_string());
-    let layers = RwSignal::new(String::new());
+    let (algo, layers) = (page.algo, page.layers);
     let lambda = RwSignal::new(String::new());
     let alpha = RwSignal::new(String::new());
     let steps = RwSignal::new(String::new());

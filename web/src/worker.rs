@@ -7,12 +7,14 @@ use futures::{SinkExt, StreamExt};
 use gloo_worker::reactor::{ReactorScope, reactor};
 use pmedit_engine::edit::{EditEvent, EditRequest, Editor, Overrides, TemplateChoice, ValueOverrides};
 use pmedit_engine::load::stats_file::stats_for_model;
-use pmedit_engine::load::{ModelParts, load_model_bytes, load_model_source};
+use pmedit_engine::load::{MemorySource, ModelParts, load_model_source_in};
 use pmedit_engine::model::EditableModel;
+use pmedit_engine::model::Gpt2Config;
 use pmedit_engine::predict::top_k;
 use pmedit_engine::readback::read_scalar;
 use pmedit_engine::tokenizer::Gpt2Tokenizer;
 
+use crate::budget::storage_dtype;
 use crate::protocol::{
     Backend, Candidate, Compute, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response,
     TokenizerFiles, Weights, WorkerError, tradeoff_lambdas,
@@ -30,6 +32,8 @@ struct State {
     n_positions: usize,
     /// Where the model computes.
     compute: Compute,
+    /// The dtype its weight matrices are kept in, and why.
+    weights: String,
 }
 
 fn now_ms() -> f64 {
@@ -127,7 +131,6 @@ async fn handle(
             let start = now_ms();
             let (device, compute, adapter) = pick_device(backend, gpu);
             let loaded = load(files, &device, compute).await?;
-            let half = loaded.editor.model().float_dtype() == FloatDType::F16;
             let info = ModelInfo {
                 name: loaded.name.clone(),
                 backend: compute,
@@ -136,11 +139,7 @@ async fn handle(
                 n_embd: loaded.n_embd,
                 params: loaded.editor.model().parameters(),
                 stats_layers: loaded.editor.statistics_layers(),
-                weights: if half {
-                    "f16 (the adapter has shader-f16)".into()
-                } else {
-                    "f32".into()
-                },
+                weights: loaded.weights.clone(),
                 load_ms: now_ms() - start,
             };
             *state = Some(loaded);
@@ -165,21 +164,50 @@ async fn handle(
         }
         Request::ComputeStats {
             text,
+            algorithm,
             layers,
             max_tokens,
         } => {
             let s = state.as_mut().ok_or_else(no_model)?;
             let start = now_ms();
-            pmedit_engine::edit::layers::check_layers(&layers, s.n_layer)?;
+            let plan = s.editor.plan(
+                algorithm,
+                &Overrides {
+                    layers,
+                    ..Default::default()
+                },
+            )?;
+            let have = s.editor.statistics_layers();
+            let missing: Vec<usize> = plan.hparams.layers.into_iter().filter(|l| !have.contains(l)).collect();
             let mut ids = s.editor.tokenizer().encode(&text)?;
             ids.truncate(max_tokens);
             let seqs = pmedit_engine::edit::stats::windows(&ids, s.n_positions);
             if seqs.is_empty() {
                 return Err(WorkerError::worker("the text is empty"));
             }
-            let tokens = s.editor.collect_statistics(&seqs, &layers, 8)?;
+            // One layer at a time: one n × n accumulator on the device, never one per layer.
+            let mut tokens = 0;
+            for (i, &layer) in missing.iter().enumerate() {
+                let _ = progress.unbounded_send(Response::Status(format!(
+                    "computing C0 statistics for layer {layer} ({} of {})…",
+                    i + 1,
+                    missing.len()
+                )));
+                let s = state.as_mut().ok_or_else(no_model)?;
+                tokens = s.editor.collect_statistics(&seqs, &[layer], 8)?;
+                // A read waits for the layer's work: a GPU process that died under it fails here,
+                // rather than the page announcing statistics that do not exist.
+                if let Some(why) = lost_device(state).await {
+                    return Err(WorkerError {
+                        kind: "backend".into(),
+                        message: why,
+                    });
+                }
+            }
+            let s = state.as_ref().ok_or_else(no_model)?;
             Ok(vec![Response::StatsReady {
-                layers,
+                layers: missing,
+                all: s.editor.statistics_layers(),
                 tokens,
                 ms: now_ms() - start,
             }])
@@ -311,8 +339,26 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
         TokenizerFiles::Json(b) => Gpt2Tokenizer::from_tokenizer_json(b),
         TokenizerFiles::VocabMerges(v, m) => Gpt2Tokenizer::from_vocab_merges(v, m),
     }?;
+    // The size is known from the config: refuse what will not fit before reading any weight.
+    let params = std::str::from_utf8(&files.config)
+        .ok()
+        .and_then(|text| Gpt2Config::from_json(text).ok())
+        .and_then(|c| c.checked_num_params())
+        .unwrap_or(0) as u64;
+    let (dtype, weights) =
+        storage_dtype(params, compute, device.supports_dtype(FloatDType::F16)).map_err(|why| WorkerError {
+            kind: "size".into(),
+            message: format!("{}: {why}", files.name),
+        })?;
     let parts: ModelParts = match files.weights {
-        Weights::Bytes(bytes) => load_model_bytes(&files.name, &files.config, tokenizer, bytes, device),
+        Weights::Bytes(bytes) => load_model_source_in(
+            &files.name,
+            &files.config,
+            tokenizer,
+            MemorySource::new(format!("{}/model.safetensors", files.name), bytes),
+            device,
+            dtype,
+        ),
         Weights::Url(url) => RangeSource::open(&url, format!("{}/model.safetensors", files.name)).and_then(|source| {
             // Progress goes to the page as the tensors arrive.
             let poster = crate::channel::worker_channel()
@@ -322,7 +368,7 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
                     p.post(&js_sys::Array::of2(&(done as f64).into(), &(total as f64).into()));
                 }
             });
-            load_model_source(&files.name, &files.config, tokenizer, source, device)
+            load_model_source_in(&files.name, &files.config, tokenizer, source, device, dtype)
         }),
     }?;
     let mut stats = match &files.stats {
@@ -338,13 +384,7 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
         )?);
     }
     let (n_layer, n_embd, n_positions) = (parts.config.n_layer, parts.config.n_embd, parts.config.n_positions);
-    // On a GPU that computes f16, the weights are kept in f16: half the memory (GPT2-XL 3.1 GB
-    // instead of 6.2 GB); edits compute in f32 (the editor's precision policy).
-    let model = if compute == Compute::WebGpu && device.supports_dtype(FloatDType::F16) {
-        parts.model.cast(FloatDType::F16)?
-    } else {
-        parts.model
-    };
+    let model = parts.model;
     let mut editor = Editor::new(model, parts.tokenizer);
     editor.set_statistics(stats).map_err(|e| {
         let names: Vec<&str> = files.npz_stats.iter().map(|n| n.name.as_str()).collect();
@@ -364,6 +404,7 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
         n_embd,
         n_positions,
         compute,
+        weights,
     })
 }
 

@@ -3,7 +3,6 @@
 //! and writes the outputs.
 
 use pmedit_engine::block_on;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -120,6 +119,12 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
         super::check_layers(l, m.config.n_layer)?;
     }
     let model_dir = m.dir.clone();
+    // The edited model is written in its file's dtype (f16 stays f16; anything else as f32).
+    let out_dtype = if m.dtype == "F16" {
+        WeightDtype::F16
+    } else {
+        WeightDtype::F32
+    };
     let mut editor = super::editor(m);
     let overrides = Overrides {
         layers,
@@ -169,11 +174,13 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
             editor.model(),
             dir,
             &files,
-            WeightDtype::F32,
+            out_dtype,
         )?)
     })?;
     if let Some(delta) = &delta_dest {
-        delta.write(&delta_bytes(&report.deltas)?)?;
+        delta.write(&pmedit_engine::save::delta_file::delta_to_bytes(
+            report.deltas.iter().map(|d| (d.layer, d.delta.clone())).collect(),
+        )?)?;
     }
     print_summary(&args, &report, record, secs, &sel.description)
 }
@@ -188,6 +195,7 @@ fn record(report: &EditReport, secs: f64, device: &str) -> serde_json::Value {
         "dropped": report.dropped,
         "seconds": secs,
         "device": device,
+        "peak_memory_bytes": crate::memory::peak_rss_bytes(),
         "value_losses": report.losses,
         // (max Lᵢᵢ / min Lᵢᵢ)² of λ·C0's Cholesky factor: a lower bound of its condition number.
         "c0_condition_lower_bound": report.condition.iter().map(|(l, c)| (l.to_string(), c)).collect::<std::collections::BTreeMap<_, _>>(),
@@ -228,22 +236,4 @@ fn print_summary(
     }
     println!("wrote {}", args.out.display());
     Ok(())
-}
-
-/// Δ per layer (summed over sequential requests) as safetensors.
-fn delta_bytes(deltas: &[pmedit_engine::edit::LayerDelta]) -> Result<Vec<u8>> {
-    let mut per_layer: std::collections::BTreeMap<usize, burn::prelude::Tensor<2>> = Default::default();
-    for d in deltas {
-        let sum = match per_layer.remove(&d.layer) {
-            Some(t) => t + d.delta.clone(),
-            None => d.delta.clone(),
-        };
-        per_layer.insert(d.layer, sum);
-    }
-    let named = per_layer
-        .into_iter()
-        .map(|(l, t)| (format!("layer.{l}.delta"), t))
-        .collect();
-    let meta = HashMap::from([("format".to_string(), "pmedit-delta-1".to_string())]);
-    Ok(pmedit_engine::save::tensors_to_bytes(named, meta)?)
 }

@@ -34,6 +34,7 @@ fn show(dir: &Path, choice: Target, as_json: bool) -> Result<()> {
         "tokenizer_vocab": m.tokenizer.vocab_size(),
         "weight_files": m.weight_files,
         "device": sel.description,
+        "peak_memory_bytes": crate::memory::peak_rss_bytes(),
     });
     if as_json {
         println!("{}", serde_json::to_string_pretty(&info)?);

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod apply_delta;
 pub mod bench;
 pub mod demo;
 pub mod edit;
@@ -16,7 +17,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use pmedit_engine::edit::{ContextTemplates, Editor, TemplateChoice};
-use pmedit_engine::load::{LoadedModel, load_model_dir};
+use pmedit_engine::load::{LoadedModel, load_model_dir_in};
 
 use crate::device::{Precision, Selected, Target, select};
 
@@ -94,13 +95,15 @@ fn layers_flag(e: pmedit_engine::EngineError) -> anyhow::Error {
     }
 }
 
-/// Selects the device, loads `dir` onto it and casts it to the requested precision.
+/// Selects the device and loads `dir` onto it with its weight matrices stored in the requested
+/// precision, each cast as it is read (activations and edits stay f32).
 pub fn load(dir: &Path, (choice, precision): Target) -> Result<(LoadedModel, Selected)> {
     let mut sel = select(choice)?;
-    let mut m = load_model_dir(dir, &sel.device).with_context(|| format!("loading model {}", dir.display()))?;
-    if precision == Precision::F16 {
-        m.model = pmedit_engine::model::precision::cast_model(m.model, burn::tensor::FloatDType::F16)?;
-        sel.description.push_str(", f16");
+    let m = load_model_dir_in(dir, &sel.device, precision.float_dtype())
+        .with_context(|| format!("loading model {}", dir.display()))?;
+    if precision != Precision::F32 {
+        sel.description
+            .push_str(&format!(", {precision:?} weights", precision = precision.float_dtype()).to_lowercase());
     }
     Ok((m, sel))
 }

@@ -127,9 +127,10 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 /// Writes `model.safetensors` to `out`: the header from the shapes, then each tensor's values
 /// in pieces of [`PIECE`].
 fn write_weights(out: &mut impl Write, list: &[(String, Vec<usize>, Init)], dtype: Dtype, seed: u64) -> Result<u64> {
-    let width = match dtype {
-        Dtype::F32 => 4,
-        Dtype::F16 => 2,
+    let (width, dtype_name) = match dtype {
+        Dtype::F32 => (4, "F32"),
+        Dtype::F16 => (2, "F16"),
+        Dtype::Bf16 => (2, "BF16"),
     };
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), json!({"format": "pt"}));
@@ -139,7 +140,7 @@ fn write_weights(out: &mut impl Write, list: &[(String, Vec<usize>, Init)], dtyp
         header.insert(
             name.clone(),
             json!({
-                "dtype": if width == 4 { "F32" } else { "F16" },
+                "dtype": dtype_name,
                 "shape": shape,
                 "data_offsets": [offset, offset + bytes],
             }),
@@ -165,6 +166,7 @@ fn write_weights(out: &mut impl Write, list: &[(String, Vec<usize>, Init)], dtyp
                 match dtype {
                     Dtype::F32 => buf.extend_from_slice(&x.to_le_bytes()),
                     Dtype::F16 => buf.extend_from_slice(&half::f16::from_f32(x).to_le_bytes()),
+                    Dtype::Bf16 => buf.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes()),
                 }
             }
             out.write_all(&buf)?;
@@ -174,7 +176,7 @@ fn write_weights(out: &mut impl Write, list: &[(String, Vec<usize>, Init)], dtyp
     Ok(8 + text.len() as u64 + offset)
 }
 
-/// Writes the model; `dtype` is the global `--dtype` (f32, the hub's GPT-2 files, or f16).
+/// Writes the model; `dtype` is the global `--dtype` (f32, the hub's GPT-2 files, f16 or bf16).
 pub fn run(args: RandomModelArgs, dtype: Dtype) -> Result<()> {
     let dest = Destination::new(&args.out, &[], Kind::RandomModel, args.overwrite)?;
     let (layers, d, heads) = args.shape.dims();
@@ -200,7 +202,7 @@ pub fn run(args: RandomModelArgs, dtype: Dtype) -> Result<()> {
         "initializer_range": 0.02,
         "bos_token_id": 50256,
         "eos_token_id": 50256,
-        "torch_dtype": match dtype { Dtype::F32 => "float32", Dtype::F16 => "float16" },
+        "torch_dtype": match dtype { Dtype::F32 => "float32", Dtype::F16 => "float16", Dtype::Bf16 => "bfloat16" },
     });
     let start = std::time::Instant::now();
     let mut bytes = 0;

@@ -1,8 +1,21 @@
-//! Shared helpers for the app's integration tests: the repository root, fixture paths, and a
-//! directory's files with their bytes (to prove a run changed nothing).
+//! Shared helpers for the app's integration tests: running the binary, the repository root,
+//! fixture paths, and a directory's files with their bytes (to prove a run changed nothing).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+/// Runs the `pmedit` binary: success, stdout, stderr.
+pub fn pmedit(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pmedit"))
+        .args(args)
+        .output()
+        .expect("run pmedit");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 /// The repository root.
 pub fn root() -> PathBuf {

@@ -13,9 +13,10 @@
 //! 3. the edited matrices' previous weights are kept as the undo record ([`Editor::undo`]), so
 //!    undoing needs one matrix per edited layer, not a second model.
 //!
-//! Precision: the math runs in f32. A model stored in another dtype (f16 on a WebGPU adapter with
-//! `shader-f16`) is edited on an f32 copy that is cast back afterwards; the unchanged weights
-//! round-trip exactly.
+//! Precision: the math runs in f32, and so do the activations (`model::precision`). A model whose
+//! matrices are stored in another dtype (f16 on a WebGPU adapter with `shader-f16`, `--dtype
+//! f16|bf16` natively) has only the matrices an edit changes cast to f32 for the edit and back
+//! afterwards; the rest of the network is neither copied nor touched.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -280,11 +281,8 @@ impl<M: EditableModel> Editor<M> {
         let device = self.model.device();
         let n = self.model.key_dim();
         let mut stats: Vec<LayerStats> = layers.iter().map(|&l| LayerStats::new(l, n, &device)).collect();
-        if self.model.float_dtype() == FloatDType::F32 {
-            accumulate(&self.model, seqs, batch, &mut stats)?;
-        } else {
-            accumulate(&self.model.clone().cast(FloatDType::F32)?, seqs, batch, &mut stats)?;
-        }
+        // Keys are activations, f32 whatever the weights are stored in.
+        accumulate(&self.model, seqs, batch, &mut stats)?;
         let tokens = stats.first().map_or(0, |s| s.count);
         self.set_statistics(stats)?;
         Ok(tokens)
@@ -429,17 +427,16 @@ impl<M: EditableModel> Editor<M> {
             .iter()
             .map(|&l| (l, self.model.edited_weight(l)))
             .collect();
-        // A model stored in another dtype is edited on an f32 copy.
+        // The edited matrices are changed in f32; a model stored in another dtype has only those
+        // cast, and cast back after the edit (the rest of the network is never copied).
         let stored = self.model.float_dtype();
-        let mut working = (stored != FloatDType::F32)
-            .then(|| self.model.clone().cast(FloatDType::F32))
-            .transpose()?;
-        let target = match working.as_mut() {
-            Some(copy) => copy,
-            None => &mut self.model,
-        };
+        if stored != FloatDType::F32 {
+            for (l, w) in &previous {
+                self.model.set_edited_weight(*l, w.clone().cast(FloatDType::F32));
+            }
+        }
         let result = apply_edits(
-            target,
+            &mut self.model,
             &self.tokenizer,
             &requests,
             plan.algorithm,
@@ -452,17 +449,18 @@ impl<M: EditableModel> Editor<M> {
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
-                // Edited in place: put the matrices back (a copy is simply dropped).
-                if working.is_none() {
-                    for (l, w) in previous {
-                        self.model.set_edited_weight(l, w);
-                    }
+                // Put the matrices back as they were.
+                for (l, w) in previous {
+                    self.model.set_edited_weight(l, w);
                 }
                 return Err(e);
             }
         };
-        if let Some(copy) = working {
-            self.model = copy.cast(stored)?;
+        if stored != FloatDType::F32 {
+            for (l, _) in &previous {
+                let w = self.model.edited_weight(*l).cast(stored);
+                self.model.set_edited_weight(*l, w);
+            }
         }
         for (l, w) in previous {
             self.undo.entry(l).or_insert(w);
@@ -498,6 +496,43 @@ impl<M: EditableModel> Editor<M> {
     /// Layers whose matrix an undo would restore.
     pub fn edited_layers(&self) -> Vec<usize> {
         self.undo.keys().copied().collect()
+    }
+
+    /// What the edits since loading (or the last undo) changed: Δ = W − W₀ of each edited layer,
+    /// in f32 (Wᵀ layout `[key_dim, d_model]`), for "download only the change".
+    pub fn change(&self) -> Vec<(usize, Tensor<2>)> {
+        self.undo
+            .iter()
+            .map(|(&l, before)| {
+                let now = self.model.edited_weight(l).cast(FloatDType::F32);
+                (l, now - before.clone().cast(FloatDType::F32))
+            })
+            .collect()
+    }
+
+    /// Adds Δ to the edited matrix of each layer as an edit does (in f32, stored back in the
+    /// model's dtype), keeping the undo record: `pmedit apply-delta` and a delta file loaded in
+    /// the page. Layers and shapes are checked before anything changes.
+    pub fn apply_change(&mut self, change: Vec<(usize, Tensor<2>)>) -> Result<()> {
+        let layers: Vec<usize> = change.iter().map(|(l, _)| *l).collect();
+        check_layers(&layers, self.model.n_layer())?;
+        let want = [self.model.key_dim(), self.model.d_model()];
+        for (l, delta) in &change {
+            if delta.dims() != want {
+                return Err(EngineError::Input(format!(
+                    "the change of layer {l} is {:?} but the edited matrix is {want:?}: it was made for another model",
+                    delta.dims()
+                )));
+            }
+        }
+        for (l, delta) in change {
+            let w = self.model.edited_weight(l);
+            let stored = w.dtype();
+            self.undo.entry(l).or_insert_with(|| w.clone());
+            let updated = w.cast(FloatDType::F32) + delta.cast(FloatDType::F32);
+            self.model.set_edited_weight(l, updated.cast(stored));
+        }
+        Ok(())
     }
 
     /// Restores every edited matrix as it was when loaded (or at the last undo).

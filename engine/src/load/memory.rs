@@ -4,10 +4,11 @@
 //! large file never sits whole in memory.
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use super::safetensors::SafetensorsFile;
 use super::source::{ByteSource, MemorySource};
-use super::weights::{WeightFiles, build_gpt2};
+use super::weights::{WeightFiles, build_gpt2_in};
 use crate::error::{EngineError, Result};
 use crate::model::{Gpt2, Gpt2Config};
 use crate::tokenizer::Gpt2Tokenizer;
@@ -48,6 +49,19 @@ pub fn load_model_source<S: ByteSource>(
     weights: S,
     device: &Device,
 ) -> Result<ModelParts> {
+    load_model_source_in(name, config_json, tokenizer, weights, device, FloatDType::F32)
+}
+
+/// [`load_model_source`] with the weight matrices stored in `dtype` on the device, each cast as
+/// it arrives (`model::precision`).
+pub fn load_model_source_in<S: ByteSource>(
+    name: &str,
+    config_json: &[u8],
+    tokenizer: Gpt2Tokenizer,
+    weights: S,
+    device: &Device,
+    dtype: FloatDType,
+) -> Result<ModelParts> {
     let text = std::str::from_utf8(config_json).map_err(|e| EngineError::Config {
         path: format!("{name}/config.json").into(),
         reason: format!("not UTF-8 text: {e}"),
@@ -63,12 +77,12 @@ pub fn load_model_source<S: ByteSource>(
     let path = weights.name().to_path_buf();
     let file = SafetensorsFile::open(weights)?;
     let mut files = WeightFiles::new(vec![file], path);
-    let dtype = files.dtype();
-    let model = build_gpt2(&config, &mut files, device)?;
+    let stored = files.dtype();
+    let model = build_gpt2_in(&config, &mut files, device, dtype)?;
     Ok(ModelParts {
         config,
         model,
         tokenizer,
-        dtype,
+        dtype: stored,
     })
 }

@@ -3,6 +3,7 @@
 //! authors' `.npz` statistics. The writers are in `save`.
 
 pub mod corpus;
+pub mod delta_file;
 pub mod memory;
 #[cfg(not(target_family = "wasm"))]
 pub mod model_dir;
@@ -12,11 +13,11 @@ pub mod source;
 pub mod stats_file;
 pub mod weights;
 
-pub use memory::{ModelParts, load_model_bytes, load_model_source};
+pub use memory::{ModelParts, load_model_bytes, load_model_source, load_model_source_in};
 #[cfg(not(target_family = "wasm"))]
-pub use model_dir::{LoadedModel, load_model_dir, read_config};
+pub use model_dir::{LoadedModel, load_model_dir, load_model_dir_in, read_config};
 pub use safetensors::SafetensorsFile;
 #[cfg(not(target_family = "wasm"))]
 pub use source::FileSource;
 pub use source::{ByteSource, MemorySource};
-pub use weights::{WeightFiles, build_gpt2};
+pub use weights::{WeightFiles, build_gpt2, build_gpt2_in};

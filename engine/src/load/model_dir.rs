@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use super::safetensors::SafetensorsFile;
 use super::source::FileSource;
-use super::weights::{WeightFiles, build_gpt2};
+use super::weights::{WeightFiles, build_gpt2_in};
 use crate::error::{EngineError, Result};
 use crate::model::{Gpt2, Gpt2Config};
 use crate::tokenizer::Gpt2Tokenizer;
@@ -106,6 +107,12 @@ fn is_plain_name(f: &str) -> bool {
 
 /// Loads config, weights and tokenizer of a Hugging Face GPT-2 directory onto `device`.
 pub fn load_model_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    load_model_dir_in(dir, device, FloatDType::F32)
+}
+
+/// [`load_model_dir`] with the weight matrices stored in `dtype` on the device, each cast as it is
+/// read (`model::precision`): a half-precision model never exists in f32 as a whole.
+pub fn load_model_dir_in(dir: &Path, device: &Device, dtype: FloatDType) -> Result<LoadedModel> {
     if !dir.is_dir() {
         return Err(EngineError::MissingFile {
             dir: dir.to_path_buf(),
@@ -122,14 +129,14 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
         .map(|p| FileSource::open(p).and_then(SafetensorsFile::open))
         .collect::<Result<Vec<_>>>()?;
     let mut weights = WeightFiles::new(files, paths[0].clone());
-    let dtype = weights.dtype();
-    let model = build_gpt2(&config, &mut weights, device)?;
+    let stored = weights.dtype();
+    let model = build_gpt2_in(&config, &mut weights, device, dtype)?;
     Ok(LoadedModel {
         dir: dir.to_path_buf(),
         config,
         model,
         tokenizer,
-        dtype,
+        dtype: stored,
         weight_files: paths,
     })
 }

@@ -3,35 +3,75 @@
 //! model it was computed on. The writer is `save::stats_file`.
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 use crate::edit::stats::LayerStats;
 use crate::error::{EngineError, Result};
 use crate::model::EditableModel;
 
-/// Identifies the model statistics were computed on: FNV-1a over the config's sizes and the first
-/// 256 token-embedding values (editing changes only `mlp.c_proj`, so an edited model keeps the
-/// fingerprint of its original and can reuse its statistics).
+/// Identifies the model statistics were computed on: `s` and FNV-1a over the config's sizes and
+/// the signs of the first 2,048 token-embedding values. Signs survive storing the weights in f16
+/// or bf16 (rounding never flips one), so statistics computed on an f32 load serve a
+/// half-precision load of the same file and the other way round; models trained apart agree on
+/// all 2,048 signs by chance with probability 2⁻²⁰⁴⁸. Editing changes only the edited matrices, so
+/// an edited model keeps the fingerprint of its original and can reuse its statistics.
 pub async fn fingerprint(model: &impl EditableModel) -> Result<String> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    for v in [
-        model.n_layer(),
-        model.vocab_size(),
-        model.n_positions(),
-        model.key_dim(),
-    ] {
-        eat(&(v as u64).to_le_bytes());
+    let mut h = Fnv::new(model);
+    let n = FINGERPRINT_VALUES.div_ceil(model.d_model()).max(1);
+    let values = crate::readback::read_vec::<f32, 2, Float>(model.embedding_rows(n).cast(FloatDType::F32)).await?;
+    let signs: Vec<u8> = values
+        .chunks(8)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |b, (i, x)| b | (u8::from(x.is_sign_negative()) << i))
+        })
+        .collect();
+    h.eat(&signs);
+    Ok(format!("s{:016x}", h.0))
+}
+
+/// How many embedding values' signs [`fingerprint`] hashes.
+const FINGERPRINT_VALUES: usize = 2048;
+
+/// The fingerprint files written before [`fingerprint`] existed carry: FNV-1a over the sizes and
+/// the exact f32 bits of the first 256 embedding values. It can only be checked on a model stored
+/// in f32 (a half-precision load has lost the bits).
+async fn exact_fingerprint(model: &impl EditableModel) -> Result<Option<String>> {
+    if model.float_dtype() != FloatDType::F32 {
+        return Ok(None);
     }
+    let mut h = Fnv::new(model);
     let n = (256 / model.d_model()).max(1);
     for x in crate::readback::read_vec::<f32, 2, Float>(model.embedding_rows(n)).await? {
-        eat(&x.to_le_bytes());
+        h.eat(&x.to_le_bytes());
     }
-    Ok(format!("{h:016x}"))
+    Ok(Some(format!("{:016x}", h.0)))
+}
+
+/// FNV-1a (64-bit), started on a model's sizes.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new(model: &impl EditableModel) -> Self {
+        let mut h = Self(0xcbf2_9ce4_8422_2325);
+        for v in [
+            model.n_layer(),
+            model.vocab_size(),
+            model.n_positions(),
+            model.key_dim(),
+        ] {
+            h.eat(&(v as u64).to_le_bytes());
+        }
+        h
+    }
+
+    fn eat(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// Metadata stored with statistics.
@@ -52,7 +92,7 @@ pub struct StatsMeta {
 pub async fn stats_for_model(bytes: &[u8], name: &str, model: &impl EditableModel) -> Result<Vec<LayerStats>> {
     let (stats, meta) = stats_from_bytes(bytes, name, &model.device())?;
     let fp = fingerprint(model).await?;
-    if meta.model != fp {
+    if meta.model != fp && exact_fingerprint(model).await?.as_deref() != Some(meta.model.as_str()) {
         return Err(EngineError::Input(format!(
             "{name} was computed on another model (fingerprint {} ≠ {fp}): recompute it with `pmedit stats`",
             meta.model

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use burn::module::Param;
 use burn::prelude::*;
+use burn::tensor::{DType, FloatDType};
 
 use super::safetensors::SafetensorsFile;
 use super::source::ByteSource;
@@ -40,6 +41,12 @@ impl<S: ByteSource> WeightFiles<S> {
 
     /// Reads a tensor by canonical name as f32 host values, checking its shape and finiteness.
     fn take_values(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        self.take_rows(name, expected, 0..expected.first().copied().unwrap_or(1))
+    }
+
+    /// Reads rows `rows` of a tensor (its first dimension) by canonical name as f32 host values,
+    /// checking the tensor's shape and the values' finiteness.
+    fn take_rows(&mut self, name: &str, expected: &[usize], rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
         let (file, key) = self
             .index
             .get(name)
@@ -48,7 +55,7 @@ impl<S: ByteSource> WeightFiles<S> {
                 name: name.into(),
                 path: self.origin.clone(),
             })?;
-        let (values, shape) = self.files[file].read_f32(&key)?;
+        let shape = self.files[file].info(&key).map(|t| t.shape.clone()).unwrap_or_default();
         if shape != expected {
             return Err(EngineError::ShapeMismatch {
                 name: key,
@@ -56,12 +63,15 @@ impl<S: ByteSource> WeightFiles<S> {
                 found: shape,
             });
         }
+        let row: usize = expected.iter().skip(1).product();
+        let values = self.files[file].read_f32_elements(&key, rows.start * row, rows.len() * row)?;
         if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
             return Err(EngineError::Safetensors {
                 path: self.origin.clone(),
                 reason: format!(
-                    "tensor `{key}` holds a non-finite value ({}) at element {pos}",
-                    values[pos]
+                    "tensor `{key}` holds a non-finite value ({}) at element {}",
+                    values[pos],
+                    rows.start * row + pos
                 ),
             });
         }
@@ -176,35 +186,103 @@ fn param<const D: usize>(data: TensorData, device: &Device) -> Param<Tensor<D>> 
     Param::from_tensor(Tensor::from_data(data, device))
 }
 
-/// Builds the model on `device`, reading one tensor at a time so peak memory stays near the
-/// model's own size plus its largest tensor.
+/// Builds the model on `device` with its matrices in f32 ([`build_gpt2_in`]).
 pub fn build_gpt2<S: ByteSource>(config: &Gpt2Config, w: &mut WeightFiles<S>, device: &Device) -> Result<Gpt2> {
+    build_gpt2_in(config, w, device, FloatDType::F32)
+}
+
+/// Elements read per piece when a tensor is converted on the host (16 MB of f32).
+const PIECE: usize = 1 << 22;
+
+impl<S: ByteSource> WeightFiles<S> {
+    /// Rows `rows` of a tensor as host data in `dtype`, read and converted in pieces of [`PIECE`]
+    /// elements: a half-precision tensor never exists in f32 as a whole, on the host or the device.
+    fn take_rows_as(
+        &mut self,
+        name: &str,
+        expected: &[usize],
+        rows: std::ops::Range<usize>,
+        dtype: FloatDType,
+    ) -> Result<TensorData> {
+        let row: usize = expected.iter().skip(1).product::<usize>().max(1);
+        let mut shape = expected.to_vec();
+        shape[0] = rows.len();
+        let step = (PIECE / row).max(1);
+        let pieces = (rows.start..rows.end)
+            .step_by(step)
+            .map(|s| s..(s + step).min(rows.end));
+        let numel = rows.len() * row;
+        Ok(match dtype {
+            FloatDType::F16 | FloatDType::BF16 => {
+                let (mut f16s, mut bf16s) = (Vec::new(), Vec::new());
+                if dtype == FloatDType::F16 {
+                    f16s.reserve_exact(numel);
+                } else {
+                    bf16s.reserve_exact(numel);
+                }
+                for piece in pieces {
+                    let values = self.take_rows(name, expected, piece)?;
+                    if dtype == FloatDType::F16 {
+                        f16s.extend(values.iter().map(|&x| half::f16::from_f32(x)));
+                    } else {
+                        bf16s.extend(values.iter().map(|&x| half::bf16::from_f32(x)));
+                    }
+                }
+                if dtype == FloatDType::F16 {
+                    TensorData::new(f16s, shape)
+                } else {
+                    TensorData::new(bf16s, shape)
+                }
+            }
+            _ => TensorData::new(self.take_rows(name, expected, rows)?, shape),
+        })
+    }
+}
+
+/// Builds the model on `device` with its matrices stored in `dtype` (vectors stay f32; see
+/// `model::precision`), one tensor at a time — the token embeddings one device chunk at a time —
+/// each converted to `dtype` on the host as it is read, so peak memory stays near the model's own
+/// size in `dtype` plus one tensor: never a whole-model copy, never a half-precision tensor in f32.
+pub fn build_gpt2_in<S: ByteSource>(
+    config: &Gpt2Config,
+    w: &mut WeightFiles<S>,
+    device: &Device,
+    dtype: FloatDType,
+) -> Result<Gpt2> {
     config.validate()?;
     w.check_config(config)?;
+    crate::model::precision::check_supported(device, dtype)?;
     let (d, f, v) = (config.n_embd, config.d_inner(), config.vocab_size);
+    let on_device = |data: TensorData| Tensor::<2>::from_data(data, (device, DType::from(dtype)));
     // `init` only declares lazily-initialised parameters; each is replaced before first use.
     let mut model = config.init(device);
-    // Read once, uploaded in chunks that fit any GPU binding limit.
-    let wte = w.take_values("wte.weight", &[v, d])?;
+    // Uploaded in chunks that fit any GPU binding limit, each read from the file on its own.
     model.wte = TokenEmbeddingConfig::new(v, d)
         .with_max_chunk_bytes(max_chunk_bytes_for(device))
-        .from_values(&wte, device);
-    drop(wte);
-    model.wpe.weight = param(w.take("wpe.weight", &[config.n_positions, d])?, device);
+        .from_chunks(|rows| Ok::<_, EngineError>(on_device(w.take_rows_as("wte.weight", &[v, d], rows, dtype)?)))?;
+    let matrix = |w: &mut WeightFiles<S>, name: &str, shape: [usize; 2]| -> Result<Param<Tensor<2>>> {
+        let data = w.take_rows_as(name, &shape, 0..shape[0], dtype)?;
+        Ok(Param::from_tensor(on_device(data)))
+    };
+    model.wpe.weight = matrix(w, "wpe.weight", [config.n_positions, d])?;
+    // In the order the blocks' tensors lie in the hub's files, so a streamed read seldom seeks back.
     for (l, block) in model.h.iter_mut().enumerate() {
-        let mut t = |suffix: &str, shape: &[usize]| w.take(&format!("h.{l}.{suffix}"), shape);
-        block.ln_1.gamma = param(t("ln_1.weight", &[d])?, device);
-        block.ln_1.beta = Some(param(t("ln_1.bias", &[d])?, device));
-        block.attn.c_attn.weight = param(t("attn.c_attn.weight", &[d, 3 * d])?, device);
-        block.attn.c_attn.bias = Some(param(t("attn.c_attn.bias", &[3 * d])?, device));
-        block.attn.c_proj.weight = param(t("attn.c_proj.weight", &[d, d])?, device);
-        block.attn.c_proj.bias = Some(param(t("attn.c_proj.bias", &[d])?, device));
-        block.ln_2.gamma = param(t("ln_2.weight", &[d])?, device);
-        block.ln_2.beta = Some(param(t("ln_2.bias", &[d])?, device));
-        block.mlp.c_fc.weight = param(t("mlp.c_fc.weight", &[d, f])?, device);
-        block.mlp.c_fc.bias = Some(param(t("mlp.c_fc.bias", &[f])?, device));
-        block.mlp.c_proj.weight = param(t("mlp.c_proj.weight", &[f, d])?, device);
-        block.mlp.c_proj.bias = Some(param(t("mlp.c_proj.bias", &[d])?, device));
+        let name = |suffix: &str| format!("h.{l}.{suffix}");
+        let vector = |w: &mut WeightFiles<S>, suffix: &str, n: usize| {
+            Ok::<_, EngineError>(param(w.take(&name(suffix), &[n])?, device))
+        };
+        block.ln_1.gamma = vector(w, "ln_1.weight", d)?;
+        block.ln_1.beta = Some(vector(w, "ln_1.bias", d)?);
+        block.attn.c_attn.weight = matrix(w, &name("attn.c_attn.weight"), [d, 3 * d])?;
+        block.attn.c_attn.bias = Some(vector(w, "attn.c_attn.bias", 3 * d)?);
+        block.attn.c_proj.weight = matrix(w, &name("attn.c_proj.weight"), [d, d])?;
+        block.attn.c_proj.bias = Some(vector(w, "attn.c_proj.bias", d)?);
+        block.ln_2.gamma = vector(w, "ln_2.weight", d)?;
+        block.ln_2.beta = Some(vector(w, "ln_2.bias", d)?);
+        block.mlp.c_fc.weight = matrix(w, &name("mlp.c_fc.weight"), [d, f])?;
+        block.mlp.c_fc.bias = Some(vector(w, "mlp.c_fc.bias", f)?);
+        block.mlp.c_proj.weight = matrix(w, &name("mlp.c_proj.weight"), [f, d])?;
+        block.mlp.c_proj.bias = Some(vector(w, "mlp.c_proj.bias", d)?);
     }
     model.ln_f.gamma = param(w.take("ln_f.weight", &[d])?, device);
     model.ln_f.beta = Some(param(w.take("ln_f.bias", &[d])?, device));

@@ -36,9 +36,9 @@ pub trait EditableModel: Clone + core::fmt::Debug {
     fn device(&self) -> Device;
     /// Number of parameters.
     fn parameters(&self) -> usize;
-    /// The float dtype the weights are stored in.
+    /// The float dtype the weight matrices are stored in (activations are f32 whatever it is).
     fn float_dtype(&self) -> FloatDType;
-    /// The model with every weight cast to `dtype` on its device.
+    /// The model with every weight matrix stored in `dtype` on its device.
     fn cast(self, dtype: FloatDType) -> Result<Self>;
 
     /// Forward pass with hooks: probes activations and adds edits at `(layer, Site)`.
@@ -56,7 +56,8 @@ pub trait EditableModel: Clone + core::fmt::Debug {
 
     /// Wᵀ `[key_dim, d_model]` of layer `layer`'s edited matrix.
     fn edited_weight(&self, layer: usize) -> Tensor<2>;
-    /// Replaces Wᵀ of layer `layer` (same shape and dtype).
+    /// Replaces Wᵀ of layer `layer` (same shape; f32 or the stored dtype: the forward pass
+    /// multiplies in whichever dtype the matrix has).
     fn set_edited_weight(&mut self, layer: usize, weight: Tensor<2>);
     /// The first `rows` rows of the token embeddings (the statistics' model fingerprint).
     fn embedding_rows(&self, rows: usize) -> Tensor<2>;

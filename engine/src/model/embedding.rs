@@ -6,6 +6,8 @@ use burn::module::Param;
 use burn::nn::Initializer;
 use burn::prelude::*;
 
+use super::precision::ACTIVATIONS;
+
 /// Largest chunk, in bytes (f32).
 pub const MAX_CHUNK_BYTES: usize = 1 << 26;
 
@@ -72,17 +74,30 @@ impl TokenEmbeddingConfig {
     /// Builds the table from row-major host values `[vocab, d]`, one chunk at a time.
     pub fn from_values(&self, values: &[f32], device: &Device) -> TokenEmbedding {
         let d = self.d_model;
-        TokenEmbedding {
+        self.from_chunks(|r| {
+            Ok::<_, std::convert::Infallible>(Tensor::from_data(
+                TensorData::new(values[r.start * d..r.end * d].to_vec(), [r.len(), d]),
+                device,
+            ))
+        })
+        .unwrap_or_else(|never| match never {})
+    }
+
+    /// Builds the table from `chunk(rows)`, the `[rows.len(), d]` block of each chunk's rows, asked
+    /// for one chunk at a time (a loader reads each from its file, so the whole table is never in
+    /// host memory at once).
+    pub fn from_chunks<E>(
+        &self,
+        mut chunk: impl FnMut(std::ops::Range<usize>) -> Result<Tensor<2>, E>,
+    ) -> Result<TokenEmbedding, E> {
+        Ok(TokenEmbedding {
             chunks: self
                 .ranges()
                 .into_iter()
-                .map(|r| {
-                    let data = TensorData::new(values[r.start * d..r.end * d].to_vec(), [r.len(), d]);
-                    Param::from_tensor(Tensor::from_data(data, device))
-                })
-                .collect(),
+                .map(|r| chunk(r).map(Param::from_tensor))
+                .collect::<Result<_, E>>()?,
             rows_per_chunk: self.rows_per_chunk(),
-        }
+        })
     }
 }
 
@@ -102,13 +117,18 @@ impl TokenEmbedding {
         self.chunks[0].device()
     }
 
-    /// Embeddings of `ids` (`[batch, seq]`) → `[batch, seq, d]`.
+    /// Embeddings of `ids` (`[batch, seq]`) → `[batch, seq, d]`, in the activations' dtype
+    /// whatever the table is stored in.
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [b, s] = ids.dims();
         let d = self.d_model();
         let flat = ids.reshape([b * s]);
         if self.chunks.len() == 1 {
-            return self.chunks[0].val().select(0, flat).reshape([b, s, d]);
+            return self.chunks[0]
+                .val()
+                .select(0, flat)
+                .cast(ACTIVATIONS)
+                .reshape([b, s, d]);
         }
         let mut out: Option<Tensor<2>> = None;
         let mut lo = 0i64;
@@ -119,7 +139,7 @@ impl TokenEmbedding {
                 .clone()
                 .greater_equal_elem(0)
                 .bool_and(local.clone().lower_elem(rows));
-            let picked = chunk.val().select(0, local.clamp(0, rows - 1));
+            let picked = chunk.val().select(0, local.clamp(0, rows - 1)).cast(ACTIVATIONS);
             let part = picked * inside.float().unsqueeze_dim::<2>(1);
             out = Some(match out {
                 Some(acc) => acc + part,
@@ -130,14 +150,19 @@ impl TokenEmbedding {
         out.expect("at least one chunk").reshape([b, s, d])
     }
 
-    /// The tied LM head: `h · tableᵀ`, `[batch, seq, d] → [batch, seq, vocab]`.
+    /// The tied LM head: `h · tableᵀ`, `[batch, seq, d] → [batch, seq, vocab]`; a table stored in
+    /// half precision multiplies `h` cast to its dtype, and the logits come back in `h`'s.
     pub fn logits(&self, h: Tensor<3>) -> Tensor<3> {
         let [b, s, d] = h.dims();
+        let act = h.dtype();
         let h = h.reshape([b * s, d]);
         let parts: Vec<Tensor<2>> = self
             .chunks
             .iter()
-            .map(|c| crate::linalg::matmul(h.clone(), c.val().transpose()))
+            .map(|c| {
+                let table = c.val();
+                crate::linalg::matmul(h.clone().cast(table.dtype()), table.transpose()).cast(act)
+            })
             .collect();
         Tensor::cat(parts, 1).reshape([b, s, self.vocab()])
     }

@@ -165,7 +165,13 @@ impl Gpt2 {
         {
             c.layers = vec![None; self.h.len()];
         }
-        let pos = self.wpe.weight.val().narrow(0, past, seq).unsqueeze_dim::<3>(0);
+        let pos = self
+            .wpe
+            .weight
+            .val()
+            .narrow(0, past, seq)
+            .cast(super::precision::ACTIVATIONS)
+            .unsqueeze_dim::<3>(0);
         let mut h = self.wte.forward(tokens) + pos;
 
         let mut probes: Vec<Option<Tensor<3>>> = vec![None; hooks.probes.len()];

@@ -2,6 +2,7 @@
 //! streamed from the device one tensor at a time. Where the directory goes, and how it replaces
 //! an earlier one, is the caller's decision (the CLI writes into a fresh sibling and swaps it in).
 
+pub mod delta_file;
 pub mod stats_file;
 
 use std::borrow::Cow;
