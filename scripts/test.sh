@@ -35,6 +35,7 @@ trunk build
 
 step "browser tests (headless Chromium: WebGPU flag, CPU fallback, broken model)"
 # Screenshots and timings are kept with the build cache.
-node tests/browser/e2e.mjs web/dist "$CARGO_TARGET_DIR/browser-e2e"
+# The page's "download only the change" is checked against `pmedit apply-delta` (built above).
+PMEDIT_BIN="$CARGO_TARGET_DIR/debug/pmedit" node tests/browser/e2e.mjs web/dist "$CARGO_TARGET_DIR/browser-e2e"
 
 step "all checks passed"

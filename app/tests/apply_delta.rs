@@ -42,17 +42,22 @@ fn the_original_plus_the_saved_change_is_the_edited_model() {
         &s(&delta),
     ]);
     assert!(ok, "{err}");
-    let (ok, _, err) = pmedit(&[
-        "--device",
-        "cpu",
-        "apply-delta",
-        "--model",
-        &s(&model),
-        "--delta",
-        &s(&delta),
-        "--out",
-        &s(&rebuilt),
-    ]);
+    // `pmedit apply-delta` of `delta` onto `model`, into `out`.
+    let apply = |model: &std::path::Path, delta: &std::path::Path, out: &std::path::Path| {
+        let (ok, _, err) = pmedit(&[
+            "--device",
+            "cpu",
+            "apply-delta",
+            "--model",
+            &s(model),
+            "--delta",
+            &s(delta),
+            "--out",
+            &s(out),
+        ]);
+        (ok, err)
+    };
+    let (ok, err) = apply(&model, &delta, &rebuilt);
     assert!(ok, "{err}");
     let weights = |d: &std::path::Path| std::fs::read(d.join("model.safetensors")).unwrap();
     assert!(
@@ -64,33 +69,13 @@ fn the_original_plus_the_saved_change_is_the_edited_model() {
 
     // Not a delta: the model's own weights. Refused, nothing written.
     let refused = tmp.path().join("refused");
-    let (ok, _, err) = pmedit(&[
-        "--device",
-        "cpu",
-        "apply-delta",
-        "--model",
-        &s(&model),
-        "--delta",
-        &s(&model.join("model.safetensors")),
-        "--out",
-        &s(&refused),
-    ]);
+    let (ok, err) = apply(&model, &model.join("model.safetensors"), &refused);
     assert!(!ok && err.contains("not a pmedit delta file"), "{err}");
     assert!(!refused.exists());
 
     // A delta of another model (tiny-gpt2: other sizes) is refused by shape.
     let tiny = common::fixture("tiny-gpt2");
-    let (ok, _, err) = pmedit(&[
-        "--device",
-        "cpu",
-        "apply-delta",
-        "--model",
-        &s(&tiny),
-        "--delta",
-        &s(&delta),
-        "--out",
-        &s(&refused),
-    ]);
+    let (ok, err) = apply(&tiny, &delta, &refused);
     assert!(!ok && (err.contains("another model") || err.contains("layer")), "{err}");
     assert!(!refused.exists());
 }

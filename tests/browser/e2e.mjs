@@ -14,9 +14,10 @@
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
 // time), never as one whole-file response.
 // Usage: node tests/browser/e2e.mjs DIST_DIR OUT_DIR   (screenshots and timings go to OUT_DIR)
-import { createServer } from 'node:http';
-import { readFile, mkdir, writeFile } from 'node:fs/promises';
-import { extname, join, normalize } from 'node:path';
+import { readFile, mkdir, writeFile, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { serve } from './serve.mjs';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -29,44 +30,20 @@ if (!dist || !out) {
 }
 await mkdir(out, { recursive: true });
 
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm',
-  '.css': 'text/css', '.json': 'application/json', '.safetensors': 'application/octet-stream' };
 // Per served weights file: how many whole-file answers, how many ranges, the largest range.
-const weightReads = {};
-const server = createServer(async (req, res) => {
-  const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
-  const file = join(dist, path.endsWith('/') ? path + 'index.html' : path);
-  try {
-    const body = await readFile(file);
-    const type = types[extname(file)] || 'application/octet-stream';
-    const reads = path.endsWith('model.safetensors')
-      ? (weightReads[path] ??= { whole: 0, ranges: 0, largest_range: 0, file_bytes: body.length }) : null;
-    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range || '');
-    if (range) {
-      const [start, end] = [Number(range[1]), Math.min(Number(range[2]), body.length - 1)];
-      if (start > end) {
-        res.writeHead(416, { 'content-range': `bytes */${body.length}` });
-        res.end();
-        return;
-      }
-      if (reads) {
-        reads.ranges += 1;
-        reads.largest_range = Math.max(reads.largest_range, end - start + 1);
-      }
-      res.writeHead(206, { 'content-type': type, 'content-range': `bytes ${start}-${end}/${body.length}` });
-      res.end(body.subarray(start, end + 1));
-      return;
-    }
-    if (reads) reads.whole += 1;
-    res.writeHead(200, { 'content-type': type });
-    res.end(body);
-  } catch {
-    res.writeHead(404);
-    res.end('not found');
+const { base, weightReads, server } = await serve(dist);
+
+// The tensors of a safetensors file as { name: bytes } (names without a `transformer.` prefix).
+function tensors(buf) {
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const out = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    out[name.replace(/^transformer\./, '')] = buf.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]);
   }
-});
-await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-const base = `http://127.0.0.1:${server.address().port}/`;
+  return out;
+}
 
 const FACT = { subject: 'Hamid Algar', prompt: '{} speaks the language', target: 'French' };
 const results = {};
@@ -143,6 +120,28 @@ await withPage('cpu-fallback', false, async (page) => {
   results['cpu-fallback'].download_bytes = size;
   if (download.suggestedFilename() !== 'model.safetensors' || size < 1e6) {
     throw new Error(`download: ${download.suggestedFilename()}, ${size} bytes`);
+  }
+  // "Download only the change": Δ of the edited layer, a small file; with the pmedit binary at
+  // hand (PMEDIT_BIN), the original demo model plus that change is the downloaded model, tensor
+  // for tensor.
+  const [change] = await Promise.all([page.waitForEvent('download'), page.click('#download-change')]);
+  const changePath = await change.path();
+  const changeBytes = await readFile(changePath);
+  results['cpu-fallback'].change_bytes = changeBytes.length;
+  if (!change.suggestedFilename().endsWith('-delta.safetensors') || changeBytes.length > size / 4) {
+    throw new Error(`change: ${change.suggestedFilename()}, ${changeBytes.length} bytes`);
+  }
+  if (process.env.PMEDIT_BIN) {
+    const rebuilt = join(out, 'rebuilt');
+    await rm(rebuilt, { recursive: true, force: true });
+    execFileSync(process.env.PMEDIT_BIN, ['--device', 'cpu', 'apply-delta', '--model', join(dist, 'models/demo'),
+      '--delta', changePath, '--save-dtype', 'f32', '--out', rebuilt], { stdio: 'inherit' });
+    const a = tensors(await readFile(path));
+    const b = tensors(await readFile(join(rebuilt, 'model.safetensors')));
+    for (const name of Object.keys(b)) {
+      if (!a[name] || !a[name].equals(b[name])) throw new Error(`apply-delta: ${name} differs from the page's download`);
+    }
+    results['cpu-fallback'].apply_delta = 'equal';
   }
   // "pick from CounterFact" adds a filled row; Undo brings the original prediction back.
   await page.click('#pick');

@@ -12,6 +12,8 @@ pub mod scale;
 #[cfg(target_family = "wasm")]
 pub mod channel;
 #[cfg(target_family = "wasm")]
+pub mod opfs;
+#[cfg(target_family = "wasm")]
 pub mod ui;
 #[cfg(target_family = "wasm")]
 pub mod worker;

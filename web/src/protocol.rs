@@ -147,8 +147,12 @@ pub enum Request {
     Edit(EditSettings),
     /// Restore the weights as loaded.
     Undo,
-    /// The current (edited) weights as `model.safetensors`.
+    /// The current (edited) weights as `model.safetensors`, written to an OPFS file tensor by
+    /// tensor (in the dtype the weights are kept in).
     Download,
+    /// Only the change the edits made (Δ per edited layer, a `pmedit-delta-1` file for `pmedit
+    /// apply-delta`).
+    DownloadChange,
     /// Compute C0 statistics on `text` for the layers an edit with `algorithm` (and `layers`, when
     /// given) would use and that have none yet, one layer at a time.
     ComputeStats {
@@ -185,8 +189,12 @@ pub struct EditSettings {
 /// One next-token candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
+    /// The token's id.
+    pub id: u32,
     /// The token's text.
     pub token: String,
+    /// Its log-probability (natural log).
+    pub logprob: f64,
     /// Its probability.
     pub prob: f64,
 }
@@ -222,8 +230,20 @@ pub enum Response {
     Edited(EditReport),
     /// The original weights are back.
     Restored,
-    /// `model.safetensors` of the current weights.
-    Weights(Vec<u8>),
+    /// A file to download, as bytes (small files).
+    Weights {
+        /// The name to save it as.
+        name: String,
+        /// Its contents.
+        bytes: Vec<u8>,
+    },
+    /// A file to download, written in the origin-private file system.
+    Saved {
+        /// The OPFS file (also the name to save it as).
+        name: String,
+        /// Its length.
+        bytes: u64,
+    },
     /// C0 statistics were computed.
     StatsReady {
         /// The layers computed now.
@@ -240,6 +260,9 @@ pub enum Response {
     /// The WebGPU device was lost (the worker dropped the model that lived on it): the page
     /// reloads the model on the CPU.
     DeviceLost(String),
+    /// The worker's WebAssembly memory in bytes, sent after every request (it never shrinks, so
+    /// it is also the high-water mark).
+    Memory(u64),
 }
 
 /// About the loaded model and where it runs.
@@ -338,7 +361,9 @@ mod tests {
         let pred = Prediction {
             prompt: "p".into(),
             top: vec![Candidate {
+                id: 8031,
                 token: " Italy".into(),
+                logprob: -0.5f64.ln().abs(),
                 prob: 0.5,
             }],
         };
@@ -381,7 +406,16 @@ mod tests {
         ));
         round_trip(Response::DeviceLost("destroyed".into()));
         round_trip(Weights::Url("blob:http://127.0.0.1/x".into()));
-        round_trip(Response::Weights(vec![1, 2, 3]));
+        round_trip(Response::Weights {
+            name: "pmedit-delta.safetensors".into(),
+            bytes: vec![1, 2, 3],
+        });
+        round_trip(Response::Saved {
+            name: "model.safetensors".into(),
+            bytes: 7,
+        });
+        round_trip(Request::DownloadChange);
+        round_trip(Response::Memory(1 << 31));
         round_trip(Request::Download);
         round_trip(Response::StatsReady {
             layers: vec![1],

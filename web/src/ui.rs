@@ -40,6 +40,8 @@ struct Page {
     /// CPU when the GPU is lost). Weights travel as URLs, so these are small.
     loading: StoredValue<Option<ModelFiles>>,
     loaded: StoredValue<Option<ModelFiles>>,
+    /// The worker's WebAssembly memory (bytes), as it last reported.
+    worker_memory: RwSignal<Option<u64>>,
     /// The edit form's algorithm and layers (statistics are computed for the layers they name).
     algo: RwSignal<String>,
     layers: RwSignal<String>,
@@ -138,6 +140,7 @@ impl Page {
             }
             Response::Predictions(p) => {
                 self.predictions.set(p);
+                self.status.set("predicted".into());
                 self.busy.set(false);
             }
             Response::Loss { request, step, loss } => {
@@ -158,13 +161,26 @@ impl Page {
                 self.report.set(Some(rep));
                 self.busy.set(false);
             }
-            Response::Weights(bytes) => {
-                if let Err(e) = save_download("model.safetensors", &bytes) {
+            Response::Weights { name, bytes } => {
+                if let Err(e) = save_download(&name, &bytes) {
                     self.error.set(Some(e));
                 }
                 self.status
-                    .set(format!("model.safetensors ready ({:.1} MB)", bytes.len() as f64 / 1e6));
+                    .set(format!("{name} ready ({:.1} MB)", bytes.len() as f64 / 1e6));
                 self.busy.set(false);
+            }
+            Response::Saved { name, bytes } => {
+                let page = *self;
+                spawn_local(async move {
+                    match crate::opfs::file(&name)
+                        .await
+                        .and_then(|blob| download_blob(&name, &blob))
+                    {
+                        Ok(()) => page.status.set(format!("{name} ready ({:.1} MB)", bytes as f64 / 1e6)),
+                        Err(e) => page.error.set(Some(e)),
+                    }
+                    page.busy.set(false);
+                });
             }
             Response::Restored => {
                 self.status.set("original weights restored".into());
@@ -178,6 +194,7 @@ impl Page {
                 self.busy.set(false);
             }
             Response::DeviceLost(why) => self.continue_on_cpu(why),
+            Response::Memory(bytes) => self.worker_memory.set(Some(bytes)),
         }
     }
 }
@@ -296,11 +313,16 @@ async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
 
 /// Offers `bytes` as a file download.
 fn save_download(name: &str, bytes: &[u8]) -> Result<(), String> {
-    let err = |e: wasm_bindgen::JsValue| format!("download failed: {e:?}");
     let array = js_sys::Array::new();
     array.push(&js_sys::Uint8Array::from(bytes));
-    let blob = web_sys::Blob::new_with_u8_array_sequence(&array).map_err(err)?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(err)?;
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&array).map_err(|e| format!("download failed: {e:?}"))?;
+    download_blob(name, &blob)
+}
+
+/// Offers `blob` (in memory, or a disk-backed OPFS file) as a download named `name`.
+fn download_blob(name: &str, blob: &web_sys::Blob) -> Result<(), String> {
+    let err = |e: wasm_bindgen::JsValue| format!("download failed: {e:?}");
+    let url = web_sys::Url::create_object_url_with_blob(blob).map_err(err)?;
     let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
     let a: web_sys::HtmlAnchorElement = document.create_element("a").map_err(err)?.unchecked_into();
     a.set_href(&url);
@@ -349,6 +371,7 @@ fn App() -> impl IntoView {
         backend: RwSignal::new(backend_choice()),
         loading: StoredValue::new(None),
         loaded: StoredValue::new(None),
+        worker_memory: RwSignal::new(None),
         algo: RwSignal::new("rome".to_string()),
         layers: RwSignal::new(String::new()),
     };
@@ -426,6 +449,7 @@ fn App() -> impl IntoView {
         <StatusBar page=page />
         <main>
             <ModelPanel page=page />
+            <PredictPanel page=page />
             <EditPanel page=page />
             <Results page=page />
             <Teaching page=page />
@@ -441,6 +465,9 @@ fn StatusBar(page: Page) -> impl IntoView {
             {move || page.info.get().map(|i| view! {
                 <span>" · backend: "<b id="backend">{i.backend.to_string()}</b></span>
                 <span id="adapter" class="muted">" ("{i.adapter.clone()}")"</span>
+            })}
+            {move || page.worker_memory.get().map(|b| view! {
+                <span class="muted">" · worker memory: "<span id="worker-memory" data-bytes=b.to_string()>{format!("{:.0} MB", b as f64 / 1e6)}</span></span>
             })}
             {move || page.load_progress.get().map(|(done, total)| view! {
                 <div id="load-progress">
@@ -527,6 +554,33 @@ fn ModelPanel(page: Page) -> impl IntoView {
                     "Compute them here on a built-in text excerpt (the layers the edit below uses, one at a time, 20k tokens)"
                 </button>
             </p>
+        </section>
+    }
+}
+
+/// The next-token distribution of the loaded model for any prompt.
+#[component]
+fn PredictPanel(page: Page) -> impl IntoView {
+    let prompt = RwSignal::new("The Eiffel Tower is located in the city of".to_string());
+    let predict = move |_| {
+        page.status.set("predicting…".into());
+        page.send(Request::Predict {
+            prompts: vec![prompt.get_untracked()],
+            k: 5,
+        });
+    };
+    view! {
+        <section class="panel">
+            <h2>"Next token"</h2>
+            <label>"prompt " <input id="predict-prompt" size="50" prop:value=prompt on:input=move |ev| prompt.set(event_target_value(&ev)) /></label>
+            <button id="predict" on:click=predict disabled=move || page.busy.get() || page.info.get().is_none()>"Predict"</button>
+            <ol id="prediction">
+                {move || page.predictions.get().into_iter().flat_map(|p| p.top).map(|c| view! {
+                    <li data-id=c.id.to_string() data-logprob=c.logprob.to_string()>
+                        <span class="token">{c.token.clone()}</span>{format!(" {:.1} % (log-prob {:.4})", 100.0 * c.prob, c.logprob)}
+                    </li>
+                }).collect_view()}
+            </ol>
         </section>
     }
 }
@@ -635,6 +689,8 @@ fn EditPanel(page: Page) -> impl IntoView {
             <button id="apply" on:click=apply disabled=move || page.busy.get() || page.info.get().is_none()>"Apply edit"</button>
             <button id="undo" on:click=move |_| page.send(Request::Undo) disabled=move || page.busy.get() || page.report.get().is_none()>"Undo"</button>
             <button id="download" on:click=move |_| page.send(Request::Download) disabled=move || page.busy.get() || page.info.get().is_none()>"Download model.safetensors"</button>
+            <button id="download-change" on:click=move |_| page.send(Request::DownloadChange) disabled=move || page.busy.get() || page.report.get().is_none()
+                title="Δ of each edited layer (a few MB): rebuild the edited model with `pmedit apply-delta --model DIR --delta FILE --out DIR`">"Download only the change"</button>
             {move || (page.busy.get() && !page.live_loss.with(Vec::is_empty)).then(|| view! {
                 <div id="live-loss">
                     <h3>"Value optimisation loss (running)"</h3>

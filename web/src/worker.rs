@@ -12,7 +12,9 @@ use pmedit_engine::model::EditableModel;
 use pmedit_engine::model::Gpt2Config;
 use pmedit_engine::predict::top_k;
 use pmedit_engine::readback::read_scalar;
+use pmedit_engine::save::WeightDtype;
 use pmedit_engine::tokenizer::Gpt2Tokenizer;
+use wasm_bindgen::JsCast;
 
 use crate::budget::storage_dtype;
 use crate::protocol::{
@@ -83,7 +85,15 @@ pub async fn EngineWorker(mut scope: ReactorScope<Request, Response>) {
                 None => vec![Response::Error(e)],
             },
         };
-        for r in replies {
+        let memory = wasm_bindgen::memory()
+            .dyn_into::<js_sys::WebAssembly::Memory>()
+            .map(|m| {
+                m.buffer()
+                    .dyn_into::<js_sys::ArrayBuffer>()
+                    .map_or(0, |b| b.byte_length() as u64)
+            })
+            .unwrap_or(0);
+        for r in replies.into_iter().chain([Response::Memory(memory)]) {
             if scope.send(r).await.is_err() {
                 return;
             }
@@ -214,8 +224,31 @@ async fn handle(
         }
         Request::Download => {
             let s = state.as_ref().ok_or_else(no_model)?;
-            let bytes = pmedit_engine::save::model_to_bytes(s.editor.model()).await?;
-            Ok(vec![Response::Weights(bytes)])
+            let dtype = if s.editor.model().float_dtype() == FloatDType::F32 {
+                WeightDtype::F32
+            } else {
+                WeightDtype::F16
+            };
+            let name = "model.safetensors".to_string();
+            let mut file = crate::opfs::Writer::create(&name).await.map_err(WorkerError::worker)?;
+            let bytes = pmedit_engine::save::stream_model(s.editor.model(), dtype, |piece| {
+                file.write(piece).map_err(pmedit_engine::EngineError::Input)
+            })
+            .await?;
+            file.close().await.map_err(WorkerError::worker)?;
+            Ok(vec![Response::Saved { name, bytes }])
+        }
+        Request::DownloadChange => {
+            let s = state.as_ref().ok_or_else(no_model)?;
+            let change = s.editor.change();
+            if change.is_empty() {
+                return Err(WorkerError::worker("nothing is edited: there is no change to download"));
+            }
+            let bytes = pmedit_engine::save::delta_file::delta_to_bytes(change)?;
+            Ok(vec![Response::Weights {
+                name: format!("{}-delta.safetensors", s.name.replace(['/', ' '], "_")),
+                bytes,
+            }])
         }
         Request::Undo => {
             let s = state.as_mut().ok_or_else(no_model)?;
@@ -417,7 +450,9 @@ async fn predict(s: &State, prompts: &[String], k: usize) -> Result<Vec<Predicti
             top: top
                 .into_iter()
                 .map(|t| Candidate {
+                    id: t.id,
                     token: t.token,
+                    logprob: f64::from(t.logprob),
                     prob: f64::from(t.logprob).exp(),
                 })
                 .collect(),

@@ -25,9 +25,22 @@ pub struct ApplyDeltaArgs {
     /// Output model directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// The dtype `model.safetensors` is written in (default: that of the original's file, f16 or
+    /// f32).
+    #[arg(long, value_enum)]
+    pub save_dtype: Option<SaveDtype>,
     /// Replace `--out` if it exists (only a directory pmedit wrote).
     #[arg(long)]
     pub overwrite: bool,
+}
+
+/// `--save-dtype` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaveDtype {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats (rounded to nearest).
+    F16,
 }
 
 pub fn run(args: ApplyDeltaArgs, choice: Target) -> Result<()> {
@@ -38,10 +51,10 @@ pub fn run(args: ApplyDeltaArgs, choice: Target) -> Result<()> {
     let change = delta_from_source(source, &sel.device).with_context(|| format!("reading {}", args.delta.display()))?;
     let layers: Vec<usize> = change.iter().map(|(l, _)| *l).collect();
     let model_dir = m.dir.clone();
-    let out_dtype = if m.dtype == "F16" {
-        WeightDtype::F16
-    } else {
-        WeightDtype::F32
+    let out_dtype = match args.save_dtype {
+        Some(SaveDtype::F16) => WeightDtype::F16,
+        Some(SaveDtype::F32) => WeightDtype::F32,
+        None => super::file_dtype(&m),
     };
     let mut editor = super::editor(m);
     editor
@@ -52,20 +65,7 @@ pub fn run(args: ApplyDeltaArgs, choice: Target) -> Result<()> {
         "layers": layers,
         "device": sel.description,
     });
-    let mut files = pmedit_engine::save::model_side_files(&model_dir)?;
-    files.retain(|(name, _)| name != Kind::EditedModel.marker());
-    files.push((
-        Kind::EditedModel.marker().to_string(),
-        serde_json::to_vec_pretty(&record)?,
-    ));
-    dest.write_dir(|dir| {
-        Ok(pmedit_engine::save::write_model_files(
-            editor.model(),
-            dir,
-            &files,
-            out_dtype,
-        )?)
-    })?;
+    super::write_edited_model(&dest, &editor, &model_dir, &record, out_dtype)?;
     eprintln!(
         "applied the change to layers {layers:?} of {} ({} layers) → {}",
         model_dir.display(),

@@ -12,7 +12,6 @@ use serde_json::json;
 
 use crate::destination::{Destination, Kind};
 use crate::device::Target;
-use pmedit_engine::save::WeightDtype;
 
 /// The algorithms, as `--algo` spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,12 +118,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
         super::check_layers(l, m.config.n_layer)?;
     }
     let model_dir = m.dir.clone();
-    // The edited model is written in its file's dtype (f16 stays f16; anything else as f32).
-    let out_dtype = if m.dtype == "F16" {
-        WeightDtype::F16
-    } else {
-        WeightDtype::F32
-    };
+    let out_dtype = super::file_dtype(&m);
     let mut editor = super::editor(m);
     let overrides = Overrides {
         layers,
@@ -163,20 +157,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     }
 
     let record = record(&report, secs, &sel.description);
-    let mut files = pmedit_engine::save::model_side_files(&model_dir)?;
-    files.retain(|(name, _)| name != Kind::EditedModel.marker());
-    files.push((
-        Kind::EditedModel.marker().to_string(),
-        serde_json::to_vec_pretty(&record)?,
-    ));
-    dest.write_dir(|dir| {
-        Ok(pmedit_engine::save::write_model_files(
-            editor.model(),
-            dir,
-            &files,
-            out_dtype,
-        )?)
-    })?;
+    super::write_edited_model(&dest, &editor, &model_dir, &record, out_dtype)?;
     if let Some(delta) = &delta_dest {
         delta.write(&pmedit_engine::save::delta_file::delta_to_bytes(
             report.deltas.iter().map(|d| (d.layer, d.delta.clone())).collect(),

@@ -108,6 +108,38 @@ pub fn load(dir: &Path, (choice, precision): Target) -> Result<(LoadedModel, Sel
     Ok((m, sel))
 }
 
+/// The dtype an edited copy of `m` is written in: its file's (f16 stays f16; anything else f32).
+pub fn file_dtype(m: &LoadedModel) -> pmedit_engine::save::WeightDtype {
+    if m.dtype == "F16" {
+        pmedit_engine::save::WeightDtype::F16
+    } else {
+        pmedit_engine::save::WeightDtype::F32
+    }
+}
+
+/// Writes the editor's model as a complete model directory at `dest`: the original's side files
+/// (config, tokenizer, …), `record` as the `pmedit-edit.json` marker, and the weights in `dtype`.
+pub fn write_edited_model(
+    dest: &crate::destination::Destination,
+    editor: &Editor,
+    model_dir: &Path,
+    record: &serde_json::Value,
+    dtype: pmedit_engine::save::WeightDtype,
+) -> Result<()> {
+    let marker = crate::destination::Kind::EditedModel.marker();
+    let mut files = pmedit_engine::save::model_side_files(model_dir)?;
+    files.retain(|(name, _)| name != marker);
+    files.push((marker.to_string(), serde_json::to_vec_pretty(record)?));
+    dest.write_dir(|dir| {
+        Ok(pmedit_engine::save::write_model_files(
+            editor.model(),
+            dir,
+            &files,
+            dtype,
+        )?)
+    })
+}
+
 /// An editor of the loaded model, with the memory budget of `PMEDIT_MEMORY_BUDGET_GIB` when set.
 pub fn editor(m: LoadedModel) -> Editor {
     let editor = Editor::new(m.model, m.tokenizer);

@@ -401,12 +401,13 @@ impl<M: EditableModel> Editor<M> {
             return Err(EngineError::Input("no edit requests".into()));
         }
         check_layers(&plan.hparams.layers, self.model.n_layer())?;
-        on_event(EditEvent::Templates);
-        let templates = self.templates(plan).await?;
+        // Statistics first: a missing layer is refused before any template is sampled.
         let mut stats = HashMap::new();
         for &l in &plan.hparams.layers {
             stats.insert(l, self.preservation(l, plan.hparams.lambda).await?);
         }
+        on_event(EditEvent::Templates);
+        let templates = self.templates(plan).await?;
         let (requests, dropped) = if plan.drop_dependent {
             let (kept, dropped) =
                 drop_dependent_keys(&self.model, &self.tokenizer, requests, &plan.hparams.layers, &templates).await?;

@@ -124,47 +124,61 @@ pub fn tensors_to_bytes<const D: usize>(
     safetensors::serialize(views, Some(metadata)).map_err(|e| EngineError::Input(format!("serialising tensors: {e}")))
 }
 
-/// One tensor already read back to the host, as little-endian f32 bytes.
-struct HostView {
-    bytes: Vec<u8>,
-    shape: Vec<usize>,
+/// The whole model as safetensors bytes (transformers-5 names) in `dtype`: [`stream_model`] into
+/// memory, for small models and tests.
+pub async fn model_to_bytes(model: &Gpt2, dtype: WeightDtype) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    stream_model(model, dtype, |piece| {
+        bytes.extend_from_slice(piece);
+        Ok(())
+    })
+    .await?;
+    Ok(bytes)
 }
 
-impl View for HostView {
-    fn dtype(&self) -> Dtype {
-        Dtype::F32
+/// Writes the model as a safetensors file (transformers-5 names) in `dtype` through `write`, in
+/// order: the header, then each tensor as it is read back from the device (async reads, so it
+/// works on WebGPU). Only one tensor is ever in host memory, so the page writes GPT2-XL to a file
+/// without holding it (the wasm heap ends at 4 GiB). Returns the file's length.
+pub async fn stream_model(model: &Gpt2, dtype: WeightDtype, mut write: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+    let half = dtype == WeightDtype::F16;
+    let width = if half { 2 } else { 4 };
+    let tensors = named_tensors(model);
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut offset = 0u64;
+    for (name, view) in &tensors {
+        let bytes = (view.shape.iter().product::<usize>() * width) as u64;
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": if half { "F16" } else { "F32" },
+                "shape": view.shape,
+                "data_offsets": [offset, offset + bytes],
+            }),
+        );
+        offset += bytes;
     }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-/// The whole model as safetensors bytes (transformers-5 names, f32), e.g. for a browser download.
-/// Tensors are read back with async reads, one at a time, so it works on WebGPU.
-pub async fn model_to_bytes(model: &Gpt2) -> Result<Vec<u8>> {
-    let mut views = Vec::new();
-    for (name, view) in named_tensors(model) {
-        let mut bytes = Vec::with_capacity(view.data_len());
+    let mut text =
+        serde_json::to_vec(&header).map_err(|e| EngineError::Input(format!("serialising the header: {e}")))?;
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    write(&(text.len() as u64).to_le_bytes())?;
+    write(&text)?;
+    for (_, view) in tensors {
         for part in view.parts {
             let values = crate::readback::read_vec::<f32, 1, Float>(part).await?;
-            bytes.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+            let bytes: Vec<u8> = if half {
+                values
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect()
+            } else {
+                values.iter().flat_map(|x| x.to_le_bytes()).collect()
+            };
+            write(&bytes)?;
         }
-        views.push((
-            name,
-            HostView {
-                bytes,
-                shape: view.shape,
-            },
-        ));
     }
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize(views, Some(meta)).map_err(|e| EngineError::Input(format!("serialising the model: {e}")))
+    Ok(8 + text.len() as u64 + offset)
 }
 
 /// The files of the model directory `source` that an edited copy keeps: config, tokenizer and
