@@ -69,6 +69,7 @@ const status = () => page.textContent('#status');
 // shows; returns the seconds taken.
 async function until(done, stale = null) {
   const t0 = Date.now();
+  console.error(`… waiting for "${done}"`);
   await page.waitForFunction(([want, old]) => document.querySelector('#error')
     || (document.querySelector('#status')?.textContent.includes(want)
       && document.querySelector('#model-info')?.textContent !== old), [done, stale], { timeout, polling: 500 });
@@ -100,8 +101,10 @@ try {
   result.backend = (await page.textContent('#backend')).trim();
   result.adapter = (await page.textContent('#adapter')).trim();
   result.weights = (await page.textContent('#model-info')).trim();
+  console.error(`ready in ${result.ready_s} s on ${result.backend}`);
   result.top5 = await predict();
   await memory();
+  console.error(`top 5: ${JSON.stringify(result.top5)}; wasm memory ${result.wasm_memory_peak_bytes} bytes`);
   if (opt.edit) {
     const requests = JSON.parse(await readFile(opt.edit, 'utf8'));
     const r = Array.isArray(requests) ? requests[0] : requests;

@@ -231,11 +231,14 @@ async fn handle(
             };
             let name = "model.safetensors".to_string();
             let mut file = crate::opfs::Writer::create(&name).await.map_err(WorkerError::worker)?;
-            let bytes = pmedit_engine::save::stream_model(s.editor.model(), dtype, |piece| {
+            let written = pmedit_engine::save::stream_model(s.editor.model(), dtype, |piece| {
                 file.write(piece).map_err(pmedit_engine::EngineError::Input)
             })
-            .await?;
-            file.close().await.map_err(WorkerError::worker)?;
+            .await;
+            // Closed in every case: an open access handle would lock the file for the next try.
+            let closed = file.close().await.map_err(WorkerError::worker);
+            let bytes = written?;
+            closed?;
             Ok(vec![Response::Saved { name, bytes }])
         }
         Request::DownloadChange => {
