@@ -6,6 +6,7 @@ mod device;
 mod memory;
 mod plot;
 mod ranges;
+mod shard;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

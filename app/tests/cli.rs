@@ -266,6 +266,114 @@ fn sharded_stats_merge_to_the_whole() {
     assert_eq!(read(&whole)[0].count, w[0].count);
 }
 
+/// `pmedit stats --shard auto` as each cluster scheduler starts it: a Slurm job array
+/// (`--array=1-3`: ids from 1) and a Kubernetes Indexed Job (indices from 0, `--shards 3`), every
+/// worker with the same command line and `{shard}` in `--out`. Each run's merged shards equal
+/// one pass over the whole corpus; a missing or repeated shard is refused.
+#[test]
+fn scheduler_sharded_stats_merge_to_the_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-gpt2");
+    let corpus = fixture("wikitext-excerpt.txt");
+    let stats = |extra: &[&str], out: &Path, env: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pmedit"));
+        cmd.args(["--device", "cpu", "stats", "--model"])
+            .arg(&model)
+            .arg("--corpus")
+            .arg(&corpus)
+            .args(["--layers", "0,1", "--max-tokens", "2000", "--window", "64", "--out"])
+            .arg(out)
+            .args(extra);
+        for k in [
+            "SLURM_ARRAY_TASK_ID",
+            "SLURM_ARRAY_TASK_COUNT",
+            "SLURM_ARRAY_TASK_MIN",
+            "JOB_COMPLETION_INDEX",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let merge = |inputs: &[PathBuf], out: &Path| {
+        let mut args = vec!["merge-stats".to_string(), "--inputs".into()];
+        args.extend(inputs.iter().map(|p| p.display().to_string()));
+        args.extend(["--out".into(), out.display().to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pmedit(&args)
+    };
+    let read = |p: &Path| {
+        pmedit_engine::load::stats_file::stats_from_bytes(
+            &std::fs::read(p).unwrap(),
+            "x",
+            &burn::prelude::Device::flex(),
+        )
+        .unwrap()
+    };
+    let whole = tmp.path().join("whole.st");
+    stats(&[], &whole, &[]);
+    let (w, wmeta) = read(&whole);
+
+    let slurm_out = tmp.path().join("slurm.{shard}.st");
+    for id in 1..=3 {
+        let env = [
+            ("SLURM_ARRAY_TASK_ID", id.to_string()),
+            ("SLURM_ARRAY_TASK_COUNT", "3".to_string()),
+            ("SLURM_ARRAY_TASK_MIN", "1".to_string()),
+        ];
+        stats(&["--shard", "auto"], &slurm_out, &env);
+    }
+    let k8s_out = tmp.path().join("k8s.{shard}.st");
+    for index in 0..3 {
+        stats(
+            &["--shard", "auto", "--shards", "3"],
+            &k8s_out,
+            &[("JOB_COMPLETION_INDEX", index.to_string())],
+        );
+    }
+    for run in ["slurm", "k8s"] {
+        let parts: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("{run}.{i}.st"))).collect();
+        let merged = tmp.path().join(format!("{run}.st"));
+        let (ok, _, err) = merge(&parts, &merged);
+        assert!(ok, "{err}");
+        let (m, mmeta) = read(&merged);
+        assert_eq!(mmeta.windows_done, wmeta.windows_done, "{run}");
+        assert_eq!(
+            mmeta.settings, wmeta.settings,
+            "{run}: the merged run reads as the whole one"
+        );
+        for (x, y) in w.iter().zip(&m) {
+            assert_eq!(x.count, y.count, "{run}");
+            let (cx, cy): (Vec<f32>, Vec<f32>) = (
+                x.c0().unwrap().into_data().iter().collect(),
+                y.c0().unwrap().into_data().iter().collect(),
+            );
+            let scale = cx.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (p, q) in cx.iter().zip(&cy) {
+                assert!((p - q).abs() <= 1e-5 * scale, "{run}: {p} vs {q}");
+            }
+        }
+        // A lost worker is noticed; the same shard twice is refused.
+        let (ok, _, err) = merge(&parts[..2], &tmp.path().join(format!("{run}-partial.st")));
+        assert!(!ok && err.contains("[2]") && err.contains("missing"), "{err}");
+        let (ok, _, err) = merge(
+            &[parts[0].clone(), parts[0].clone(), parts[1].clone()],
+            &tmp.path().join(format!("{run}-twice.st")),
+        );
+        assert!(!ok && err.contains("both shard 0/3"), "{err}");
+    }
+    let (ok, _, err) = pmedit(&[
+        "merge-stats",
+        "--allow-partial",
+        "--inputs",
+        tmp.path().join("k8s.0.st").to_str().unwrap(),
+        "--out",
+        tmp.path().join("partial.st").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+}
+
 fn demo() -> PathBuf {
     root().join("public/models/demo")
 }

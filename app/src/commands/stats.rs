@@ -11,6 +11,7 @@ use pmedit_engine::save::stats_file::stats_to_bytes;
 
 use crate::destination::{Destination, Kind};
 use crate::device::{DeviceChoice, Precision, Target};
+use crate::shard::{self, Shard};
 
 #[derive(clap::Args)]
 pub struct StatsArgs {
@@ -32,16 +33,23 @@ pub struct StatsArgs {
     /// Windows per forward pass.
     #[arg(long, default_value_t = 8, value_parser = crate::ranges::positive)]
     pub batch: usize,
-    /// Output safetensors file (written atomically, checkpointed while running).
+    /// Output safetensors file (written atomically, checkpointed while running); `{shard}` in it
+    /// becomes the shard's index, so every worker of an array job writes its own file.
     #[arg(long)]
     pub out: PathBuf,
     /// Continue an interrupted run from `--out`.
     #[arg(long)]
     pub resume: bool,
     /// Process only shard I of N (`I/N`, windows i with i mod N = I), to split a corpus over
-    /// machines; combine the parts with `pmedit merge-stats`.
+    /// machines; combine the parts with `pmedit merge-stats`. `auto` takes I and N from the
+    /// scheduler: a Slurm job array (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_COUNT`) or a
+    /// Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, with `--shards N`).
     #[arg(long)]
     pub shard: Option<String>,
+    /// The number of shards, with `--shard auto` where the scheduler does not say it (a
+    /// Kubernetes Indexed Job's `completions`).
+    #[arg(long, value_parser = crate::ranges::positive)]
+    pub shards: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -69,10 +77,19 @@ pub struct MergeStatsArgs {
     /// Output file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Merge even when some shards of a sharded run are missing (by default that is refused:
+    /// a failed worker would otherwise go unnoticed).
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// `pmedit stats`.
 pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
+    let shard = shard::resolve(args.shard.as_deref(), args.shards, |k| std::env::var(k).ok())?;
+    let out = shard.output_path(&args.out);
+    if shard != Shard::WHOLE {
+        eprintln!("shard {} of {} → {}", shard.index, shard.count, out.display());
+    }
     compute(
         Job {
             model: &args.model,
@@ -81,9 +98,9 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
             max_tokens: args.max_tokens,
             window: args.window,
             batch: args.batch,
-            out: &args.out,
+            out: &out,
             resume: args.resume,
-            shard: args.shard.as_deref().map(parse_shard).transpose()?,
+            shard,
         },
         choice,
     )
@@ -96,7 +113,7 @@ pub fn run_import(args: ImportStatsArgs, device: DeviceChoice) -> Result<()> {
 
 /// `pmedit merge-stats`.
 pub fn run_merge(args: MergeStatsArgs) -> Result<()> {
-    merge(&args.inputs, &args.out)
+    merge(&args.inputs, &args.out, args.allow_partial)
 }
 
 /// A statistics run with its flags parsed.
@@ -109,28 +126,76 @@ struct Job<'a> {
     pub batch: usize,
     pub out: &'a Path,
     pub resume: bool,
-    pub shard: Option<(usize, usize)>,
+    pub shard: Shard,
 }
 
-/// Parses `I/N`.
-pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let (i, n) = s
-        .split_once('/')
-        .with_context(|| format!("--shard {s}: expected I/N"))?;
-    let (i, n): (usize, usize) = (i.trim().parse()?, n.trim().parse()?);
-    anyhow::ensure!(n > 0 && i < n, "--shard {s}: need 0 ≤ I < N");
-    Ok((i, n))
+/// A statistics file's settings split into the shard (`shard=I/N`) and everything else.
+fn split_shard(settings: &str) -> (String, Option<Shard>) {
+    let mut rest = Vec::new();
+    let mut found = None;
+    for part in settings.split(';').filter(|p| !p.is_empty()) {
+        match part.strip_prefix("shard=").map(shard::parse) {
+            Some(Ok(s)) => found = Some(s),
+            _ => rest.push(part),
+        }
+    }
+    (rest.join(";"), found)
+}
+
+/// Checks that the sharded inputs (`shard=I/N` in their settings, N > 1) hold every shard of
+/// their run exactly once. Returns the merged file's settings: those of one unsharded run when
+/// the inputs are the complete shards of one run, else those of the first input.
+fn check_shards(inputs: &[(String, String, String)], allow_partial: bool) -> Result<Option<String>> {
+    // (corpus, settings without the shard, N) → the shards seen, with their files.
+    let mut runs: std::collections::BTreeMap<(String, String, usize), Vec<(usize, String)>> = Default::default();
+    for (path, corpus, settings) in inputs {
+        if let (rest, Some(s)) = split_shard(settings)
+            && s.count > 1
+        {
+            let seen = runs.entry((corpus.clone(), rest, s.count)).or_default();
+            if let Some((_, other)) = seen.iter().find(|(i, _)| *i == s.index) {
+                bail!(
+                    "{other} and {path} are both shard {}/{} of the same run",
+                    s.index,
+                    s.count
+                );
+            }
+            seen.push((s.index, path.clone()));
+        }
+    }
+    for ((corpus, _, n), seen) in &runs {
+        let missing: Vec<usize> = (0..*n).filter(|i| !seen.iter().any(|(j, _)| j == i)).collect();
+        if !missing.is_empty() && !allow_partial {
+            bail!(
+                "shards {missing:?} of {n} over {corpus} are missing (a worker that failed or has not \
+                 finished?); give every shard's file, or --allow-partial to merge what is there"
+            );
+        }
+    }
+    let one_run = runs.len() == 1
+        && runs.values().next().is_some_and(|seen| seen.len() == inputs.len())
+        && runs.iter().all(|((_, _, n), seen)| seen.len() == *n);
+    Ok(one_run.then(|| {
+        let (_, rest, _) = runs.keys().next().expect("one run");
+        if rest.is_empty() {
+            "shard=0/1".to_string()
+        } else {
+            format!("{rest};shard=0/1")
+        }
+    }))
 }
 
 /// Sums statistics files of the same model and layers.
-pub fn merge(inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
+pub fn merge(inputs: &[std::path::PathBuf], out: &Path, allow_partial: bool) -> Result<()> {
     let paths: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
     let dest = Destination::new(out, &paths, Kind::Stats, false)?;
     let device = burn::prelude::Device::flex();
     let mut total: Option<(Vec<LayerStats>, StatsMeta)> = None;
+    let mut settings = Vec::new();
     for path in inputs {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let (stats, meta) = stats_from_bytes(&bytes, &path.to_string_lossy(), &device)?;
+        settings.push((path.display().to_string(), meta.corpus.clone(), meta.settings.clone()));
         total = Some(match total {
             None => (stats, meta),
             Some((mut acc, mut acc_meta)) => {
@@ -154,7 +219,10 @@ pub fn merge(inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
             }
         });
     }
-    let (stats, meta) = total.context("no inputs")?;
+    let (stats, mut meta) = total.context("no inputs")?;
+    if let Some(settings) = check_shards(&settings, allow_partial)? {
+        meta.settings = settings;
+    }
     dest.write(&stats_to_bytes(&stats, &meta)?)?;
     eprintln!(
         "{} tokens from {} files → {}",
@@ -185,11 +253,12 @@ fn compute(args: Job, choice: Target) -> Result<()> {
     let ids = corpus_ids(args.corpus, &m.tokenizer, args.max_tokens)?;
     let window = args.window.unwrap_or(m.config.n_positions).min(m.config.n_positions);
     let mut seqs = windows(&ids, window);
-    if let Some((i, n)) = args.shard {
+    let Shard { index: si, count: sn } = args.shard;
+    if sn > 1 {
         seqs = seqs
             .into_iter()
             .enumerate()
-            .filter(|(k, _)| k % n == i)
+            .filter(|(k, _)| k % sn == si)
             .map(|(_, s)| s)
             .collect();
     }
@@ -199,7 +268,6 @@ fn compute(args: Job, choice: Target) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (si, sn) = args.shard.unwrap_or((0, 1));
     let max = args.max_tokens.map_or_else(|| "all".to_string(), |n| n.to_string());
     let settings = format!("window={window};max_tokens={max};shard={si}/{sn}");
     let d_inner = m.config.d_inner();
