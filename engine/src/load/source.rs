@@ -19,16 +19,17 @@ pub trait ByteSource {
     fn name(&self) -> &Path;
 }
 
-/// Bytes already in memory.
+/// Bytes already in memory: owned (`Vec<u8>`, the default) or borrowed (`&[u8]`, so a file the
+/// caller holds is read in place rather than copied first).
 #[derive(Debug, Clone)]
-pub struct MemorySource {
+pub struct MemorySource<B = Vec<u8>> {
     name: PathBuf,
-    bytes: Vec<u8>,
+    bytes: B,
 }
 
-impl MemorySource {
+impl<B: AsRef<[u8]>> MemorySource<B> {
     /// Wraps `bytes`, reported as `name` in errors.
-    pub fn new(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Self {
+    pub fn new(name: impl Into<PathBuf>, bytes: B) -> Self {
         Self {
             name: name.into(),
             bytes,
@@ -36,19 +37,20 @@ impl MemorySource {
     }
 }
 
-impl ByteSource for MemorySource {
+impl<B: AsRef<[u8]>> ByteSource for MemorySource<B> {
     fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.bytes.as_ref().len() as u64
     }
     fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let bytes = self.bytes.as_ref();
         let start = usize::try_from(offset).ok();
         match start.and_then(|s| Some(s..s.checked_add(len)?)) {
-            Some(r) if r.end <= self.bytes.len() => Ok(self.bytes[r].to_vec()),
+            Some(r) if r.end <= bytes.len() => Ok(bytes[r].to_vec()),
             _ => Err(EngineError::Safetensors {
                 path: self.name.clone(),
                 reason: format!(
                     "read of {len} bytes at {offset} is past the end ({} bytes)",
-                    self.bytes.len()
+                    bytes.len()
                 ),
             }),
         }

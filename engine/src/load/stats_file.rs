@@ -104,7 +104,8 @@ pub async fn stats_for_model(bytes: &[u8], name: &str, model: &impl EditableMode
 /// Reads statistics written by [`stats_to_bytes`] onto `device`.
 pub fn stats_from_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<(Vec<LayerStats>, StatsMeta)> {
     use crate::load::{MemorySource, SafetensorsFile};
-    let mut file = SafetensorsFile::open(MemorySource::new(name, bytes.to_vec()))?;
+    // Read in place: a GPT2-XL layer is 164 MB, and in the page every copy is wasm heap.
+    let mut file = SafetensorsFile::open(MemorySource::new(name, bytes))?;
     let md = file.metadata().clone();
     let bad = |why: String| EngineError::Safetensors {
         path: name.into(),
