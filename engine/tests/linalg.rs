@@ -179,3 +179,40 @@ fn condition_estimate_grows_with_conditioning() {
     let bad = block_on(CholeskyFactor::new(upload(&a, &device, DType::F64), 4)).unwrap();
     assert!(bad.condition_estimate() > 1e7);
 }
+
+/// The LM head's grouped product (`a · bᵀ` as a batched product over blocks of `b`'s rows) equals
+/// the f64 product, and so does its gradient with respect to `a` (`g · b` for an upstream
+/// gradient `g`), which is what the grouping exists for. Also with half-precision `b`.
+#[test]
+fn grouped_product_and_its_gradient_match_the_reference() {
+    use pmedit_engine::linalg::{matmul_nt_grouped, row_groups};
+    assert_eq!(row_groups(50257), Some(29));
+    assert_eq!(row_groups(32000), Some(32));
+    assert_eq!(row_groups(21845), Some(17)); // a 64 MiB chunk of GPT-2-small's f32 table
+    assert_eq!(row_groups(1024), None);
+    assert_eq!(row_groups(65521), None); // prime
+    let (m, k, n, groups) = (5, 12, 84, 7);
+    let (a, b, g) = (
+        Mat::new(m, k, randn(1, m * k)),
+        Mat::new(n, k, randn(2, n * k)),
+        Mat::new(m, n, randn(3, m * n)),
+    );
+    let want = a.matmul(&b.t());
+    let want_grad = g.matmul(&b);
+    on_all_devices(|name, device| {
+        for dtype in [DType::F32, DType::F16] {
+            let tol = if dtype == DType::F16 { 2e-3 } else { 1e-5 };
+            let ad = device.clone().autodiff();
+            let ta = upload(&a, &ad, DType::F32).require_grad();
+            let tb = upload(&b, &ad, dtype);
+            let out = matmul_nt_grouped(ta.clone().cast(dtype), tb, groups).cast(DType::F32);
+            let err = rel_err(&download(out.clone().inner()), &want);
+            assert!(err < tol, "{name} {dtype:?}: product off by {err}");
+            let loss = (out * upload(&g, &ad, DType::F32)).sum();
+            let grads = loss.backward();
+            let grad = ta.grad(&grads).expect("a gradient for a");
+            let err = rel_err(&download(grad), &want_grad);
+            assert!(err < tol, "{name} {dtype:?}: gradient off by {err}");
+        }
+    });
+}
