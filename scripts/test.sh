@@ -25,6 +25,10 @@ step "tests (CPU flex + wgpu)"
 export PMEDIT_REQUIRE_WGPU=1
 cargo test --workspace --all-targets -- --test-threads=2
 
+step "device check rehearsal (scripts/device-check.sh --quick on this machine's adapter)"
+# The GPU machine's one command, at tiny sizes: every row must measure something.
+PMEDIT_BIN="$CARGO_TARGET_DIR/debug/pmedit" bash scripts/device-check.sh --quick --budget 400
+
 step "web page: clippy for wasm32, trunk build"
 # The page and its worker build the engine for wasm32 too (one feature set, so burn compiles once).
 cargo clippy -p pmedit-web --target wasm32-unknown-unknown -- -D warnings

@@ -45,9 +45,11 @@ fn synthetic_ids(batch: usize, seq: usize, vocab: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// One warm-up, then `runs` timed runs of `f`, each printed with its GFLOP/s for `flops`.
-fn time_flops(op: &str, runs: usize, flops: f64, mut f: impl FnMut() -> Result<()>) -> Result<()> {
-    f()?;
+/// `warmup` untimed runs, then `runs` timed runs of `f`, each printed with its GFLOP/s for `flops`.
+fn time_flops(op: &str, warmup: usize, runs: usize, flops: f64, mut f: impl FnMut() -> Result<()>) -> Result<()> {
+    for _ in 0..warmup {
+        f()?;
+    }
     for _ in 0..runs {
         let s = Instant::now();
         f()?;
@@ -112,6 +114,9 @@ pub struct BenchArgs {
     /// Tokens per prompt.
     #[arg(long, default_value_t = 32, value_parser = crate::ranges::positive)]
     pub seq: usize,
+    /// Untimed runs of `--op` before the timed ones (kernel compilation, autotuning, caches).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
     /// Time one operation run by run (JSON lines): load, forward, generate, stats, rome,
     /// emmet-N, memit-N, solve-emmet-N, solve-memit-N, cholesky-N, matmul-N.
     #[arg(long)]
@@ -125,13 +130,21 @@ pub struct BenchArgs {
 pub fn dispatch(args: BenchArgs, choice: Target) -> Result<()> {
     let (runs, batch, seq) = (args.runs.max(1), args.batch.max(1), args.seq.max(1));
     match &args.op {
-        Some(op) => run_op(&args.model, choice, op, runs, batch, seq),
+        Some(op) => run_op(&args.model, choice, op, args.warmup, runs, batch, seq),
         None => run(&args.model, choice, runs, batch, seq, args.json),
     }
 }
 
-/// Times one `--op`, printing `{"op", "seconds", …}` per run (after one warm-up run).
-pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, seq: usize) -> Result<()> {
+/// Times one `--op`, printing `{"op", "seconds", …}` per run (after `warmup` untimed runs).
+pub fn run_op(
+    dir: &Path,
+    choice: Target,
+    op: &str,
+    warmup: usize,
+    runs: usize,
+    batch: usize,
+    seq: usize,
+) -> Result<()> {
     let emit = |extra: serde_json::Value| println!("{}", extra);
     if op == "load" {
         let start = Instant::now();
@@ -147,7 +160,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
     if let Some(n) = op.strip_prefix("matmul-") {
         let n = op_size(op, n, MAX_SIDE)?;
         let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
-        return time_flops(op, runs, 2.0 * (n as f64).powi(3), || {
+        return time_flops(op, warmup, runs, 2.0 * (n as f64).powi(3), || {
             sync(pmedit_engine::linalg::matmul(a.clone(), a.clone()));
             Ok(())
         });
@@ -157,7 +170,7 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
         let a = spd(n, &device);
         let b = Tensor::<2>::random([n, 64], Distribution::Normal(0.0, 1.0), &device);
         let flops = (n as f64).powi(3) / 3.0 + 2.0 * (n * n * 64) as f64;
-        return time_flops(op, runs, flops, || {
+        return time_flops(op, warmup, runs, flops, || {
             sync(block_on(pmedit_engine::linalg::spd_solve(a.clone(), b.clone())).map_err(|e| anyhow::anyhow!("{e}"))?);
             Ok(())
         });
@@ -263,7 +276,9 @@ pub fn run_op(dir: &Path, choice: Target, op: &str, runs: usize, batch: usize, s
             })
         }
     };
-    f()?;
+    for _ in 0..warmup {
+        f()?;
+    }
     for _ in 0..runs {
         let s = Instant::now();
         f()?;
