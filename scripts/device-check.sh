@@ -44,7 +44,6 @@ if [ "$prepare" = 1 ]; then
   strip -o .device/pmedit "$CARGO_TARGET_DIR/debug/pmedit"
   rm -f .device/pmedit.xz
   xz -T0 -6 .device/pmedit
-  grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
   ls -l .device >&2
   echo "carry .device (and .gl) and run scripts/device-check.sh on the device" >&2
   exit 0
