@@ -28,43 +28,6 @@ pub fn affine(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> 
     }
 }
 
-/// `a · bᵀ` for `a: [m, k]` and `b: [n, k]`, with `b`'s rows taken in `groups` equal blocks as one
-/// batched product: `[1, m, k] · [groups, k, n/groups] → [groups, m, n/groups]`, reassembled to
-/// `[m, n]`. The value equals `a · bᵀ`; what changes is the gradient. For the LM head (`n` the
-/// vocabulary, `m` a few positions) the gradient with respect to `a` is `∂L/∂logits · b`: an
-/// `[m, n] · [n, k]` product whose output is tiny and whose reduction runs over the 50 k-long
-/// vocabulary, which a GPU matmul kernel gives to a handful of workgroups, each looping over all
-/// of it. Split into groups, it is `groups` independent reductions of `n/groups` each, summed by the
-/// broadcast's backward: a split-K product expressed with burn's own ops, so autodiff derives it.
-///
-/// `groups` must divide `n`; `b` is viewed, not copied.
-pub fn matmul_nt_grouped(a: Tensor<2>, b: Tensor<2>, groups: usize) -> Tensor<2> {
-    let ([m, k], [n, _]) = (a.dims(), b.dims());
-    assert!(
-        groups > 0 && n.is_multiple_of(groups),
-        "{groups} groups do not divide {n} rows"
-    );
-    let blocks = b.reshape([groups, n / groups, k]).swap_dims(1, 2);
-    a.unsqueeze_dim::<3>(0).matmul(blocks).swap_dims(0, 1).reshape([m, n])
-}
-
-/// The rows per group [`row_groups`] aims at: long enough that each group's reduction is worth a
-/// kernel's workgroups, short enough that there are tens of groups.
-const GROUP_ROWS: f64 = 1024.0;
-
-/// The number of groups [`matmul_nt_grouped`] splits `n` rows into: the divisor of `n` from 4 to
-/// 256 whose groups come closest to [`GROUP_ROWS`] rows (GPT-2's 50,257 = 29 · 1,733), for tables
-/// of at least 2,048 rows; `None` when there is none (`n` prime, or a small table).
-pub fn row_groups(n: usize) -> Option<usize> {
-    if n < 2048 {
-        return None;
-    }
-    let distance = |g: &usize| ((n / g) as f64 / GROUP_ROWS).ln().abs();
-    (4..=256)
-        .filter(|g| n.is_multiple_of(*g))
-        .min_by(|a, b| distance(a).total_cmp(&distance(b)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,4 +8,4 @@ pub mod host;
 pub mod matmul;
 
 pub use cholesky::{CholeskyFactor, DEFAULT_BLOCK, LinalgError, spd_solve};
-pub use matmul::{affine, matmul, matmul_nt_grouped, row_groups};
+pub use matmul::{affine, matmul};

@@ -22,10 +22,6 @@ pub fn max_chunk_bytes_for(device: &Device) -> usize {
     }
 }
 
-/// Positions up to which the LM head's product is grouped over the vocabulary on GPUs (see
-/// [`TokenEmbedding::logits`]); above it the logits are large and the plain product is better.
-pub const GROUPED_HEAD_ROWS: usize = 256;
-
 /// Configuration of [`TokenEmbedding`].
 #[derive(Config, Debug)]
 pub struct TokenEmbeddingConfig {
@@ -156,29 +152,16 @@ impl TokenEmbedding {
 
     /// The tied LM head: `h · tableᵀ`, `[batch, seq, d] → [batch, seq, vocab]`; a table stored in
     /// half precision multiplies `h` cast to its dtype, and the logits come back in `h`'s.
-    ///
-    /// On GPUs, for up to [`GROUPED_HEAD_ROWS`] positions (the value optimisation's scored
-    /// positions, generation), the product is grouped over the vocabulary
-    /// ([`crate::linalg::matmul_nt_grouped`]) so that its gradient with respect to `h` — a
-    /// reduction over the whole vocabulary into a few hundred outputs — runs in parallel. This is
-    /// where a ROME edit spent most of its time on a GPU adapter. The CPU backend keeps its single
-    /// host product.
     pub fn logits(&self, h: Tensor<3>) -> Tensor<3> {
         let [b, s, d] = h.dims();
         let act = h.dtype();
         let h = h.reshape([b * s, d]);
-        let grouped = b * s <= GROUPED_HEAD_ROWS && h.device() != Device::flex();
         let parts: Vec<Tensor<2>> = self
             .chunks
             .iter()
             .map(|c| {
                 let table = c.val();
-                let h = h.clone().cast(table.dtype());
-                match crate::linalg::row_groups(table.dims()[0]) {
-                    Some(groups) if grouped => crate::linalg::matmul_nt_grouped(h, table, groups),
-                    _ => crate::linalg::matmul(h, table.transpose()),
-                }
-                .cast(act)
+                crate::linalg::matmul(h.clone().cast(table.dtype()), table.transpose()).cast(act)
             })
             .collect();
         Tensor::cat(parts, 1).reshape([b, s, self.vocab()])
