@@ -240,30 +240,44 @@ fn sharded_stats_merge_to_the_whole() {
         merged.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let read = |p: &Path| {
-        let (s, _) = pmedit_engine::load::stats_file::stats_from_bytes(
-            &std::fs::read(p).unwrap(),
-            "x",
-            &burn::prelude::Device::flex(),
-        )
-        .unwrap();
-        s
-    };
-    let (w, m) = (read(&whole), read(&merged));
-    for (x, y) in w.iter().zip(&m) {
-        assert_eq!(x.count, y.count);
+    let read = |p: &Path| read_stats(p).0;
+    let w = read(&whole);
+    assert_same_stats(&w, &read(&merged), "merged");
+    // Resuming a finished run processes nothing more.
+    run(&["--resume"], &whole);
+    assert_eq!(read(&whole)[0].count, w[0].count);
+}
+
+/// A statistics file's layers and metadata.
+fn read_stats(
+    p: &Path,
+) -> (
+    Vec<pmedit_engine::edit::stats::LayerStats>,
+    pmedit_engine::load::stats_file::StatsMeta,
+) {
+    pmedit_engine::load::stats_file::stats_from_bytes(&std::fs::read(p).unwrap(), "x", &burn::prelude::Device::flex())
+        .unwrap()
+}
+
+/// Equal token counts and C0 within 1e-5 of its largest entry, layer by layer (sums over shards
+/// add in another order than one pass does).
+fn assert_same_stats(
+    want: &[pmedit_engine::edit::stats::LayerStats],
+    got: &[pmedit_engine::edit::stats::LayerStats],
+    what: &str,
+) {
+    assert_eq!(want.len(), got.len(), "{what}");
+    for (x, y) in want.iter().zip(got) {
+        assert_eq!(x.count, y.count, "{what}");
         let (cx, cy): (Vec<f32>, Vec<f32>) = (
             x.c0().unwrap().into_data().iter().collect(),
             y.c0().unwrap().into_data().iter().collect(),
         );
         let scale = cx.iter().fold(0f32, |a, v| a.max(v.abs()));
         for (p, q) in cx.iter().zip(&cy) {
-            assert!((p - q).abs() <= 1e-5 * scale, "{p} vs {q}");
+            assert!((p - q).abs() <= 1e-5 * scale, "{what}: {p} vs {q}");
         }
     }
-    // Resuming a finished run processes nothing more.
-    run(&["--resume"], &whole);
-    assert_eq!(read(&whole)[0].count, w[0].count);
 }
 
 /// `pmedit stats --shard auto` as each cluster scheduler starts it: a Slurm job array
@@ -303,14 +317,7 @@ fn scheduler_sharded_stats_merge_to_the_whole() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         pmedit(&args)
     };
-    let read = |p: &Path| {
-        pmedit_engine::load::stats_file::stats_from_bytes(
-            &std::fs::read(p).unwrap(),
-            "x",
-            &burn::prelude::Device::flex(),
-        )
-        .unwrap()
-    };
+    let read = read_stats;
     let whole = tmp.path().join("whole.st");
     stats(&[], &whole, &[]);
     let (w, wmeta) = read(&whole);
@@ -343,17 +350,7 @@ fn scheduler_sharded_stats_merge_to_the_whole() {
             mmeta.settings, wmeta.settings,
             "{run}: the merged run reads as the whole one"
         );
-        for (x, y) in w.iter().zip(&m) {
-            assert_eq!(x.count, y.count, "{run}");
-            let (cx, cy): (Vec<f32>, Vec<f32>) = (
-                x.c0().unwrap().into_data().iter().collect(),
-                y.c0().unwrap().into_data().iter().collect(),
-            );
-            let scale = cx.iter().fold(0f32, |a, v| a.max(v.abs()));
-            for (p, q) in cx.iter().zip(&cy) {
-                assert!((p - q).abs() <= 1e-5 * scale, "{run}: {p} vs {q}");
-            }
-        }
+        assert_same_stats(&w, &m, run);
         // A lost worker is noticed; the same shard twice is refused.
         let (ok, _, err) = merge(&parts[..2], &tmp.path().join(format!("{run}-partial.st")));
         assert!(!ok && err.contains("[2]") && err.contains("missing"), "{err}");
