@@ -13,7 +13,9 @@ use common::{fixture, on_all_devices};
 use pmedit_engine::edit::keys::compute_keys;
 use pmedit_engine::edit::stats::{LayerStats, accumulate, windows};
 use pmedit_engine::edit::values::target_ids;
-use pmedit_engine::edit::{Algorithm, ContextTemplates, EditRequest, Preservation, apply_edits, presets::preset};
+use pmedit_engine::edit::{
+    Algorithm, ContextTemplates, EditRequest, Preservation, Preserved, apply_edits, presets::preset,
+};
 use pmedit_engine::load::{LoadedModel, load_model_dir};
 use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
 
@@ -40,10 +42,15 @@ fn layer_stats(m: &LoadedModel, layers: &[usize]) -> Vec<LayerStats> {
 }
 
 /// λ·C0 of [`layer_stats`], factored.
-fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Preservation> {
+fn stats(m: &LoadedModel, layers: &[usize], lambda: f64) -> HashMap<usize, Preserved> {
     layer_stats(m, layers)
         .iter()
-        .map(|s| (s.layer, block_on(Preservation::new(s.c0().unwrap(), lambda)).unwrap()))
+        .map(|s| {
+            (
+                s.layer,
+                block_on(Preservation::new(s.c0().unwrap(), lambda)).unwrap().into(),
+            )
+        })
         .collect()
 }
 

@@ -73,7 +73,10 @@ fn editor_edits_like_the_driver_and_undo_restores_the_weights() {
         // The same edit with the algorithm driver and a hand-built factor.
         let mut m = load_model_dir(&demo_dir(), device).unwrap();
         let c0 = e.statistics(layer).unwrap().c0().unwrap();
-        let stats = HashMap::from([(layer, block_on(Preservation::new(c0, plan.hparams.lambda)).unwrap())]);
+        let stats = HashMap::from([(
+            layer,
+            block_on(Preservation::new(c0, plan.hparams.lambda)).unwrap().into(),
+        )]);
         block_on(apply_edits(
             &mut m.model,
             &m.tokenizer,

@@ -387,6 +387,7 @@ mod tests {
                 keys: 1,
                 equality: vec![point],
                 least_squares: vec![point],
+                null_space: Some((point, 3)),
             }),
         }));
         round_trip(Response::Ready(ModelInfo {

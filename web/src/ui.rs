@@ -679,6 +679,7 @@ fn EditPanel(page: Page) -> impl IntoView {
                         <option value="r-rome">"r-ROME"</option>
                         <option value="memit">"MEMIT"</option>
                         <option value="emmet">"EMMET"</option>
+                        <option value="alphaedit">"AlphaEdit"</option>
                     </select>
                 </label>
                 <label>" layers " <input id="layers" placeholder="preset" prop:value=layers on:input=move |ev| layers.set(event_target_value(&ev)) /></label>
@@ -787,6 +788,7 @@ fn Teaching(page: Page) -> impl IntoView {
             <h2>"What the edit solves"</h2>
             <p>"Every algorithm here changes one MLP weight W₀ → Ŵ of the edited layer by solving the preservation–memorization objective: keep the outputs for the keys K₀ the layer has seen ("<b>"preservation"</b>", ‖ŴK₀ − W₀K₀‖) while writing new values V_E for the edited keys K_E ("<b>"memorization"</b>", ‖ŴK_E − V_E‖)."</p>
             <p>"ROME (eq. 4) and EMMET (eq. 8) make memorization an equality constraint: the new values are written exactly, whatever λ. MEMIT (eq. 1) makes it a least-squares term weighted against preservation by λ: the larger λ, the less the layer moves and the less exactly the facts are written."</p>
+            <p>"AlphaEdit (eq. A2) needs no λ: it confines the change to the directions of the null space of K₀ (eigenvectors of C0 with eigenvalues below a threshold), so the preservation error is near zero by construction, and writes the values by least squares there (dotted line)."</p>
             {move || page.report.get().and_then(|r| r.tradeoff.map(|t| (t, r.lambda))).map(|(t, used)| {
                 let caption = format!("The last edit's system at layer {} ({} key{}), solved both ways for λ = 10⁻² … 10⁵.", t.layer, t.keys, if t.keys == 1 { "" } else { "s" });
                 view! {
@@ -810,7 +812,13 @@ fn TradeoffChart(
     used: f64,
 ) -> impl IntoView {
     let (w, h) = (340.0, 200.0);
-    let all: Vec<f64> = t.equality.iter().chain(&t.least_squares).map(pick).collect();
+    let all: Vec<f64> = t
+        .equality
+        .iter()
+        .chain(&t.least_squares)
+        .chain(t.null_space.iter().map(|(p, _)| p))
+        .map(pick)
+        .collect();
     let top = all.iter().copied().fold(0.0, f64::max);
     let lambdas: Vec<f64> = t.equality.iter().map(|p| p.lambda).collect();
     let x = Scale::log(
@@ -832,6 +840,7 @@ fn TradeoffChart(
             <text x=w / 2.0 y="11" text-anchor="middle">{title}</text>
             <polyline class="equality" points=line(&t.equality) />
             <polyline class="least-squares" points=line(&t.least_squares) />
+            {t.null_space.map(|(p, _)| view! { <line class="null-space" x1=x.map(lambdas.first().copied().unwrap_or(1.0)) x2=x.map(lambdas.last().copied().unwrap_or(10.0)) y1=y.map(pick(&p)) y2=y.map(pick(&p)) /> })}
             {x.ticks(0).into_iter().map(|v| view! { <text x=x.map(v) y=h - 16.0 text-anchor="middle">{tick_label(v)}</text> }).collect_view()}
             {y.ticks(4).into_iter().map(|v| view! { <text x="2" y=y.map(v)>{tick_label(v)}</text> }).collect_view()}
             <text x=w / 2.0 y=h - 3.0 text-anchor="middle">"λ"</text>
@@ -839,6 +848,7 @@ fn TradeoffChart(
             <text class="used" x=x.map(used) + 3.0 y=h - 36.0>{format!("this edit: λ = {}", tick_label(used))}</text>
             <text class="equality" x=w - 150.0 y="28">"— ROME/EMMET (equality)"</text>
             <text class="least-squares" x=w - 150.0 y="42">"— MEMIT (least squares)"</text>
+            {t.null_space.map(|(_, rank)| view! { <text class="null-space" x=w - 150.0 y="56">{format!("⋯ AlphaEdit (null space of {rank})")}</text> })}
         </svg>
     }
 }

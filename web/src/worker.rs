@@ -491,8 +491,8 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
             ..Default::default()
         },
         templates: Some(TemplateChoice::Bare),
-        drop_dependent: false,
         report_targets: Some(requests.len()),
+        ..Default::default()
     };
     let plan = s.editor.plan(settings.algorithm, &overrides)?;
     let before = predict(s, &settings.probes, 5).await?;
@@ -512,7 +512,7 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
         .await?;
     let edit_ms = now_ms() - start;
     let teaching = match report.deltas.last() {
-        Some(d) => Some(s.editor.teach(d, plan.hparams.alpha, &tradeoff_lambdas()).await?),
+        Some(d) => Some(s.editor.teach(d, &plan.hparams, &tradeoff_lambdas()).await?),
         None => None,
     };
     let after = predict(s, &settings.probes, 5).await?;

@@ -254,10 +254,11 @@ pub fn run_op(
                     weight_decay: Some(0.5),
                     kl_factor: Some(0.0625),
                     clamp_norm_factor: Some(4.0),
+                    ..Default::default()
                 },
                 templates: Some(TemplateChoice::Bare),
-                drop_dependent: false,
                 report_targets: Some(0),
+                ..Default::default()
             };
             let c0 = spd(m.config.d_inner(), &device);
             let mut editor = Editor::new(m.model.clone(), m.tokenizer.clone());

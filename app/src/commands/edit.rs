@@ -1,4 +1,4 @@
-//! `pmedit edit`: apply ROME / r-ROME / MEMIT / EMMET to a model and write the edited copy. The
+//! `pmedit edit`: apply ROME / r-ROME / MEMIT / EMMET / AlphaEdit to a model and write the edited copy. The
 //! edit itself is the engine's pipeline ([`Editor`]); this file reads the inputs, shows progress
 //! and writes the outputs.
 
@@ -24,6 +24,9 @@ pub enum Algo {
     Memit,
     /// EMMET (equality-constrained batch edits).
     Emmet,
+    /// AlphaEdit (least squares in the null space of the preserved keys).
+    #[value(name = "alphaedit", alias = "alpha-edit")]
+    AlphaEdit,
 }
 
 impl From<Algo> for pmedit_engine::edit::Algorithm {
@@ -34,6 +37,7 @@ impl From<Algo> for pmedit_engine::edit::Algorithm {
             Algo::RRome => Algorithm::RRome,
             Algo::Memit => Algorithm::Memit,
             Algo::Emmet => Algorithm::Emmet,
+            Algo::AlphaEdit => Algorithm::AlphaEdit,
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct EditArgs {
     pub alpha: Option<f64>,
     #[command(flatten)]
     pub value: super::ValueOverrides,
+    #[command(flatten)]
+    pub objective: super::ObjectiveOverrides,
     /// Context templates: a JSON file, or `none` for the bare prompt (default: sampled).
     #[arg(long)]
     pub templates: Option<String>,
@@ -128,6 +134,9 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
         templates: Some(super::templates(args.templates.as_deref(), args.seed)?),
         drop_dependent: args.drop_dependent,
         report_targets: None,
+        l2: args.objective.l2,
+        nullspace_threshold: args.objective.nullspace_threshold,
+        preserve_edits: args.objective.preserve_edits,
     };
     let algorithm = args.algo.into();
     let plan = editor.plan(algorithm, &overrides)?;

@@ -53,6 +53,8 @@ pub struct EvalArgs {
     pub alpha: Option<f64>,
     #[command(flatten)]
     pub value: super::ValueOverrides,
+    #[command(flatten)]
+    pub objective: super::ObjectiveOverrides,
     /// Batches per grid point (default: as many as the records fill).
     #[arg(long, value_parser = crate::ranges::positive)]
     pub num_batches: Option<usize>,
@@ -138,6 +140,11 @@ fn run_settings(args: &EvalArgs) -> serde_json::Value {
         "clamp_norm_factor": v.clamp_norm_factor,
         "kl_factor": v.kl_factor,
         "v_weight_decay": v.v_weight_decay,
+        "stop_at_top1": v.stop_at_top1,
+        "norm_anchor": v.norm_anchor,
+        "l2": args.objective.l2,
+        "nullspace_threshold": args.objective.nullspace_threshold,
+        "preserve_edits": args.objective.preserve_edits,
         "num_batches": args.num_batches,
         "sequential": args.sequential,
         "seed": args.seed,
@@ -258,6 +265,9 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
                     templates: Some(templates.clone()),
                     drop_dependent: false,
                     report_targets: Some(0),
+                    l2: args.objective.l2,
+                    nullspace_threshold: args.objective.nullspace_threshold,
+                    preserve_edits: args.objective.preserve_edits,
                 };
                 let plan = editor.plan(algo, &overrides)?;
                 super::add_statistics(&mut editor, &model_dir, args.stats.as_deref(), &plan.hparams.layers)?;

@@ -43,6 +43,29 @@ pub struct ValueOverrides {
     /// Weight of ‖δ‖/‖v_init‖² in the value loss (v_weight_decay, ≥ 0).
     #[arg(long, value_parser = crate::ranges::non_negative_real)]
     pub v_weight_decay: Option<f64>,
+    /// Stop a request's value optimisation as soon as its new target is the most probable
+    /// continuation of every rewriting prompt (fewer steps, less over-fitting in lifelong editing).
+    #[arg(long)]
+    pub stop_at_top1: bool,
+    /// Rescale each optimised value to the norm of the unedited model's value at that position.
+    #[arg(long)]
+    pub norm_anchor: bool,
+}
+
+/// AlphaEdit's settings and the running preservation of earlier edits (`edit` and `eval`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ObjectiveOverrides {
+    /// AlphaEdit's ridge (L2, > 0; default from the presets: 10).
+    #[arg(long, value_parser = crate::ranges::positive_real)]
+    pub l2: Option<f64>,
+    /// AlphaEdit: C0's eigenvectors with eigenvalue below this (absolute, on the mean C0) span the
+    /// null space the update is confined to (default from the presets: 2e-2).
+    #[arg(long, value_parser = crate::ranges::positive_real)]
+    pub nullspace_threshold: Option<f64>,
+    /// ROME/MEMIT/EMMET: add the keys of the batches applied before to λ·C0, so later batches keep
+    /// earlier edits ("ENCORE"-style; AlphaEdit always keeps them).
+    #[arg(long)]
+    pub preserve_edits: bool,
 }
 
 impl ValueOverrides {
@@ -54,6 +77,8 @@ impl ValueOverrides {
             clamp_norm_factor: self.clamp_norm_factor,
             kl_factor: self.kl_factor,
             weight_decay: self.v_weight_decay,
+            stop_at_top1: self.stop_at_top1,
+            norm_anchor: self.norm_anchor,
         }
     }
 }

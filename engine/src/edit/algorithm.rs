@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::distribute::{LayerDelta, Solver, bare_prompts, distribute};
+use super::distribute::{LayerDelta, Preserved, Solver, bare_prompts, distribute};
 use super::keys::KEY_BATCH;
-use super::objective::{Objective, Preservation};
+use super::objective::Objective;
 use super::prompts::activations_at;
 use super::request::EditRequest;
 use super::templates::{ContextTemplates, TemplateRecipe};
@@ -29,6 +29,8 @@ pub enum Algorithm {
     Memit,
     /// EMMET (eq. 9).
     Emmet,
+    /// AlphaEdit (docs/MATH.md §11): least squares confined to C0's null space.
+    AlphaEdit,
 }
 
 impl Algorithm {
@@ -39,8 +41,9 @@ impl Algorithm {
             "r-rome" | "rrome" => Ok(Self::RRome),
             "memit" => Ok(Self::Memit),
             "emmet" => Ok(Self::Emmet),
+            "alphaedit" | "alpha-edit" => Ok(Self::AlphaEdit),
             other => Err(EngineError::Input(format!(
-                "unknown algorithm `{other}` (rome, r-rome, memit, emmet)"
+                "unknown algorithm `{other}` (rome, r-rome, memit, emmet, alphaedit)"
             ))),
         }
     }
@@ -52,6 +55,7 @@ impl Algorithm {
             Self::RRome => "r-rome",
             Self::Memit => "memit",
             Self::Emmet => "emmet",
+            Self::AlphaEdit => "alphaedit",
         }
     }
 
@@ -59,7 +63,7 @@ impl Algorithm {
     pub fn value_site(&self) -> Site {
         match self {
             Self::Rome | Self::RRome => Site::MlpOut,
-            Self::Memit | Self::Emmet => Site::BlockOut,
+            Self::Memit | Self::Emmet | Self::AlphaEdit => Site::BlockOut,
         }
     }
 
@@ -67,19 +71,28 @@ impl Algorithm {
     pub fn template_recipe(&self) -> TemplateRecipe {
         match self {
             Self::Rome | Self::RRome => TemplateRecipe::Rome,
-            Self::Memit | Self::Emmet => TemplateRecipe::Memit,
+            Self::Memit | Self::Emmet | Self::AlphaEdit => TemplateRecipe::Memit,
         }
     }
 
     /// How each layer's Δ is solved.
-    pub fn solver(&self, alpha: f64) -> Solver {
+    pub fn solver(&self, hp: &EditHparams) -> Solver {
         match self {
             Self::Rome => Solver::RankOne { consistent_keys: false },
             Self::RRome => Solver::RankOne { consistent_keys: true },
             Self::Memit => Solver::Batch(Objective::Memit),
-            Self::Emmet => Solver::Batch(Objective::Emmet { alpha }),
+            Self::Emmet => Solver::Batch(Objective::Emmet { alpha: hp.alpha }),
+            Self::AlphaEdit => Solver::NullSpace { l2: hp.l2 },
         }
     }
+
+    /// Whether the layer's preservation term is C0's null space (AlphaEdit) rather than λ·C0.
+    pub fn uses_null_space(&self) -> bool {
+        matches!(self, Self::AlphaEdit)
+    }
+
+    /// Every algorithm, in the order front ends list them.
+    pub const ALL: [Algorithm; 5] = [Self::Rome, Self::RRome, Self::Memit, Self::Emmet, Self::AlphaEdit];
 }
 
 /// Hyper-parameters of one algorithm on one model (docs/MATH.md §10 for GPT2-XL).
@@ -91,8 +104,24 @@ pub struct EditHparams {
     pub lambda: f64,
     /// α (EMMET's D regulariser).
     pub alpha: f64,
+    /// AlphaEdit's ridge μ (`L2`, eq. A2).
+    #[serde(default = "default_l2")]
+    pub l2: f64,
+    /// AlphaEdit's threshold on C0's eigenvalues (`nullspace_threshold`, eq. A1).
+    #[serde(default = "default_nullspace_threshold")]
+    pub nullspace_threshold: f64,
     /// Value optimisation.
     pub value: ValueHparams,
+}
+
+/// The AlphaEdit authors' `L2`.
+pub fn default_l2() -> f64 {
+    10.0
+}
+
+/// The AlphaEdit authors' `nullspace_threshold`.
+pub fn default_nullspace_threshold() -> f64 {
+    2e-2
 }
 
 /// Progress of an edit, for progress bars and the web page.
@@ -138,7 +167,7 @@ pub async fn apply_edits(
     algorithm: Algorithm,
     hp: &EditHparams,
     templates: &ContextTemplates,
-    stats: &HashMap<usize, Preservation>,
+    stats: &HashMap<usize, Preserved>,
     mut on_event: impl FnMut(EditEvent),
 ) -> Result<EditOutcome> {
     if requests.is_empty() {
@@ -156,13 +185,13 @@ pub async fn apply_edits(
             model.n_layer()
         )));
     }
-    let solver = algorithm.solver(hp.alpha);
+    let solver = algorithm.solver(hp);
     let site = algorithm.value_site();
     let mut outcome = EditOutcome::default();
     // ROME and r-ROME apply requests one after another; MEMIT and EMMET solve the batch jointly.
     let batches: Vec<&[EditRequest]> = match solver {
         Solver::RankOne { .. } => requests.chunks(1).collect(),
-        Solver::Batch(_) => vec![requests],
+        Solver::Batch(_) | Solver::NullSpace { .. } => vec![requests],
     };
     let mut index = 0;
     for batch in batches {

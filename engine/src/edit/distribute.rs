@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use burn::prelude::*;
 
 use super::keys::{KEY_BATCH, compute_keys};
+use super::nullspace::NullSpace;
 use super::objective::{Objective, Preservation, ensure_finite, solve_delta};
 use super::prompts::{SubjectPrompt, activations_at, subject_prompt};
 use super::request::EditRequest;
@@ -33,6 +34,47 @@ pub enum Solver {
     },
     /// MEMIT (eq. 5) or EMMET (eq. 9).
     Batch(Objective),
+    /// AlphaEdit (docs/MATH.md eq. A2/A3) with ridge `l2`.
+    NullSpace {
+        /// μ.
+        l2: f64,
+    },
+}
+
+/// What a layer's solve preserves.
+#[derive(Debug, Clone)]
+pub enum Preserved {
+    /// λ·C0 factored (ROME, r-ROME, MEMIT, EMMET); with the keys of earlier edits added when the
+    /// plan carries them.
+    Weighted(Box<Preservation>),
+    /// C0's null space and the keys of earlier batches (AlphaEdit).
+    NullSpace(Box<NullSpaceTerm>),
+}
+
+/// AlphaEdit's preservation term of one layer (docs/MATH.md eq. A1/A2).
+#[derive(Debug, Clone)]
+pub struct NullSpaceTerm {
+    /// P = Û Ûᵀ.
+    pub space: NullSpace,
+    /// K_p K_pᵀ of the batches applied before, if any.
+    pub earlier: Option<Tensor<2>>,
+}
+
+impl From<Preservation> for Preserved {
+    fn from(p: Preservation) -> Self {
+        Self::Weighted(Box::new(p))
+    }
+}
+
+impl Preserved {
+    fn weighted(&self, layer: usize) -> Result<&Preservation> {
+        match self {
+            Self::Weighted(p) => Ok(p),
+            Self::NullSpace(..) => Err(EngineError::Input(format!(
+                "layer {layer} has a null-space projector, but this solver needs λ·C0"
+            ))),
+        }
+    }
 }
 
 /// The Δ applied to one layer.
@@ -72,7 +114,7 @@ pub async fn distribute(
     layers: &[usize],
     solver: Solver,
     key_templates: &ContextTemplates,
-    stats: &HashMap<usize, Preservation>,
+    stats: &HashMap<usize, Preserved>,
     mut on_layer: impl FnMut(usize),
 ) -> Result<Vec<LayerDelta>> {
     let last = *layers
@@ -96,10 +138,27 @@ pub async fn distribute(
         let current = activations_at(model, &bare, last, Site::BlockOut, KEY_BATCH)?;
         let mut residual = (z.clone() - current) / (layers.len() - i) as f64; // [E, d]
         let delta = match solver {
-            Solver::Batch(objective) => match solve_delta(pres, objective, keys.clone(), residual.clone()).await {
-                Ok(delta) => delta,
-                Err(e) => return Err(name_collisions(e, &keys, requests, l).await),
-            },
+            Solver::Batch(objective) => {
+                match solve_delta(pres.weighted(l)?, objective, keys.clone(), residual.clone()).await {
+                    Ok(delta) => delta,
+                    Err(e) => return Err(name_collisions(e, &keys, requests, l).await),
+                }
+            }
+            Solver::NullSpace { l2 } => {
+                let Preserved::NullSpace(term) = pres else {
+                    return Err(EngineError::Input(format!(
+                        "layer {l} has no null-space projector (AlphaEdit needs C0's eigenvectors)"
+                    )));
+                };
+                match term
+                    .space
+                    .solve(keys.clone(), residual.clone(), term.earlier.as_ref(), l2)
+                    .await
+                {
+                    Ok(delta) => delta,
+                    Err(e) => return Err(name_collisions(e, &keys, requests, l).await),
+                }
+            }
             Solver::RankOne { consistent_keys } => {
                 if requests.len() != 1 {
                     return Err(EngineError::Input("ROME edits one request at a time".into()));
@@ -113,7 +172,7 @@ pub async fn distribute(
                 } else {
                     bare_key
                 };
-                rank_one(pres, keys.clone(), k_den, residual.clone()).await?
+                rank_one(pres.weighted(l)?, keys.clone(), k_den, residual.clone()).await?
             }
         };
         apply_delta(model, l, delta.clone());

@@ -25,14 +25,15 @@ use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 
 use super::algorithm::{Algorithm, EditEvent, EditHparams, apply_edits};
-use super::distribute::{Dropped, LayerDelta, drop_dependent_keys};
+use super::distribute::{Dropped, LayerDelta, NullSpaceTerm, Preserved, drop_dependent_keys};
 use super::layers::check_layers;
+use super::nullspace::NullSpace;
 use super::objective::{Objective, Preservation};
 use super::presets::preset_for;
 use super::request::EditRequest;
 use super::stats::{LayerStats, accumulate};
 use super::templates::{ContextTemplates, TemplateRecipe};
-use super::tradeoff::{TradeoffPoint, tradeoff};
+use super::tradeoff::{TradeoffPoint, errors, tradeoff};
 use super::values::StepLoss;
 use crate::error::{EngineError, Result};
 use crate::eval::score::{SCORE_BATCH, score_targets};
@@ -68,6 +69,12 @@ pub struct ValueOverrides {
     pub kl_factor: Option<f64>,
     /// Weight of ‖δ‖/‖v_init‖².
     pub weight_decay: Option<f64>,
+    /// Stop a request's optimisation once its target is the most probable continuation.
+    #[serde(default)]
+    pub stop_at_top1: bool,
+    /// Rescale each value to the norm of the unedited model's value.
+    #[serde(default)]
+    pub norm_anchor: bool,
 }
 
 /// What a caller changes of the preset.
@@ -79,6 +86,16 @@ pub struct Overrides {
     pub lambda: Option<f64>,
     /// α (EMMET).
     pub alpha: Option<f64>,
+    /// AlphaEdit's ridge μ (`L2`).
+    #[serde(default)]
+    pub l2: Option<f64>,
+    /// AlphaEdit's threshold on C0's eigenvalues.
+    #[serde(default)]
+    pub nullspace_threshold: Option<f64>,
+    /// MEMIT/EMMET/ROME: add the keys of the batches applied before to λ·C0, so later batches
+    /// preserve earlier edits too (AlphaEdit always does).
+    #[serde(default)]
+    pub preserve_edits: bool,
     /// The value optimisation.
     pub value: ValueOverrides,
     /// Context templates (default: sampled with seed 0).
@@ -103,6 +120,9 @@ pub struct EditPlan {
     pub templates: TemplateChoice,
     /// Leave out requests with dependent keys.
     pub drop_dependent: bool,
+    /// Add the keys of earlier edits to the preservation term (AlphaEdit always does).
+    #[serde(default)]
+    pub preserve_edits: bool,
     /// Requests whose target probability is reported.
     pub report_targets: usize,
 }
@@ -154,6 +174,10 @@ pub struct Teaching {
     pub equality: Vec<TradeoffPoint>,
     /// MEMIT.
     pub least_squares: Vec<TradeoffPoint>,
+    /// AlphaEdit on the same keys (no λ: its `lambda` field is 0), with the dimension of the null
+    /// space it used; `None` when its null space is empty.
+    #[serde(default)]
+    pub null_space: Option<(TradeoffPoint, usize)>,
 }
 
 /// The λ values of the teaching view: 10⁻² … 10⁵.
@@ -170,6 +194,11 @@ pub struct Editor<M: EditableModel = Gpt2> {
     stats: BTreeMap<usize, LayerStats>,
     /// λ·C0 factored, per layer, at the λ last used there.
     factors: HashMap<usize, Preservation>,
+    /// C0's null space per layer, at the threshold last used there (AlphaEdit).
+    null_spaces: HashMap<usize, NullSpace>,
+    /// K_p K_pᵀ per layer: the keys of the batches edited into the model since loading (or the
+    /// last undo), by AlphaEdit or with `preserve_edits`.
+    edited_keys: BTreeMap<usize, Tensor<2>>,
     /// The edited matrices as they were before the first edit since loading (or the last undo).
     undo: BTreeMap<usize, Tensor<2>>,
     /// Sampled templates per (recipe, seed).
@@ -202,6 +231,8 @@ impl<M: EditableModel> Editor<M> {
             tokenizer,
             stats: BTreeMap::new(),
             factors: HashMap::new(),
+            null_spaces: HashMap::new(),
+            edited_keys: BTreeMap::new(),
             undo: BTreeMap::new(),
             templates: HashMap::new(),
             memory_budget: super::memory::default_budget(&model.device()),
@@ -263,6 +294,7 @@ impl<M: EditableModel> Editor<M> {
         }
         for s in stats {
             self.factors.remove(&s.layer);
+            self.null_spaces.remove(&s.layer);
             self.stats.insert(s.layer, s);
         }
         Ok(())
@@ -303,6 +335,12 @@ impl<M: EditableModel> Editor<M> {
         if let Some(x) = overrides.alpha {
             hp.alpha = non_negative("α", x)?;
         }
+        if let Some(x) = overrides.l2 {
+            hp.l2 = positive("L2", x)?;
+        }
+        if let Some(x) = overrides.nullspace_threshold {
+            hp.nullspace_threshold = positive("the null-space threshold", x)?;
+        }
         let v = &overrides.value;
         if let Some(n) = v.steps {
             if n == 0 {
@@ -324,6 +362,8 @@ impl<M: EditableModel> Editor<M> {
         if let Some(x) = v.weight_decay {
             hp.value.weight_decay = non_negative("v_weight_decay", x)?;
         }
+        hp.value.stop_at_top1 |= v.stop_at_top1;
+        hp.value.norm_anchor |= v.norm_anchor;
         hp.value.memory_budget = self.memory_budget;
         Ok(EditPlan {
             algorithm,
@@ -333,6 +373,7 @@ impl<M: EditableModel> Editor<M> {
                 .clone()
                 .unwrap_or(TemplateChoice::Sampled { seed: 0 }),
             drop_dependent: overrides.drop_dependent,
+            preserve_edits: overrides.preserve_edits,
             report_targets: overrides.report_targets.unwrap_or(DEFAULT_REPORTED_TARGETS),
         })
     }
@@ -354,6 +395,56 @@ impl<M: EditableModel> Editor<M> {
         })
     }
 
+    /// The statistics of `layer`, or an error that says how to get them.
+    fn require_statistics(&self, layer: usize) -> Result<&LayerStats> {
+        self.stats.get(&layer).ok_or_else(|| {
+            EngineError::Input(format!(
+                "no C0 statistics for layer {layer} (statistics are loaded for layers {:?}): compute them for this \
+                 layer (`pmedit stats --layers {layer}`, or the page's \"compute them here\") or load a file that has them",
+                self.statistics_layers()
+            ))
+        })
+    }
+
+    /// C0's null space at `layer` for `threshold`, computed once per layer and threshold.
+    pub async fn null_space(&mut self, layer: usize, threshold: f64) -> Result<NullSpace> {
+        if let Some(ns) = self.null_spaces.get(&layer)
+            && ns.threshold == threshold
+        {
+            return Ok(ns.clone());
+        }
+        let c0 = self.require_statistics(layer)?.c0()?;
+        let ns = NullSpace::new(c0, threshold).await?;
+        self.null_spaces.insert(layer, ns.clone());
+        Ok(ns)
+    }
+
+    /// K_p K_pᵀ of the edits applied at `layer` since loading (or the last undo) that the
+    /// editor tracked (AlphaEdit's, and any with `preserve_edits`).
+    pub fn edited_keys(&self, layer: usize) -> Option<&Tensor<2>> {
+        self.edited_keys.get(&layer)
+    }
+
+    /// What `plan` preserves at `layer`.
+    async fn preserved(&mut self, layer: usize, plan: &EditPlan) -> Result<Preserved> {
+        let hp = &plan.hparams;
+        if plan.algorithm.uses_null_space() {
+            let ns = self.null_space(layer, hp.nullspace_threshold).await?;
+            return Ok(Preserved::NullSpace(Box::new(NullSpaceTerm {
+                space: ns,
+                earlier: self.edited_keys.get(&layer).cloned(),
+            })));
+        }
+        match self.edited_keys.get(&layer).filter(|_| plan.preserve_edits) {
+            // λ·C0 + K_p K_pᵀ changes with every batch: factored afresh, not cached.
+            Some(kp) => {
+                let c = self.require_statistics(layer)?.c0()? * hp.lambda + kp.clone();
+                Ok(Preservation::new(c, 1.0).await?.into())
+            }
+            None => Ok(self.preservation(layer, hp.lambda).await?.into()),
+        }
+    }
+
     /// λ·C0 of `layer`, factored once and re-weighted for another λ.
     async fn preservation(&mut self, layer: usize, lambda: f64) -> Result<Preservation> {
         if let Some(p) = self.factors.get(&layer) {
@@ -364,14 +455,7 @@ impl<M: EditableModel> Editor<M> {
             self.factors.insert(layer, p.clone());
             return Ok(p);
         }
-        let st = self.stats.get(&layer).ok_or_else(|| {
-            EngineError::Input(format!(
-                "no C0 statistics for layer {layer} (statistics are loaded for layers {:?}): compute them for this \
-                 layer (`pmedit stats --layers {layer}`, or the page's \"compute them here\") or load a file that has them",
-                self.statistics_layers()
-            ))
-        })?;
-        let p = Preservation::new(st.c0()?, lambda).await?;
+        let p = Preservation::new(self.require_statistics(layer)?.c0()?, lambda).await?;
         self.factors.insert(layer, p.clone());
         Ok(p)
     }
@@ -404,7 +488,7 @@ impl<M: EditableModel> Editor<M> {
         // Statistics first: a missing layer is refused before any template is sampled.
         let mut stats = HashMap::new();
         for &l in &plan.hparams.layers {
-            stats.insert(l, self.preservation(l, plan.hparams.lambda).await?);
+            stats.insert(l, self.preserved(l, plan).await?);
         }
         on_event(EditEvent::Templates);
         let templates = self.templates(plan).await?;
@@ -466,6 +550,19 @@ impl<M: EditableModel> Editor<M> {
         for (l, w) in previous {
             self.undo.entry(l).or_insert(w);
         }
+        // The keys written, for later batches to preserve (eq. A2's K_p; at each layer they are
+        // the keys after the edit, since a layer's keys depend only on the layers below it).
+        if plan.algorithm.uses_null_space() || plan.preserve_edits {
+            for d in &outcome.deltas {
+                let k = d.keys.clone().cast(FloatDType::F32);
+                let kkt = crate::linalg::matmul(k.clone(), k.transpose());
+                let sum = match self.edited_keys.remove(&d.layer) {
+                    Some(before) => before + kkt,
+                    None => kkt,
+                };
+                self.edited_keys.insert(d.layer, sum);
+            }
+        }
         let after = self.target_probabilities(&requests, plan.report_targets).await?;
         let targets = requests
             .iter()
@@ -484,7 +581,13 @@ impl<M: EditableModel> Editor<M> {
             deltas: outcome.deltas,
             losses: outcome.losses,
             targets,
-            condition: stats.iter().map(|(l, p)| (*l, p.factor.condition_estimate())).collect(),
+            condition: stats
+                .iter()
+                .filter_map(|(l, p)| match p {
+                    Preserved::Weighted(p) => Some((*l, p.factor.condition_estimate())),
+                    Preserved::NullSpace(..) => None,
+                })
+                .collect(),
             requests,
         })
     }
@@ -536,27 +639,41 @@ impl<M: EditableModel> Editor<M> {
         Ok(())
     }
 
-    /// Restores every edited matrix as it was when loaded (or at the last undo).
+    /// Restores every edited matrix as it was when loaded (or at the last undo), and forgets the
+    /// keys of the edits undone.
     pub fn undo(&mut self) {
         for (l, w) in std::mem::take(&mut self.undo) {
             self.model.set_edited_weight(l, w);
         }
+        self.edited_keys.clear();
     }
 
-    /// The teaching view of `delta`'s system at `lambdas` (docs/MATH.md §7), with α for the
-    /// equality-constrained side.
-    pub async fn teach(&self, delta: &LayerDelta, alpha: f64, lambdas: &[f64]) -> Result<Teaching> {
+    /// The teaching view of `delta`'s system at `lambdas` (docs/MATH.md §7): the equality-
+    /// constrained side with `hp.alpha`, least squares, and AlphaEdit with `hp`'s L2 and threshold.
+    pub async fn teach(&mut self, delta: &LayerDelta, hp: &EditHparams, lambdas: &[f64]) -> Result<Teaching> {
         let st = self
             .stats
             .get(&delta.layer)
             .ok_or_else(|| EngineError::Input(format!("no C0 statistics for layer {}", delta.layer)))?;
         let c0 = st.c0()?;
         let run = |o: Objective| tradeoff(&c0, o, &delta.keys, &delta.residual, lambdas);
+        let equality = run(Objective::Emmet { alpha: hp.alpha }).await?;
+        let least_squares = run(Objective::Memit).await?;
+        let ns = self.null_space(delta.layer, hp.nullspace_threshold).await?;
+        let null_space = if ns.rank() == 0 {
+            None
+        } else {
+            let d = ns
+                .solve(delta.keys.clone(), delta.residual.clone(), None, hp.l2)
+                .await?;
+            Some((errors(&c0, &delta.keys, &delta.residual, d, 0.0).await?, ns.rank()))
+        };
         Ok(Teaching {
             layer: delta.layer,
             keys: delta.keys.dims()[1],
-            equality: run(Objective::Emmet { alpha }).await?,
-            least_squares: run(Objective::Memit).await?,
+            equality,
+            least_squares,
+            null_space,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod editor;
 pub mod keys;
 pub mod layers;
 pub mod memory;
+pub mod nullspace;
 pub mod objective;
 pub mod presets;
 pub mod prompts;
@@ -17,8 +18,9 @@ pub mod tradeoff;
 pub mod values;
 
 pub use algorithm::{Algorithm, EditEvent, EditHparams, EditOutcome, apply_edits};
-pub use distribute::{Dropped, LayerDelta, Solver, distribute, drop_dependent_keys};
+pub use distribute::{Dropped, LayerDelta, Preserved, Solver, distribute, drop_dependent_keys};
 pub use editor::{EditPlan, EditReport, Editor, Overrides, TargetChange, Teaching, TemplateChoice, ValueOverrides};
+pub use nullspace::NullSpace;
 pub use objective::{Objective, Preservation, solve_delta};
 pub use request::EditRequest;
 pub use templates::{ContextTemplates, TemplateRecipe};

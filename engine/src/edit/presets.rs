@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use std::collections::HashMap;
 
-use super::algorithm::{Algorithm, EditHparams};
+use super::algorithm::{Algorithm, EditHparams, default_l2, default_nullspace_threshold};
 use super::values::ValueHparams;
 use crate::model::Gpt2Config;
 
@@ -35,6 +35,10 @@ struct Relative {
     span: usize,
     lambda: f64,
     alpha: f64,
+    #[serde(default = "default_l2")]
+    l2: f64,
+    #[serde(default = "default_nullspace_threshold")]
+    nullspace_threshold: f64,
     value: ValueHparams,
 }
 
@@ -61,6 +65,8 @@ pub fn preset_for(algorithm: Algorithm, n_layer: usize, n_embd: usize) -> EditHp
         layers: (first..=last).collect(),
         lambda: r.lambda,
         alpha: r.alpha,
+        l2: r.l2,
+        nullspace_threshold: r.nullspace_threshold,
         value: r.value,
     }
 }

@@ -1,6 +1,7 @@
 //! The preservation–memorization trade-off of one layer's system, for teaching (docs/MATH.md §7; eq. 1,
 //! 4, 8): how far an update moves the outputs of the keys the layer has seen, and how far it is
-//! from writing the requested values, as λ sweeps.
+//! from writing the requested values, as λ sweeps; and AlphaEdit's one point (§11), whose
+//! preservation error is bounded by the null-space threshold whatever λ.
 //!
 //! With `C0 = K0K0ᵀ / N` (the second moment of the keys), the preservation error per key is
 //! `‖ΔᵀK0‖_F / √N = √tr(Δᵀ C0 Δ)`, so it needs only `C0`, never `K0`. The memorization error is
@@ -39,16 +40,27 @@ pub async fn tradeoff(
     for &lambda in lambdas {
         let pres = unit.with_lambda(lambda)?;
         let delta = solve_delta(&pres, objective, k.clone(), r.clone()).await?; // [n, d]
-        let moved = read_scalar::<f64, 1, Float>((delta.clone() * c0.clone().matmul(delta.clone())).sum()).await?;
-        let miss = k.clone().transpose().matmul(delta) - r.clone();
-        let memorization = read_scalar::<f64, 1, Float>((miss.clone() * miss).sum()).await?.sqrt();
-        out.push(TradeoffPoint {
-            lambda,
-            preservation: moved.max(0.0).sqrt(),
-            memorization,
-        });
+        out.push(errors(c0, k, r, delta, lambda).await?);
     }
     Ok(out)
+}
+
+/// Preservation and memorization errors of one update `delta` (`[n, d]`), reported at `lambda`.
+pub async fn errors(
+    c0: &Tensor<2>,
+    k: &Tensor<2>,
+    r: &Tensor<2>,
+    delta: Tensor<2>,
+    lambda: f64,
+) -> Result<TradeoffPoint> {
+    let moved = read_scalar::<f64, 1, Float>((delta.clone() * c0.clone().matmul(delta.clone())).sum()).await?;
+    let miss = k.clone().transpose().matmul(delta) - r.clone();
+    let memorization = read_scalar::<f64, 1, Float>((miss.clone() * miss).sum()).await?.sqrt();
+    Ok(TradeoffPoint {
+        lambda,
+        preservation: moved.max(0.0).sqrt(),
+        memorization,
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@
 //! early when the loss drops below 5e-2 and clamping ‖δ‖ ≤ clamp_norm_factor · ‖v_init‖ after each
 //! step. The result is `v = v_init + δ`. Runs on whatever device the model lives on, with burn's
 //! autodiff (the model's weights stay plain tensors and act as constants).
+//!
+//! Two options for lifelong editing (docs/MATH.md §11): `stop_at_top1` also stops a request once
+//! every target token is the most probable token at every rewriting prompt, and `norm_anchor`
+//! rescales v to ‖v_init‖, so values cannot grow edit after edit.
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -43,6 +47,13 @@ pub struct ValueHparams {
     /// cannot fit alone is refused). `None`: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_budget: Option<u64>,
+    /// Stop a request's optimisation as soon as every target token is the most probable one at
+    /// every rewriting prompt ("most-probable early stopping").
+    #[serde(default)]
+    pub stop_at_top1: bool,
+    /// Rescale each optimised value to the norm of `v_init` ("norm-anchored" values).
+    #[serde(default)]
+    pub norm_anchor: bool,
 }
 
 /// Loss terms of one optimisation step (for progress bars and the web page's loss curve).
@@ -348,21 +359,43 @@ async fn optimise_group(
         let log_probs = log_softmax(model.lm_head(picked.unsqueeze_dim(0)).squeeze_dim::<2>(0), 1);
         let target_lp = log_probs.clone().narrow(0, 0, n_scored).gather(1, cols.clone()); // [N, 1]
         let nll = weights.clone().matmul(target_lp).neg(); // [R, 1]
-        let log_pd = log_probs.narrow(0, n_scored, n_req);
+        let log_pd = log_probs.clone().narrow(0, n_scored, n_req);
         let kl = (p0.clone() * (log_p0.clone() - log_pd)).sum_dim(1); // [R, 1]
+        // Share of each request's target tokens that are the most probable token (1 = all).
+        let top1 = if hp.stop_at_top1 {
+            let hit = log_probs
+                .clone()
+                .narrow(0, 0, n_scored)
+                .argmax(1)
+                .equal(cols.clone())
+                .float();
+            let counts = weights.clone().greater_elem(0.0).float();
+            (counts.clone().matmul(hit.clone()) / counts.sum_dim(1)).without_autodiff()
+        } else {
+            Tensor::<2>::zeros([n_req, 1], &device)
+        };
         // ‖δ‖ with a 1e-30 floor under the root: the gradient at δ = 0 is then 0 (PyTorch's norm
         // subgradient) instead of 0·∞ = NaN.
         let wd = (delta.clone().powi_scalar(2).sum_dim(1) + 1e-30).sqrt() * wd_scale.clone();
         let loss = nll.clone() + kl.clone() * hp.kl_factor + wd.clone(); // [R, 1]
 
-        let scalars =
-            read_vec::<f32, 2, Float>(Tensor::cat(vec![nll, kl, wd, loss.clone()], 1).without_autodiff()).await?;
+        let scalars = read_vec::<f32, 2, Float>(Tensor::cat(
+            vec![
+                nll.without_autodiff(),
+                kl.without_autodiff(),
+                wd.without_autodiff(),
+                loss.clone().without_autodiff(),
+                top1,
+            ],
+            1,
+        ))
+        .await?;
         let mut update = vec![0f32; n_req];
         for r in 0..n_req {
             if !active[r] {
                 continue;
             }
-            let s = &scalars[r * 4..r * 4 + 4];
+            let s = &scalars[r * 5..r * 5 + 5];
             let record = StepLoss {
                 step,
                 nll: s[0],
@@ -378,7 +411,8 @@ async fn optimise_group(
                     record.total
                 )));
             }
-            if record.total < EARLY_STOP || step + 1 == hp.steps {
+            let top1 = hp.stop_at_top1 && s[4] >= 1.0 - 1e-6;
+            if record.total < EARLY_STOP || top1 || step + 1 == hp.steps {
                 active[r] = false;
             } else {
                 update[r] = 1.0;
@@ -408,7 +442,12 @@ async fn optimise_group(
         .map(|(r, losses)| {
             let idx = Tensor::<1, Int>::from_data(TensorData::new(vec![r as i64], [1]), &device);
             let v_init_r = v_init.clone().select(0, idx.clone()).reshape([width]);
-            let v = v_init_r.clone() + delta.clone().select(0, idx).reshape([width]);
+            let mut v = v_init_r.clone() + delta.clone().select(0, idx).reshape([width]);
+            if hp.norm_anchor {
+                let ratio =
+                    (v_init_r.clone().powi_scalar(2).sum() / v.clone().powi_scalar(2).sum().clamp_min(1e-30)).sqrt();
+                v = v * ratio;
+            }
             Value {
                 v_init: v_init_r,
                 v,

@@ -38,6 +38,12 @@ pub enum LinalgError {
     /// Reading a tensor back from the device failed.
     #[error("device read failed: {0}")]
     Device(String),
+    /// The input does not have the size the routine needs.
+    #[error("{0}")]
+    Shape(String),
+    /// An iterative routine (the eigendecomposition) did not converge.
+    #[error("{0} did not converge")]
+    NoConvergence(&'static str),
 }
 
 /// `L` with `A = L Lᵀ`, plus what solves need.
