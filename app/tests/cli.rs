@@ -473,6 +473,72 @@ fn eval_sweep_writes_reports_and_resumes() {
     assert_eq!(err.matches("skipping").count(), 4, "{err}");
 }
 
+/// Lifelong editing: ROME and AlphaEdit batches pile up on the demo model (`--sequential`), every
+/// record edited so far is scored after each batch, and the lifelong report (CSV, Markdown, one SVG
+/// per metric with a line per algorithm) is written; the early-stop and norm-anchor options run.
+#[test]
+fn sequential_eval_writes_the_lifelong_report() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("lifelong");
+    let (model, heldout) = (demo(), demo().join("heldout.json"));
+    let (ok, stdout, err) = pmedit(&[
+        "--device",
+        "cpu",
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        heldout.to_str().unwrap(),
+        "--algo",
+        "rome,alphaedit",
+        "--sequential",
+        "--batch-size",
+        "2",
+        "--num-batches",
+        "3",
+        "--templates",
+        "none",
+        "--steps",
+        "10",
+        "--stop-at-top1",
+        "--norm-anchor",
+        "--ge-tokens",
+        "0",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("| alphaedit |"), "{stdout}");
+    let csv = std::fs::read_to_string(dir.join("lifelong.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2 * 3, "{csv}");
+    // Edits so far grow by the batch size, batch after batch, for both algorithms.
+    for algo in ["rome", "alphaedit"] {
+        let edits: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.starts_with(&format!("{algo},")))
+            .map(|r| r.split(',').nth(5).unwrap())
+            .collect();
+        assert_eq!(edits, ["2", "4", "6"], "{algo}: {csv}");
+    }
+    let md = std::fs::read_to_string(dir.join("lifelong.md")).unwrap();
+    assert!(
+        md.contains("| rome | [0] | 2 | 6 |") && md.contains("| alphaedit | [0] | 2 | 6 |"),
+        "{md}"
+    );
+    for metric in ["ES", "PS", "NS", "S"] {
+        let svg = std::fs::read_to_string(dir.join(format!("lifelong-{metric}.svg"))).unwrap();
+        assert!(
+            svg.contains("alphaedit L[0] b=2") && svg.contains("rome L[0] b=2"),
+            "{metric}"
+        );
+    }
+    let point: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("alphaedit-L0-b2-lambda1000/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(point["lifelong"].as_array().unwrap().len(), 3);
+}
+
 fn spawn(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_pmedit"))
         .args(args)

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pmedit_engine::edit::{Algorithm, Overrides};
 use pmedit_engine::eval::dataset::read_records;
 use pmedit_engine::eval::records::{GeOptions, Summary};
-use pmedit_engine::eval::session::{EvalEvent, EvalOutcome, EvalSpec, run_eval};
+use pmedit_engine::eval::session::{EvalEvent, EvalOutcome, EvalSpec, LifelongPoint, lifelong, run_eval};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -102,6 +102,9 @@ pub struct PointSummary {
     pub before: Summary,
     pub after: Summary,
     pub edit_seconds: f64,
+    /// Sequential runs: the means over every record edited so far, after each batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifelong: Vec<LifelongPoint>,
 }
 
 fn list<T: std::str::FromStr>(s: &str, what: &str) -> Result<Vec<T>>
@@ -349,6 +352,7 @@ fn write_point(dir: &Path, spec: &EvalSpec, o: &EvalOutcome) -> Result<PointSumm
         before: o.before,
         after: o.after,
         edit_seconds: o.edit_seconds.iter().sum(),
+        lifelong: if spec.sequential { lifelong(o) } else { Vec::new() },
     };
     write_file_atomic(
         &dir.join("hparams.json"),
@@ -476,6 +480,7 @@ fn write_reports(out: &Path, points: &[PointSummary]) -> Result<()> {
     write_file_atomic(&out.join("summary.csv"), csv.as_bytes())?;
     write_file_atomic(&out.join("summary.json"), &serde_json::to_vec_pretty(points)?)?;
     write_file_atomic(&out.join("table.md"), markdown_table(points).as_bytes())?;
+    write_lifelong(out, points)?;
     // Plots: each metric vs batch size (when several) and vs λ (when several), one line per
     // algorithm and layer set (and λ / batch size).
     let cf = points.iter().any(|p| p.after.counterfact.is_some());
@@ -521,6 +526,103 @@ fn write_reports(out: &Path, points: &[PointSummary]) -> Result<()> {
             let svg = line_chart(&format!("{name} vs {label}"), label, name, y_max, &series);
             write_file_atomic(&out.join(format!("{name}-vs-{axis}.svg")), svg.as_bytes())?;
         }
+    }
+    Ok(())
+}
+
+/// The lifelong report of sequential runs: `lifelong.csv` (one row per grid point and batch),
+/// `lifelong.md` (per grid point: the metrics after the last batch and the first batch at which
+/// ES fell below 90) and `lifelong-{metric}.svg` (each metric vs the number of edits so far, one
+/// line per grid point).
+fn write_lifelong(out: &Path, points: &[PointSummary]) -> Result<()> {
+    let runs: Vec<&PointSummary> = points.iter().filter(|p| !p.lifelong.is_empty()).collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let name = |p: &PointSummary| format!("{} L{:?} b={}", p.algorithm, p.layers, p.batch_size);
+    let mut csv =
+        String::from("algorithm,layers,batch_size,lambda,batch,edits,ES,PS,NS,EM,PM,NM,S,NS_before,NM_before\n");
+    let mut md = String::from(
+        "| Algorithm | Layers | Batch | Edits | ES | PS | NS | S | NM drift | ES < 90 from batch |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for p in &runs {
+        let layers: Vec<String> = p.layers.iter().map(|l| l.to_string()).collect();
+        for q in &p.lifelong {
+            let (Some(a), Some(b)) = (q.after.counterfact, q.before.counterfact) else {
+                continue;
+            };
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                p.algorithm,
+                layers.join(" "),
+                p.batch_size,
+                p.lambda,
+                q.batch,
+                q.edits,
+                a.es,
+                a.ps,
+                a.ns,
+                a.em,
+                a.pm,
+                a.nm,
+                a.s,
+                b.ns,
+                b.nm
+            );
+        }
+        let last = p.lifelong.last().expect("non-empty");
+        let first_drop = p
+            .lifelong
+            .iter()
+            .find(|q| q.after.counterfact.is_some_and(|c| c.es < 90.0))
+            .map_or("never".to_string(), |q| q.batch.to_string());
+        if let (Some(a), Some(b)) = (last.after.counterfact, last.before.counterfact) {
+            let _ = writeln!(
+                md,
+                "| {} | {:?} | {} | {} | {} | {} | {} | {} | {} | {first_drop} |",
+                p.algorithm,
+                p.layers,
+                p.batch_size,
+                last.edits,
+                fmt(a.es),
+                fmt(a.ps),
+                fmt(a.ns),
+                fmt(a.s),
+                fmt(b.nm - a.nm),
+            );
+        }
+    }
+    write_file_atomic(&out.join("lifelong.csv"), csv.as_bytes())?;
+    write_file_atomic(&out.join("lifelong.md"), md.as_bytes())?;
+    for (metric, f) in METRICS {
+        if metric == "GE" {
+            continue;
+        }
+        let series: Vec<Series> = runs
+            .iter()
+            .map(|p| Series {
+                name: name(p),
+                points: p
+                    .lifelong
+                    .iter()
+                    .filter_map(|q| q.after.counterfact.map(|c| (q.edits as f64, f(&c))))
+                    .filter(|(_, y)| y.is_finite())
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let svg = line_chart(
+            &format!("{metric} of all edits so far (sequential)"),
+            "edits so far",
+            metric,
+            100.0,
+            &series,
+        );
+        write_file_atomic(&out.join(format!("lifelong-{metric}.svg")), svg.as_bytes())?;
     }
     Ok(())
 }

@@ -87,6 +87,37 @@ pub struct EvalOutcome {
     pub edit_seconds: Vec<f64>,
 }
 
+/// The lifelong curve of a sequential run at one batch: means over every record edited so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LifelongPoint {
+    /// The batch after which the records were scored.
+    pub batch: usize,
+    /// Records edited so far.
+    pub edits: usize,
+    /// The same records on the unedited model.
+    pub before: Summary,
+    /// After this batch.
+    pub after: Summary,
+}
+
+/// After each batch, the means over every record scored then (sequential runs: all records
+/// edited so far; otherwise the batch's own records).
+pub fn lifelong(outcome: &EvalOutcome) -> Vec<LifelongPoint> {
+    (0..outcome.batches.len())
+        .map(|b| {
+            let rows: Vec<&RecordRow> = outcome.rows.iter().filter(|r| r.scored_after == b).collect();
+            let before: Vec<RecordScores> = rows.iter().map(|r| r.before.clone()).collect();
+            let after: Vec<RecordScores> = rows.iter().map(|r| r.after.clone()).collect();
+            LifelongPoint {
+                batch: b,
+                edits: rows.len(),
+                before: summarize(&before),
+                after: summarize(&after),
+            }
+        })
+        .collect()
+}
+
 /// `n` indices shuffled with `seed`, cut into `batch_size` batches (at most `num_batches`; a last
 /// partial batch is dropped unless it is the only one).
 pub fn sample_batches(n: usize, batch_size: usize, num_batches: Option<usize>, seed: u64) -> Vec<Vec<usize>> {
