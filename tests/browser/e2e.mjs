@@ -150,6 +150,14 @@ await withPage('cpu-fallback', false, async (page) => {
   if (!picked) throw new Error('the picked CounterFact row is empty');
   await page.click('#undo');
   await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('restored'));
+  // AlphaEdit is in the algorithm list, and the teaching view draws its solution of the same keys
+  // (the null-space line) beside ROME/EMMET and MEMIT.
+  await page.selectOption('#algo', 'alphaedit');
+  await page.click('#apply');
+  await page.waitForSelector('#teaching text.null-space', { timeout: 300000 });
+  results['cpu-fallback'].alphaedit = (await page.textContent('#teaching text.null-space')).trim();
+  await page.click('#undo');
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('restored'));
   // C0 statistics computed in the page (for models that come without them) cover the layers the
   // edit form names (here MEMIT on layers 2 and 3; the demo ships layers 0 and 1), one at a time.
   await page.selectOption('#algo', 'memit');
