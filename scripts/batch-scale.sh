@@ -38,7 +38,7 @@ import json, random, sys
 facts, n, out = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3]
 rng = random.Random(n)
 subjects = sorted({f["subject"] for f in facts})
-objects = sorted({f.get("target_new") or f.get("target_true") for f in facts} - {None})
+objects = sorted({f.get("target_new") or f.get("ground_truth") or f.get("target_true") for f in facts} - {None})
 seen, reqs = set(), []
 while len(reqs) < n:
     f = rng.choice(facts)
@@ -46,7 +46,10 @@ while len(reqs) < n:
     if s in seen:
         continue
     seen.add(s)
-    reqs.append({"prompt": f["prompt"], "subject": s, "target_new": rng.choice(objects)})
+    prompt = f["prompt"] if "{}" in f["prompt"] else f["prompt"].replace(f["subject"], "{}", 1)
+    if "{}" not in prompt:
+        continue
+    reqs.append({"prompt": prompt, "subject": s, "target_new": rng.choice(objects)})
 json.dump(reqs, open(out, "w"))
 EOF
   for algo in $algos; do
