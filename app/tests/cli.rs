@@ -473,15 +473,10 @@ fn eval_sweep_writes_reports_and_resumes() {
     assert_eq!(err.matches("skipping").count(), 4, "{err}");
 }
 
-/// Lifelong editing: ROME and AlphaEdit batches pile up on the demo model (`--sequential`), every
-/// record edited so far is scored after each batch, and the lifelong report (CSV, Markdown, one SVG
-/// per metric with a line per algorithm) is written; the early-stop and norm-anchor options run.
-#[test]
-fn sequential_eval_writes_the_lifelong_report() {
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("lifelong");
+/// `pmedit --device cpu eval` on the demo model and its held-out facts, writing to `dir`.
+fn eval_demo(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let (model, heldout) = (demo(), demo().join("heldout.json"));
-    let (ok, stdout, err) = pmedit(&[
+    let mut all = vec![
         "--device",
         "cpu",
         "eval",
@@ -489,24 +484,40 @@ fn sequential_eval_writes_the_lifelong_report() {
         model.to_str().unwrap(),
         "--dataset",
         heldout.to_str().unwrap(),
-        "--algo",
-        "rome,alphaedit",
-        "--sequential",
-        "--batch-size",
-        "2",
-        "--num-batches",
-        "3",
-        "--templates",
-        "none",
-        "--steps",
-        "10",
-        "--stop-at-top1",
-        "--norm-anchor",
-        "--ge-tokens",
-        "0",
         "--out",
         dir.to_str().unwrap(),
-    ]);
+    ];
+    all.extend_from_slice(args);
+    pmedit(&all)
+}
+
+/// Lifelong editing: ROME and AlphaEdit batches pile up on the demo model (`--sequential`), every
+/// record edited so far is scored after each batch, and the lifelong report (CSV, Markdown, one SVG
+/// per metric with a line per algorithm) is written; the early-stop and norm-anchor options run.
+#[test]
+fn sequential_eval_writes_the_lifelong_report() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("lifelong");
+    let (ok, stdout, err) = eval_demo(
+        &dir,
+        &[
+            "--algo",
+            "rome,alphaedit",
+            "--sequential",
+            "--batch-size",
+            "2",
+            "--num-batches",
+            "3",
+            "--templates",
+            "none",
+            "--steps",
+            "10",
+            "--stop-at-top1",
+            "--norm-anchor",
+            "--ge-tokens",
+            "0",
+        ],
+    );
     assert!(ok, "{err}");
     assert!(stdout.contains("| alphaedit |"), "{stdout}");
     let csv = std::fs::read_to_string(dir.join("lifelong.csv")).unwrap();
@@ -789,32 +800,25 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
 fn eval_runs_every_algorithm_single_and_distributed() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("grid");
-    let (model, heldout) = (demo(), demo().join("heldout.json"));
-    let (ok, stdout, err) = pmedit(&[
-        "--device",
-        "cpu",
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--dataset",
-        heldout.to_str().unwrap(),
-        "--algo",
-        "rome,r-rome,memit,emmet",
-        "--layers",
-        "0;0-1",
-        "--batch-size",
-        "1",
-        "--num-batches",
-        "1",
-        "--templates",
-        "none",
-        "--steps",
-        "5",
-        "--ge-tokens",
-        "0",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
+    let (ok, stdout, err) = eval_demo(
+        &dir,
+        &[
+            "--algo",
+            "rome,r-rome,memit,emmet",
+            "--layers",
+            "0;0-1",
+            "--batch-size",
+            "1",
+            "--num-batches",
+            "1",
+            "--templates",
+            "none",
+            "--steps",
+            "5",
+            "--ge-tokens",
+            "0",
+        ],
+    );
     assert!(ok, "{err}");
     for algo in ["rome", "r-rome", "memit", "emmet"] {
         for layers in ["[0]", "[0, 1]"] {
