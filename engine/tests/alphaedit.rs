@@ -195,5 +195,24 @@ fn sequential_alphaedit_batches_take_and_keep_earlier_edits() {
         assert!(frobenius(&kp2) > frobenius(&kp), "{name}: K_p did not grow");
         e.undo();
         assert!(e.edited_keys(1).is_none(), "{name}: undo keeps K_p");
+        // A threshold below every eigenvalue leaves no null space: refused before any work.
+        let empty = e
+            .plan(
+                Algorithm::AlphaEdit,
+                &Overrides {
+                    nullspace_threshold: Some(1e-12),
+                    templates: Some(TemplateChoice::Bare),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let err = block_on(e.edit(std::slice::from_ref(first), &empty, |_| {}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("null space") && err.contains("--nullspace-threshold"),
+            "{name}: {err}"
+        );
+        assert!(!e.is_edited(), "{name}");
     });
 }

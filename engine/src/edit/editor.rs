@@ -430,6 +430,14 @@ impl<M: EditableModel> Editor<M> {
         let hp = &plan.hparams;
         if plan.algorithm.uses_null_space() {
             let ns = self.null_space(layer, hp.nullspace_threshold).await?;
+            if ns.rank() == 0 {
+                // Refused before any value is optimised.
+                return Err(EngineError::Numerical(format!(
+                    "the null space of layer {layer}'s C0 is empty: every eigenvalue is ≥ the threshold {:e} \
+                     (they span {:.3e} … {:.3e}); raise --nullspace-threshold",
+                    ns.threshold, ns.spectrum.0, ns.spectrum.1
+                )));
+            }
             return Ok(Preserved::NullSpace(Box::new(NullSpaceTerm {
                 space: ns,
                 earlier: self.edited_keys.get(&layer).cloned(),
