@@ -839,3 +839,71 @@ fn eval_runs_every_algorithm_single_and_distributed() {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
 }
+
+/// A Llama-family model directory end to end: `info` names the family, `stats`, `edit` with ROME,
+/// MEMIT and EMMET, and the edited directory loads (`predict`) with its prediction moved, written
+/// in transformers' layout (`model.layers.N.mlp.down_proj.weight` `[d, d_inner]`).
+#[test]
+fn llama_model_dirs_take_stats_edits_and_predictions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-llama3");
+    let (ok, stdout, err) = pmedit(&["--device", "cpu", "info", "--model", model.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(info["model_type"], "llama");
+    let stats = tmp.path().join("stats.safetensors");
+    stats_for(&model, &stats);
+    let requests = tmp.path().join("requests.json");
+    std::fs::write(
+        &requests,
+        r#"[{"prompt": "{} is located in the city of", "subject": "The Eiffel Tower", "target_new": "Rome"}]"#,
+    )
+    .unwrap();
+    let prompt = "The Eiffel Tower is located in the city of";
+    let top = |dir: &Path| {
+        let (ok, stdout, err) = pmedit(&[
+            "--device",
+            "cpu",
+            "predict",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--json",
+        ]);
+        assert!(ok, "{} does not load: {err}", dir.display());
+        stdout
+    };
+    let before = top(&model);
+    for algo in ["rome", "memit", "emmet"] {
+        let out = tmp.path().join(algo);
+        let (ok, _, err) = pmedit(&[
+            "--device",
+            "cpu",
+            "edit",
+            "--model",
+            model.to_str().unwrap(),
+            "--requests",
+            requests.to_str().unwrap(),
+            "--algo",
+            algo,
+            "--layers",
+            "1",
+            "--stats",
+            stats.to_str().unwrap(),
+            "--templates",
+            "none",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{algo}: {err}");
+        assert_ne!(top(&out), before, "{algo}: the edited model predicts as before");
+        let header = pmedit_engine::load::SafetensorsFile::open(
+            pmedit_engine::load::FileSource::open(&out.join("model.safetensors")).unwrap(),
+        )
+        .unwrap();
+        let shape = &header.info("model.layers.1.mlp.down_proj.weight").unwrap().shape;
+        assert_eq!(shape, &vec![64, 64], "{algo}");
+        assert!(header.info("model.layers.2.self_attn.k_proj.weight").unwrap().shape == vec![32, 64]);
+    }
+}

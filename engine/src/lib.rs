@@ -34,7 +34,7 @@ pub mod train;
 
 pub use edit::Editor;
 pub use error::{EngineError, Result};
-pub use model::{EditableModel, Gpt2, Gpt2Config, Hooks, Site};
+pub use model::{EditableModel, Gpt2, Gpt2Config, Hooks, Llama, LlamaConfig, Model, ModelConfig, Site};
 #[cfg(not(target_family = "wasm"))]
 pub use readback::block_on;
 pub use tokenizer::Gpt2Tokenizer;

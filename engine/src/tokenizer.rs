@@ -1,6 +1,18 @@
-//! GPT-2 byte-level BPE tokenizer, built with the `tokenizers` crate from either a
-//! `tokenizer.json` or the original `vocab.json` + `merges.txt` pair. Works on bytes so the
+//! The models' tokenizers, built with the `tokenizers` crate from a `tokenizer.json` (GPT-2's
+//! byte-level BPE, Llama-3's tiktoken-style byte-level BPE, Llama-2's SentencePiece-style BPE with
+//! byte fallback) or GPT-2's original `vocab.json` + `merges.txt` pair. Works on bytes so the
 //! browser can hand over file contents.
+//!
+//! Two things differ between the families and are handled here, so the editing code never asks
+//! which tokenizer it has:
+//! - **BOS.** Llama tokenizers prepend a begin-of-sequence token (their post-processor adds it);
+//!   GPT-2's adds nothing. [`Gpt2Tokenizer::encode`] gives a text as the start of a sequence (with
+//!   the BOS when the tokenizer has one), as transformers' `tokenizer(text)` does.
+//! - **Pieces that continue a text.** The PM editors tokenise a prompt's prefix, subject and
+//!   suffix, and a target, separately (docs/MATH.md §4). A byte-level BPE gives `" Paris"` the same
+//!   ids alone as after other text; a SentencePiece-style tokenizer marks the start of every text
+//!   with `▁`, so `" Paris"` alone becomes `▁ ▁Paris`. [`Gpt2Tokenizer::encode_continuation`]
+//!   tokenises a piece as it comes out inside a longer text.
 
 use std::path::Path;
 #[cfg(not(target_family = "wasm"))]
@@ -13,12 +25,22 @@ use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{EngineError, Result};
 
-/// A GPT-2 tokenizer (no BOS is added; `<|endoftext|>` is a normal token).
+/// A causal-LM tokenizer: GPT-2's (no BOS; `<|endoftext|>` is a normal token) or a Llama
+/// family's (BOS prepended; SentencePiece-style or byte-level).
 #[derive(Clone)]
 pub struct Gpt2Tokenizer {
     inner: Tokenizer,
     eos: Option<u32>,
+    /// The token the post-processor puts before every sequence.
+    bos: Option<u32>,
+    /// Whether the start of every text is marked (`▁`, SentencePiece style), so a piece that
+    /// continues a text must be tokenised after an anchor.
+    marks_start: bool,
 }
+
+/// What [`Gpt2Tokenizer::encode_continuation`] puts before a piece and then drops: a newline is
+/// a token of its own (or byte-fallback bytes) that no merge joins to what follows.
+const ANCHOR: &str = "\n";
 
 impl std::fmt::Debug for Gpt2Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,17 +124,66 @@ impl Gpt2Tokenizer {
     }
 
     fn wrap(inner: Tokenizer) -> Self {
-        let eos = inner.token_to_id("<|endoftext|>");
-        Self { inner, eos }
+        let eos = ["<|endoftext|>", "</s>", "<|end_of_text|>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t));
+        // The BOS is what the post-processor adds in front of a text.
+        let ids = |special: bool| inner.encode("a", special).map(|e| e.get_ids().to_vec()).ok();
+        let bos = match (ids(true), ids(false)) {
+            (Some(with), Some(without)) if with.len() > without.len() && with.ends_with(&without) => {
+                with.first().copied()
+            }
+            _ => None,
+        };
+        // SentencePiece style: the normalizer prepends `▁`, or a Metaspace pre-tokenizer does.
+        let json = |part: Result<String, serde_json::Error>| part.unwrap_or_default();
+        let marks_start = json(serde_json::to_string(&inner.get_normalizer())).contains("\"Prepend\"")
+            || json(serde_json::to_string(&inner.get_pre_tokenizer())).contains("\"Metaspace\"");
+        Self {
+            inner,
+            eos,
+            bos,
+            marks_start,
+        }
     }
 
-    /// Token ids of `text` (no special tokens added).
+    /// Token ids of `text` as the start of a sequence: the BOS first when the tokenizer has one
+    /// (Llama), as transformers' `tokenizer(text)` gives them.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids: Vec<u32> = self.bos.into_iter().collect();
+        ids.extend(self.encode_plain(text)?);
+        Ok(ids)
+    }
+
+    /// Token ids of `text` alone, with no special token added.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .inner
             .encode(text, false)
             .map_err(|e| EngineError::Input(format!("cannot tokenize {text:?}: {e}")))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` where it continues a longer text (a subject after its prefix, a target
+    /// after its prompt): for a SentencePiece-style tokenizer, the ids `text` gets after an
+    /// anchor, less the anchor's; otherwise those of `text` alone.
+    pub fn encode_continuation(&self, text: &str) -> Result<Vec<u32>> {
+        if !self.marks_start {
+            return self.encode_plain(text);
+        }
+        let anchor = self.encode_plain(ANCHOR)?;
+        let ids = self.encode_plain(&format!("{ANCHOR}{text}"))?;
+        match ids.strip_prefix(anchor.as_slice()) {
+            Some(rest) => Ok(rest.to_vec()),
+            None => Err(EngineError::Input(format!(
+                "cannot tokenize {text:?} as a continuation: the tokenizer merges it into what precedes it"
+            ))),
+        }
+    }
+
+    /// The begin-of-sequence token prepended by [`encode`](Self::encode), if any.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos
     }
 
     /// Text of `ids`.
@@ -146,7 +217,8 @@ impl Gpt2Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// Id of `<|endoftext|>`, if the vocabulary has it.
+    /// Id of the end-of-text token (`<|endoftext|>`, `</s>`, `<|end_of_text|>`), if the vocabulary
+    /// has one.
     pub fn eos_id(&self) -> Option<u32> {
         self.eos
     }

@@ -140,9 +140,13 @@ fn rome_edit_of_a_half_precision_model_takes() {
                 continue;
             }
             let m = load_model_dir_in(&fixture("facts-gpt2"), device, dtype).unwrap();
-            assert_eq!(m.model.h[0].mlp.c_fc.weight.val().dtype(), stored, "{name}");
             assert_eq!(
-                m.model.h[0].ln_1.gamma.val().dtype(),
+                m.model.as_gpt2().unwrap().h[0].mlp.c_fc.weight.val().dtype(),
+                stored,
+                "{name}"
+            );
+            assert_eq!(
+                m.model.as_gpt2().unwrap().h[0].ln_1.gamma.val().dtype(),
                 DType::F32,
                 "{name}: vectors stay f32"
             );
@@ -151,7 +155,7 @@ fn rome_edit_of_a_half_precision_model_takes() {
             let request = facts(1).remove(0);
             let bits = |t: Tensor<2>| t.into_data().as_bytes().to_vec();
             let before = bits(m.model.edited_weight(layer));
-            let untouched = bits(m.model.h[0].attn.c_attn.weight.val());
+            let untouched = bits(m.model.as_gpt2().unwrap().h[0].attn.c_attn.weight.val());
             let mut e = Editor::new(m.model, m.tokenizer);
             e.set_statistics(layer_stats(&reference, &hp.layers)).unwrap();
             let plan = e
@@ -177,7 +181,7 @@ fn rome_edit_of_a_half_precision_model_takes() {
                 "{name} {dtype:?}: the edit did not take"
             );
             assert_eq!(
-                bits(e.model().h[0].attn.c_attn.weight.val()),
+                bits(e.model().as_gpt2().unwrap().h[0].attn.c_attn.weight.val()),
                 untouched,
                 "{name} {dtype:?}"
             );

@@ -107,7 +107,7 @@ fn f16_compute_stays_close_to_reference() {
         let r = reference();
         let case = &r["f32"][0];
         let mut m = load_model_dir(&fixture("tiny-gpt2"), device).unwrap();
-        m.model = pmedit_engine::model::precision::cast_model(m.model, burn::tensor::FloatDType::F16).unwrap();
+        m.model = pmedit_engine::EditableModel::cast(m.model, burn::tensor::FloatDType::F16).unwrap();
         let lp = block_on(pmedit_engine::predict::next_token_logprobs(
             &m.model,
             &ids(&case["ids"]),

@@ -171,7 +171,7 @@ fn missing_files_are_named() {
 fn square_attention_projection_is_not_transposed() {
     let r = reference();
     let m = load_model_dir(&fixture("tiny-gpt2-hub"), &Device::flex()).unwrap();
-    let w = m.model.h[0].attn.c_proj.weight.val();
+    let w = m.model.as_gpt2().unwrap().h[0].attn.c_proj.weight.val();
     let row: Vec<f32> = w
         .clone()
         .narrow(0, 0, 1)

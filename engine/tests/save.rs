@@ -36,10 +36,16 @@ fn streamed_files_load_back_to_the_same_weights() {
             for (a, b) in [
                 (
                     back.model.h[1].mlp.c_proj.weight.val(),
-                    original.model.h[1].mlp.c_proj.weight.val(),
+                    original.model.as_gpt2().unwrap().h[1].mlp.c_proj.weight.val(),
                 ),
-                (back.model.wte.chunks[0].val(), original.model.wte.chunks[0].val()),
-                (back.model.wpe.weight.val(), original.model.wpe.weight.val()),
+                (
+                    back.model.wte.chunks[0].val(),
+                    original.model.as_gpt2().unwrap().wte.chunks[0].val(),
+                ),
+                (
+                    back.model.wpe.weight.val(),
+                    original.model.as_gpt2().unwrap().wpe.weight.val(),
+                ),
             ] {
                 let want: Vec<f32> = match dtype {
                     WeightDtype::F32 => bits(b),

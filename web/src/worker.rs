@@ -421,7 +421,7 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
     }
     let (n_layer, n_embd, n_positions) = (parts.config.n_layer, parts.config.n_embd, parts.config.n_positions);
     let model = parts.model;
-    let mut editor = Editor::new(model, parts.tokenizer);
+    let mut editor = Editor::new(pmedit_engine::Model::Gpt2(model), parts.tokenizer);
     editor.set_statistics(stats).map_err(|e| {
         let names: Vec<&str> = files.npz_stats.iter().map(|n| n.name.as_str()).collect();
         WorkerError {

@@ -2,6 +2,7 @@
 //! (a `pmedit-delta-1` file: `pmedit edit --save-delta`, or the page's "download only the
 //! change"), so a browser edit of a GB-sized model travels as a few MB.
 
+use pmedit_engine::EditableModel;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};

@@ -176,11 +176,11 @@ pub fn run_op(
         });
     }
     let m = pmedit_engine::load::load_model_dir(dir, &device)?;
-    let last = ((m.config.n_layer - 1) as f64 * 17.0 / 47.0).round() as usize;
+    let last = ((m.config.n_layer() - 1) as f64 * 17.0 / 47.0).round() as usize;
     let mut f: Box<dyn FnMut() -> Result<()>> = match op {
         "forward" | "generate" | "stats" => {
-            let seq = seq.min(m.config.n_positions);
-            let ids = synthetic_ids(batch, seq, m.config.vocab_size);
+            let seq = seq.min(m.config.n_positions());
+            let ids = synthetic_ids(batch, seq, m.config.vocab_size());
             let tokens = padded_batch(&ids, &device);
             let model = m.model.clone();
             match op {
@@ -191,7 +191,7 @@ pub fn run_op(
                 }),
                 "generate" => {
                     let opts = GenerateOptions {
-                        max_new_tokens: 32.min(m.config.n_positions - 1),
+                        max_new_tokens: 32.min(m.config.n_positions() - 1),
                         top_k: 1,
                         stop_at_eos: false,
                         ..Default::default()
@@ -202,7 +202,7 @@ pub fn run_op(
                     })
                 }
                 _ => {
-                    let (layer, width, device) = (m.config.n_layer / 2, m.config.d_inner(), device.clone());
+                    let (layer, width, device) = (m.config.n_layer() / 2, m.config.d_inner(), device.clone());
                     Box::new(move || {
                         let mut st = vec![LayerStats::new(layer, width, &device)];
                         accumulate(&model, &ids, batch, &mut st)?;
@@ -223,7 +223,7 @@ pub fn run_op(
             let n = m.config.d_inner();
             let c0 = spd(n, &device);
             let k = Tensor::<2>::random([n, e], Distribution::Normal(0.0, 1.0), &device);
-            let r = Tensor::<2>::random([e, m.config.n_embd], Distribution::Normal(0.0, 1.0), &device);
+            let r = Tensor::<2>::random([e, m.config.d_model()], Distribution::Normal(0.0, 1.0), &device);
             Box::new(move || {
                 // The factorisation of λ·C0 is part of the solve (the PyTorch side does it too).
                 sync(block_on(solve_with_c0(
@@ -293,15 +293,15 @@ pub fn run(dir: &Path, choice: Target, runs: usize, batch: usize, seq: usize, as
     let (m, sel) = super::load(dir, choice)?;
     let load_s = start.elapsed().as_secs_f64();
     let device = sel.device.clone();
-    let seq = seq.min(m.config.n_positions);
-    let ids = synthetic_ids(batch, seq, m.config.vocab_size);
+    let seq = seq.min(m.config.n_positions());
+    let ids = synthetic_ids(batch, seq, m.config.vocab_size());
     let tokens = padded_batch(&ids, &device);
     let forward_s = time(runs, || {
         let logits = m.model.forward(tokens.clone());
         let _ = logits.narrow(1, seq - 1, 1).sum().into_scalar::<f32>();
         Ok(())
     })?;
-    let gen_tokens = 32.min(m.config.n_positions - 1);
+    let gen_tokens = 32.min(m.config.n_positions() - 1);
     let opts = GenerateOptions {
         max_new_tokens: gen_tokens,
         top_k: 1,
@@ -312,7 +312,7 @@ pub fn run(dir: &Path, choice: Target, runs: usize, batch: usize, seq: usize, as
         block_on(generate_ids(&m.model, &[ids[0][0]], &opts, None))?;
         Ok(())
     })?;
-    let layer = m.config.n_layer / 2;
+    let layer = m.config.n_layer() / 2;
     let stats_s = time(runs, || {
         let mut st = vec![LayerStats::new(layer, m.config.d_inner(), &device)];
         accumulate(&m.model, &ids, batch, &mut st)?;

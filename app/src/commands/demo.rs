@@ -187,8 +187,8 @@ pub fn run(mut args: DemoArgs, choice: Target) -> Result<()> {
         println!(
             "pmedit demo — {} ({} layers, d = {}, {:.1} M parameters) on {}\n",
             args.model.display(),
-            config.n_layer,
-            config.n_embd,
+            config.n_layer(),
+            config.d_model(),
             config.num_params() as f64 / 1e6,
             sel.description
         );

@@ -121,7 +121,7 @@ pub fn run(args: EditArgs, choice: Target) -> Result<()> {
     let requests = read_requests(&args.requests, args.limit)?;
     let (m, sel) = super::load(&args.model, choice)?;
     if let Some(l) = &layers {
-        super::check_layers(l, m.config.n_layer)?;
+        super::check_layers(l, m.config.n_layer())?;
     }
     let model_dir = m.dir.clone();
     let out_dtype = super::file_dtype(&m);

@@ -236,7 +236,7 @@ pub fn run(args: EvalArgs, choice: Target) -> Result<()> {
     let templates = super::templates(args.templates.as_deref(), args.seed)?;
     let (m, _) = super::load(&args.model, choice)?;
     for layers in given_layers.iter().flatten() {
-        super::check_layers(layers, m.config.n_layer)?;
+        super::check_layers(layers, m.config.n_layer())?;
     }
     let model_dir = m.dir.clone();
     let mut editor = super::editor(m);

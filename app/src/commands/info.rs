@@ -26,9 +26,9 @@ fn show(dir: &Path, choice: Target, as_json: bool) -> Result<()> {
     let c = &m.config;
     let info = json!({
         "model": m.dir,
-        "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head, "n_inner": c.d_inner(),
-        "n_positions": c.n_positions, "vocab_size": c.vocab_size,
-        "layer_norm_epsilon": c.layer_norm_epsilon,
+        "n_layer": c.n_layer(), "n_embd": c.d_model(), "n_head": c.n_head(), "n_inner": c.d_inner(),
+        "n_positions": c.n_positions(), "vocab_size": c.vocab_size(),
+        "model_type": c.model_type(),
         "parameters": c.num_params(),
         "dtype": m.dtype,
         "tokenizer_vocab": m.tokenizer.vocab_size(),
@@ -42,13 +42,14 @@ fn show(dir: &Path, choice: Target, as_json: bool) -> Result<()> {
         println!("model       {}", m.dir.display());
         println!(
             "shape       {} layers, d={}, {} heads, d_inner={}, context {}, vocab {}",
-            c.n_layer,
-            c.n_embd,
-            c.n_head,
+            c.n_layer(),
+            c.d_model(),
+            c.n_head(),
             c.d_inner(),
-            c.n_positions,
-            c.vocab_size
+            c.n_positions(),
+            c.vocab_size()
         );
+        println!("family      {}", c.model_type());
         println!("parameters  {} ({:.1} M)", c.num_params(), c.num_params() as f64 / 1e6);
         println!("dtype       {} (computed in f32)", m.dtype);
         println!("device      {}", sel.description);

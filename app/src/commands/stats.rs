@@ -249,9 +249,12 @@ pub fn corpus_ids(
 fn compute(args: Job, choice: Target) -> Result<()> {
     let dest = Destination::new(args.out, &[args.model, args.corpus], Kind::Stats, false)?;
     let (m, sel) = super::load(args.model, choice)?;
-    super::check_layers(&args.layers, m.config.n_layer)?;
+    super::check_layers(&args.layers, m.config.n_layer())?;
     let ids = corpus_ids(args.corpus, &m.tokenizer, args.max_tokens)?;
-    let window = args.window.unwrap_or(m.config.n_positions).min(m.config.n_positions);
+    let window = args
+        .window
+        .unwrap_or(m.config.n_positions())
+        .min(m.config.n_positions());
     let mut seqs = windows(&ids, window);
     let Shard { index: si, count: sn } = args.shard;
     if sn > 1 {
@@ -394,10 +397,10 @@ pub fn import(
     let mut stats = Vec::new();
     for (path, &layer) in npz.iter().zip(&layers) {
         anyhow::ensure!(
-            layer < m.config.n_layer,
+            layer < m.config.n_layer(),
             "{}: layer {layer} is out of range (the model has {} layers)",
             path.display(),
-            m.config.n_layer
+            m.config.n_layer()
         );
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let st = pmedit_engine::load::npz::import_npz(&bytes, &path.to_string_lossy(), layer, &sel.device)?;

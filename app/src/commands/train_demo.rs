@@ -106,7 +106,7 @@ pub struct TrainDemoArgs {
 
 /// Top-1 accuracy of the first token of each target after its prompt.
 pub fn top1_accuracy(
-    model: &pmedit_engine::Gpt2,
+    model: &impl pmedit_engine::EditableModel,
     tokenizer: &Gpt2Tokenizer,
     pairs: &[(String, String)],
 ) -> Result<f64> {
@@ -228,6 +228,7 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         WeightDtype::F16
     };
     // Everything below (accuracy, statistics) sees the weights as stored.
+    let model = pmedit_engine::Model::Gpt2(model);
     write_model_files(&model, tmp_dir, &files, dtype)?;
     drop(model);
     let m = load_model_dir(tmp_dir, &sel.device)?;
@@ -361,7 +362,10 @@ fn earlier_weights(dir: &Path, tokenizer_json: &str, device: &Device) -> Result<
     let curve = report["loss_curve"].as_array().cloned().unwrap_or_default();
     let secs = report["train_seconds"].as_f64().unwrap_or(f64::NAN);
     eprintln!("weights from {} (trained in {secs:.0} s)", dir.display());
-    Ok((load_model_dir(dir, device)?.model, curve, secs))
+    match load_model_dir(dir, device)?.model {
+        pmedit_engine::Model::Gpt2(m) => Ok((m, curve, secs)),
+        _ => anyhow::bail!("{} holds no GPT-2", dir.display()),
+    }
 }
 
 /// Files of an existing `--out` that this command does not write (a hand-written README.md, say):

@@ -29,7 +29,7 @@ use super::distribute::{Dropped, LayerDelta, NullSpaceTerm, Preserved, drop_depe
 use super::layers::check_layers;
 use super::nullspace::NullSpace;
 use super::objective::{Objective, Preservation};
-use super::presets::preset_for;
+use super::presets::{PresetKey, preset_by};
 use super::request::EditRequest;
 use super::stats::{LayerStats, accumulate};
 use super::templates::{ContextTemplates, TemplateRecipe};
@@ -38,7 +38,7 @@ use super::values::StepLoss;
 use crate::error::{EngineError, Result};
 use crate::eval::score::{SCORE_BATCH, score_targets};
 use crate::load::stats_file::stats_for_model;
-use crate::model::{EditableModel, Gpt2};
+use crate::model::{EditableModel, Model};
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// Where the context templates of an edit come from.
@@ -187,7 +187,7 @@ pub fn teaching_lambdas() -> Vec<f64> {
 
 /// A model being edited, with what editing it needs.
 #[derive(Debug, Clone)]
-pub struct Editor<M: EditableModel = Gpt2> {
+pub struct Editor<M: EditableModel = Model> {
     model: M,
     tokenizer: Gpt2Tokenizer,
     /// C0 statistics per layer (sum and count).
@@ -322,7 +322,13 @@ impl<M: EditableModel> Editor<M> {
 
     /// Resolves `algorithm`'s preset on this model with `overrides`.
     pub fn plan(&self, algorithm: Algorithm, overrides: &Overrides) -> Result<EditPlan> {
-        let mut hp = preset_for(algorithm, self.model.n_layer(), self.model.d_model());
+        let key = PresetKey {
+            family: self.model.family(),
+            n_layer: self.model.n_layer(),
+            n_embd: self.model.d_model(),
+            d_inner: self.model.key_dim(),
+        };
+        let mut hp = preset_by(algorithm, key);
         if let Some(layers) = &overrides.layers {
             hp.layers = layers.clone();
         }

@@ -35,7 +35,11 @@ pub fn subject_prompt(tokenizer: &Gpt2Tokenizer, text: &str, subject: &str) -> R
     } else {
         format!(" {}", subject.trim_start())
     };
-    let subject_ids = tokenizer.encode(&subject_text)?;
+    let subject_ids = if prefix.is_empty() {
+        tokenizer.encode(&subject_text)?
+    } else {
+        tokenizer.encode_continuation(&subject_text)?
+    };
     if subject_ids.is_empty() {
         return Err(EngineError::Input(format!(
             "the subject {subject:?} tokenizes to nothing"
@@ -44,7 +48,7 @@ pub fn subject_prompt(tokenizer: &Gpt2Tokenizer, text: &str, subject: &str) -> R
     ids.extend(&subject_ids);
     let subject_last = ids.len() - 1;
     if !suffix.is_empty() {
-        ids.extend(tokenizer.encode(suffix)?);
+        ids.extend(tokenizer.encode_continuation(suffix)?);
     }
     Ok(SubjectPrompt { ids, subject_last })
 }

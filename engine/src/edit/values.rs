@@ -87,7 +87,7 @@ pub const EARLY_STOP: f32 = 5e-2;
 
 /// Tokens of the target with a forced leading space.
 pub fn target_ids(tokenizer: &Gpt2Tokenizer, request: &EditRequest) -> Result<Vec<u32>> {
-    let ids = tokenizer.encode(&format!(" {}", request.target_new.trim_start()))?;
+    let ids = tokenizer.encode_continuation(&format!(" {}", request.target_new.trim_start()))?;
     if ids.is_empty() {
         return Err(EngineError::Request(format!(
             "target {:?} tokenizes to nothing",

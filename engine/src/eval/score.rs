@@ -40,7 +40,7 @@ pub async fn score_targets(
         .iter()
         .map(|(p, t)| {
             let prompt = encode_prompt(model, tokenizer, p)?;
-            let target = tokenizer.encode(&format!(" {}", t.trim_start()))?;
+            let target = tokenizer.encode_continuation(&format!(" {}", t.trim_start()))?;
             if target.is_empty() {
                 return Err(crate::EngineError::Input(format!(
                     "the target {t:?} tokenizes to nothing"

@@ -148,7 +148,7 @@ pub fn corpus_ids<R: BufRead>(
         pending.push_str(&chunk?);
         let cut = last_word_start_after_newline(tokenizer, &pending)?;
         if cut > 0 {
-            ids.extend(tokenizer.encode(&pending[..cut])?);
+            ids.extend(tokenizer.encode_plain(&pending[..cut])?);
             pending.drain(..cut);
         }
         if ids.len() >= limit {
@@ -157,7 +157,7 @@ pub fn corpus_ids<R: BufRead>(
         }
     }
     if !pending.is_empty() {
-        ids.extend(tokenizer.encode(&pending)?);
+        ids.extend(tokenizer.encode_plain(&pending)?);
     }
     ids.truncate(limit);
     Ok(ids)

@@ -4,6 +4,7 @@
 
 pub mod corpus;
 pub mod delta_file;
+pub mod llama_weights;
 pub mod memory;
 #[cfg(not(target_family = "wasm"))]
 pub mod model_dir;
@@ -13,6 +14,7 @@ pub mod source;
 pub mod stats_file;
 pub mod weights;
 
+pub use llama_weights::build_llama_in;
 pub use memory::{ModelParts, load_model_bytes, load_model_source, load_model_source_in};
 #[cfg(not(target_family = "wasm"))]
 pub use model_dir::{LoadedModel, load_model_dir, load_model_dir_in, read_config};

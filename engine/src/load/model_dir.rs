@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 
+use super::llama_weights::build_llama_in;
 use super::safetensors::SafetensorsFile;
 use super::source::FileSource;
 use super::weights::{WeightFiles, build_gpt2_in};
 use crate::error::{EngineError, Result};
-use crate::model::{Gpt2, Gpt2Config};
+use crate::model::{Model, ModelConfig};
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// A model directory loaded onto a device.
@@ -20,9 +21,9 @@ pub struct LoadedModel {
     /// The directory it came from.
     pub dir: PathBuf,
     /// Its config.
-    pub config: Gpt2Config,
+    pub config: ModelConfig,
     /// The network, on the device it was loaded to.
-    pub model: Gpt2,
+    pub model: Model,
     /// Its tokenizer.
     pub tokenizer: Gpt2Tokenizer,
     /// Storage dtype of the weights (`F32`, `F16`, `BF16`).
@@ -32,7 +33,7 @@ pub struct LoadedModel {
 }
 
 /// Reads and validates `dir/config.json`.
-pub fn read_config(dir: &Path) -> Result<Gpt2Config> {
+pub fn read_config(dir: &Path) -> Result<ModelConfig> {
     let path = dir.join("config.json");
     if !path.is_file() {
         return Err(EngineError::MissingFile {
@@ -42,7 +43,7 @@ pub fn read_config(dir: &Path) -> Result<Gpt2Config> {
         });
     }
     let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
-    Gpt2Config::from_json(&text).map_err(|e| match e {
+    ModelConfig::from_json(&text).map_err(|e| match e {
         EngineError::Config { reason, .. } => EngineError::Config { path, reason },
         other => other,
     })
@@ -105,7 +106,8 @@ fn is_plain_name(f: &str) -> bool {
     !f.is_empty() && !f.contains('/') && !f.contains('\\') && f != "." && f != ".."
 }
 
-/// Loads config, weights and tokenizer of a Hugging Face GPT-2 directory onto `device`.
+/// Loads config, weights and tokenizer of a Hugging Face model directory (GPT-2 or the Llama
+/// family) onto `device`.
 pub fn load_model_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     load_model_dir_in(dir, device, FloatDType::F32)
 }
@@ -122,7 +124,7 @@ pub fn load_model_dir_in(dir: &Path, device: &Device, dtype: FloatDType) -> Resu
     }
     let config = read_config(dir)?;
     let tokenizer = Gpt2Tokenizer::from_dir(dir)?;
-    tokenizer.check_fits(config.vocab_size, dir)?;
+    tokenizer.check_fits(config.vocab_size(), dir)?;
     let paths = weight_files(dir)?;
     let files = paths
         .iter()
@@ -130,7 +132,10 @@ pub fn load_model_dir_in(dir: &Path, device: &Device, dtype: FloatDType) -> Resu
         .collect::<Result<Vec<_>>>()?;
     let mut weights = WeightFiles::new(files, paths[0].clone());
     let stored = weights.dtype();
-    let model = build_gpt2_in(&config, &mut weights, device, dtype)?;
+    let model = match &config {
+        ModelConfig::Gpt2(c) => Model::Gpt2(build_gpt2_in(c, &mut weights, device, dtype)?),
+        ModelConfig::Llama(c) => Model::Llama(build_llama_in(c, &mut weights, device, dtype)?),
+    };
     Ok(LoadedModel {
         dir: dir.to_path_buf(),
         config,

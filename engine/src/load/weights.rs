@@ -20,10 +20,10 @@ use crate::model::{Gpt2, Gpt2Config};
 
 /// Named tensors spread over one or more safetensors files (shards).
 pub struct WeightFiles<S> {
-    files: Vec<SafetensorsFile<S>>,
+    pub(crate) files: Vec<SafetensorsFile<S>>,
     /// canonical name (no `transformer.` prefix) → (file index, name in that file)
-    index: HashMap<String, (usize, String)>,
-    origin: PathBuf,
+    pub(crate) index: HashMap<String, (usize, String)>,
+    pub(crate) origin: PathBuf,
 }
 
 impl<S: ByteSource> WeightFiles<S> {
@@ -40,7 +40,7 @@ impl<S: ByteSource> WeightFiles<S> {
     }
 
     /// Reads a tensor by canonical name as f32 host values, checking its shape and finiteness.
-    fn take_values(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+    pub(crate) fn take_values(&mut self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         self.take_rows(name, expected, 0..expected.first().copied().unwrap_or(1))
     }
 
@@ -79,7 +79,7 @@ impl<S: ByteSource> WeightFiles<S> {
     }
 
     /// Reads a tensor by canonical name as f32, checking its shape.
-    fn take(&mut self, name: &str, expected: &[usize]) -> Result<TensorData> {
+    pub(crate) fn take(&mut self, name: &str, expected: &[usize]) -> Result<TensorData> {
         Ok(TensorData::new(self.take_values(name, expected)?, expected.to_vec()))
     }
 
@@ -177,12 +177,13 @@ impl<S: ByteSource> WeightFiles<S> {
     pub fn dtype(&self) -> String {
         self.index
             .get("wte.weight")
+            .or_else(|| self.index.get("model.embed_tokens.weight"))
             .and_then(|(f, k)| self.files[*f].info(k))
             .map_or_else(|| "unknown".into(), |i| format!("{:?}", i.dtype))
     }
 }
 
-fn param<const D: usize>(data: TensorData, device: &Device) -> Param<Tensor<D>> {
+pub(crate) fn param<const D: usize>(data: TensorData, device: &Device) -> Param<Tensor<D>> {
     Param::from_tensor(Tensor::from_data(data, device))
 }
 
@@ -192,12 +193,12 @@ pub fn build_gpt2<S: ByteSource>(config: &Gpt2Config, w: &mut WeightFiles<S>, de
 }
 
 /// Elements read per piece when a tensor is converted on the host (16 MB of f32).
-const PIECE: usize = 1 << 22;
+pub(crate) const PIECE: usize = 1 << 22;
 
 impl<S: ByteSource> WeightFiles<S> {
     /// Rows `rows` of a tensor as host data in `dtype`, read and converted in pieces of [`PIECE`]
     /// elements: a half-precision tensor never exists in f32 as a whole, on the host or the device.
-    fn take_rows_as(
+    pub(crate) fn take_rows_as(
         &mut self,
         name: &str,
         expected: &[usize],

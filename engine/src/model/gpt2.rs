@@ -42,6 +42,18 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Makes room for `n` layers (a fresh cache has none).
+    pub(crate) fn ensure_layers(&mut self, n: usize) {
+        if self.layers.len() != n {
+            self.layers = vec![None; n];
+        }
+    }
+
+    /// The slot of layer `layer`.
+    pub(crate) fn layer_mut(&mut self, layer: usize) -> &mut Option<LayerCache> {
+        &mut self.layers[layer]
+    }
 }
 
 /// What a hooked forward pass returns.

@@ -1,6 +1,8 @@
-//! GPT-2 as burn modules, matching Hugging Face's `GPT2LMHeadModel` exactly: pre-LayerNorm blocks,
-//! `gelu_new`, causal attention and an LM head tied to the token embeddings.
+//! The language models as burn modules, matching transformers exactly: GPT-2 (`GPT2LMHeadModel`:
+//! pre-LayerNorm blocks, `gelu_new`, an LM head tied to the token embeddings) and the Llama family
+//! ([`llama`]), behind one [`Model`] enum that implements [`EditableModel`].
 
+pub mod any;
 pub mod attention;
 pub mod block;
 pub mod config;
@@ -9,10 +11,14 @@ pub mod embedding;
 pub mod gpt2;
 pub mod hooks;
 pub mod linear;
+pub mod llama;
 pub mod mlp;
 pub mod precision;
+pub mod rope;
 
+pub use any::{MODEL_TYPES, Model, ModelConfig};
 pub use config::Gpt2Config;
 pub use editable::EditableModel;
 pub use gpt2::{ForwardOutput, Gpt2, KvCache};
 pub use hooks::{Hooks, Site};
+pub use llama::{Llama, LlamaConfig};

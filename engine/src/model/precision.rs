@@ -45,15 +45,25 @@ pub fn check_supported(device: &Device, dtype: FloatDType) -> Result<()> {
 /// device supports it.
 pub fn cast_model(model: Gpt2, dtype: FloatDType) -> Result<Gpt2> {
     check_supported(&model.device(), dtype)?;
-    Ok(model.map(&mut CastMatrices(dtype)))
+    Ok(cast_matrices(model, dtype))
 }
 
-/// The dtype the model's matrices are stored in (that of its position embeddings).
-pub fn model_dtype(model: &Gpt2) -> FloatDType {
-    match model.wpe.weight.val().dtype() {
+/// Stores every weight matrix of any module in `dtype` (the caller checked the device).
+pub fn cast_matrices<M: Module>(module: M, dtype: FloatDType) -> M {
+    module.map(&mut CastMatrices(dtype))
+}
+
+/// The float dtype of a stored matrix.
+pub fn dtype_of(t: &Tensor<2>) -> FloatDType {
+    match t.dtype() {
         burn::tensor::DType::F16 => FloatDType::F16,
         burn::tensor::DType::BF16 => FloatDType::BF16,
         burn::tensor::DType::F64 => FloatDType::F64,
         _ => FloatDType::F32,
     }
+}
+
+/// The dtype the model's matrices are stored in (that of its position embeddings).
+pub fn model_dtype(model: &Gpt2) -> FloatDType {
+    dtype_of(&model.wpe.weight.val())
 }

@@ -14,7 +14,7 @@ use burn::prelude::*;
 use safetensors::tensor::{Dtype, View};
 
 use crate::error::{EngineError, Result};
-use crate::model::Gpt2;
+use crate::model::{Gpt2, Llama, Model};
 
 /// One tensor (possibly stored as row chunks), read back only when the writer reaches it.
 struct DeviceView {
@@ -80,8 +80,58 @@ fn chunked_view(e: &crate::model::embedding::TokenEmbedding) -> DeviceView {
     }
 }
 
-/// The model's tensors under transformers-5 names (`transformer.h.0…`; lm_head is tied).
-fn named_tensors(model: &Gpt2) -> Vec<(String, DeviceView)> {
+/// The model's tensors under transformers' names.
+fn named_tensors(model: &Model) -> Vec<(String, DeviceView)> {
+    match model {
+        Model::Gpt2(m) => gpt2_tensors(m),
+        Model::Llama(m) => llama_tensors(m),
+    }
+}
+
+/// A Llama's tensors under transformers' names (`model.layers.0…`), each projection back in
+/// `nn.Linear`'s `[out, in]` layout.
+fn llama_tensors(model: &Llama) -> Vec<(String, DeviceView)> {
+    let linear = |l: &burn::nn::Linear| view(l.weight.val().transpose());
+    let mut v = vec![(
+        "model.embed_tokens.weight".to_string(),
+        chunked_view(&model.embed_tokens),
+    )];
+    for (l, block) in model.layers.iter().enumerate() {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        v.push((p("input_layernorm.weight"), view(block.input_layernorm.gamma.val())));
+        let a = &block.self_attn;
+        for (name, lin) in [
+            ("q_proj", &a.q_proj),
+            ("k_proj", &a.k_proj),
+            ("v_proj", &a.v_proj),
+            ("o_proj", &a.o_proj),
+        ] {
+            v.push((p(&format!("self_attn.{name}.weight")), linear(lin)));
+            if let Some(b) = &lin.bias {
+                v.push((p(&format!("self_attn.{name}.bias")), view(b.val())));
+            }
+        }
+        v.push((
+            p("post_attention_layernorm.weight"),
+            view(block.post_attention_layernorm.gamma.val()),
+        ));
+        for (name, lin) in [
+            ("gate_proj", &block.mlp.gate_proj),
+            ("up_proj", &block.mlp.up_proj),
+            ("down_proj", &block.mlp.down_proj),
+        ] {
+            v.push((p(&format!("mlp.{name}.weight")), linear(lin)));
+        }
+    }
+    v.push(("model.norm.weight".into(), view(model.norm.gamma.val())));
+    if let Some(head) = &model.lm_head {
+        v.push(("lm_head.weight".into(), chunked_view(head)));
+    }
+    v
+}
+
+/// A GPT-2's tensors under transformers-5 names (`transformer.h.0…`; lm_head is tied).
+fn gpt2_tensors(model: &Gpt2) -> Vec<(String, DeviceView)> {
     let mut v = vec![
         ("transformer.wte.weight".to_string(), chunked_view(&model.wte)),
         ("transformer.wpe.weight".to_string(), view(model.wpe.weight.val())),
@@ -126,7 +176,7 @@ pub fn tensors_to_bytes<const D: usize>(
 
 /// The whole model as safetensors bytes (transformers-5 names) in `dtype`: [`stream_model`] into
 /// memory, for small models and tests.
-pub async fn model_to_bytes(model: &Gpt2, dtype: WeightDtype) -> Result<Vec<u8>> {
+pub async fn model_to_bytes(model: &Model, dtype: WeightDtype) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     stream_model(model, dtype, |piece| {
         bytes.extend_from_slice(piece);
@@ -140,7 +190,11 @@ pub async fn model_to_bytes(model: &Gpt2, dtype: WeightDtype) -> Result<Vec<u8>>
 /// order: the header, then each tensor as it is read back from the device (async reads, so it
 /// works on WebGPU). Only one tensor is ever in host memory, so the page writes GPT2-XL to a file
 /// without holding it (the wasm heap ends at 4 GiB). Returns the file's length.
-pub async fn stream_model(model: &Gpt2, dtype: WeightDtype, mut write: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+pub async fn stream_model(
+    model: &Model,
+    dtype: WeightDtype,
+    mut write: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
     let half = dtype == WeightDtype::F16;
     let width = if half { 2 } else { 4 };
     let tensors = named_tensors(model);
@@ -202,7 +256,7 @@ pub fn model_side_files(source: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 /// Writes `model` as `model.safetensors` (in `dtype`) and `files` (name, contents: config,
 /// tokenizer, …) into the existing directory `dir`.
 #[cfg(not(target_family = "wasm"))]
-pub fn write_model_files(model: &Gpt2, dir: &Path, files: &[(String, Vec<u8>)], dtype: WeightDtype) -> Result<()> {
+pub fn write_model_files(model: &Model, dir: &Path, files: &[(String, Vec<u8>)], dtype: WeightDtype) -> Result<()> {
     let io = |p: &Path, e| EngineError::io(p, e);
     for (fname, bytes) in files {
         std::fs::write(dir.join(fname), bytes).map_err(|e| io(&dir.join(fname), e))?;
