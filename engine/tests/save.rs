@@ -21,7 +21,7 @@ fn streamed_files_load_back_to_the_same_weights() {
         let dir = fixture("tiny-gpt2");
         let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
         let original = load_model_dir(&dir, device).unwrap();
-        for dtype in [WeightDtype::F32, WeightDtype::F16] {
+        for dtype in [WeightDtype::F32, WeightDtype::F16, WeightDtype::BF16] {
             let bytes = block_on(model_to_bytes(&original.model, dtype)).unwrap();
             let mut pieces = 0;
             let len = block_on(stream_model(&original.model, dtype, |_| {
@@ -50,6 +50,7 @@ fn streamed_files_load_back_to_the_same_weights() {
                 let want: Vec<f32> = match dtype {
                     WeightDtype::F32 => bits(b),
                     WeightDtype::F16 => bits(b).into_iter().map(|x| half::f16::from_f32(x).to_f32()).collect(),
+                    WeightDtype::BF16 => bits(b).into_iter().map(|x| half::bf16::from_f32(x).to_f32()).collect(),
                 };
                 assert_eq!(bits(a), want, "{name} {dtype:?}");
             }

@@ -42,6 +42,8 @@ pub enum SaveDtype {
     F32,
     /// 16-bit floats (rounded to nearest).
     F16,
+    /// bfloat16 (rounded to nearest).
+    Bf16,
 }
 
 pub fn run(args: ApplyDeltaArgs, choice: Target) -> Result<()> {
@@ -55,6 +57,7 @@ pub fn run(args: ApplyDeltaArgs, choice: Target) -> Result<()> {
     let out_dtype = match args.save_dtype {
         Some(SaveDtype::F16) => WeightDtype::F16,
         Some(SaveDtype::F32) => WeightDtype::F32,
+        Some(SaveDtype::Bf16) => WeightDtype::BF16,
         None => super::file_dtype(&m),
     };
     let mut editor = super::editor(m);

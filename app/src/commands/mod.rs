@@ -133,12 +133,13 @@ pub fn load(dir: &Path, (choice, precision): Target) -> Result<(LoadedModel, Sel
     Ok((m, sel))
 }
 
-/// The dtype an edited copy of `m` is written in: its file's (f16 stays f16; anything else f32).
+/// The dtype an edited copy of `m` is written in: its file's (f16 and bf16 stay as they are, so
+/// a 16 GB bf16 Llama-3-8B is not written as 32 GB of f32; anything else f32).
 pub fn file_dtype(m: &LoadedModel) -> pmedit_engine::save::WeightDtype {
-    if m.dtype == "F16" {
-        pmedit_engine::save::WeightDtype::F16
-    } else {
-        pmedit_engine::save::WeightDtype::F32
+    match m.dtype.as_str() {
+        "F16" => pmedit_engine::save::WeightDtype::F16,
+        "BF16" => pmedit_engine::save::WeightDtype::BF16,
+        _ => pmedit_engine::save::WeightDtype::F32,
     }
 }
 

@@ -20,13 +20,17 @@ use crate::model::{Gpt2, Llama, Model};
 struct DeviceView {
     parts: Vec<Tensor<1>>,
     shape: Vec<usize>,
-    /// Store as f16 (rounded to nearest) instead of f32.
-    half: bool,
+    /// The dtype written.
+    dtype: WeightDtype,
 }
 
 impl View for DeviceView {
     fn dtype(&self) -> Dtype {
-        if self.half { Dtype::F16 } else { Dtype::F32 }
+        match self.dtype {
+            WeightDtype::F32 => Dtype::F32,
+            WeightDtype::F16 => Dtype::F16,
+            WeightDtype::BF16 => Dtype::BF16,
+        }
     }
     fn shape(&self) -> &[usize] {
         &self.shape
@@ -34,17 +38,13 @@ impl View for DeviceView {
     fn data(&self) -> Cow<'_, [u8]> {
         let mut bytes = Vec::with_capacity(self.data_len());
         for part in &self.parts {
-            let values = part.clone().into_data();
-            if self.half {
-                bytes.extend(values.iter::<f32>().flat_map(|x| half::f16::from_f32(x).to_le_bytes()));
-            } else {
-                bytes.extend(values.iter::<f32>().flat_map(f32::to_le_bytes));
-            }
+            let values: Vec<f32> = part.clone().into_data().iter::<f32>().collect();
+            bytes.extend(self.dtype.encode(&values));
         }
         Cow::Owned(bytes)
     }
     fn data_len(&self) -> usize {
-        self.shape.iter().product::<usize>() * if self.half { 2 } else { 4 }
+        self.shape.iter().product::<usize>() * self.dtype.width()
     }
 }
 
@@ -55,6 +55,42 @@ pub enum WeightDtype {
     F32,
     /// 16-bit floats, rounded to nearest: half the size; pmedit and transformers load both.
     F16,
+    /// bfloat16, rounded to nearest: the dtype Llama checkpoints ship in.
+    BF16,
+}
+
+impl WeightDtype {
+    /// Bytes per element.
+    pub fn width(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::BF16 => 2,
+        }
+    }
+
+    /// The safetensors name of the dtype.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "F32",
+            Self::F16 => "F16",
+            Self::BF16 => "BF16",
+        }
+    }
+
+    /// `values` as little-endian bytes of this dtype.
+    fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            Self::F32 => values.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Self::F16 => values
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect(),
+            Self::BF16 => values
+                .iter()
+                .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                .collect(),
+        }
+    }
 }
 
 fn view<const D: usize>(t: Tensor<D>) -> DeviceView {
@@ -63,7 +99,7 @@ fn view<const D: usize>(t: Tensor<D>) -> DeviceView {
     DeviceView {
         parts: vec![t.reshape([n])],
         shape,
-        half: false,
+        dtype: WeightDtype::F32,
     }
 }
 
@@ -76,7 +112,7 @@ fn chunked_view(e: &crate::model::embedding::TokenEmbedding) -> DeviceView {
     DeviceView {
         parts,
         shape: vec![e.vocab(), e.d_model()],
-        half: false,
+        dtype: WeightDtype::F32,
     }
 }
 
@@ -195,8 +231,7 @@ pub async fn stream_model(
     dtype: WeightDtype,
     mut write: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<u64> {
-    let half = dtype == WeightDtype::F16;
-    let width = if half { 2 } else { 4 };
+    let width = dtype.width();
     let tensors = named_tensors(model);
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
@@ -206,7 +241,7 @@ pub async fn stream_model(
         header.insert(
             name.clone(),
             serde_json::json!({
-                "dtype": if half { "F16" } else { "F32" },
+                "dtype": dtype.name(),
                 "shape": view.shape,
                 "data_offsets": [offset, offset + bytes],
             }),
@@ -221,14 +256,7 @@ pub async fn stream_model(
     for (_, view) in tensors {
         for part in view.parts {
             let values = crate::readback::read_vec::<f32, 1, Float>(part).await?;
-            let bytes: Vec<u8> = if half {
-                values
-                    .iter()
-                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                    .collect()
-            } else {
-                values.iter().flat_map(|x| x.to_le_bytes()).collect()
-            };
+            let bytes = dtype.encode(&values);
             write(&bytes)?;
         }
     }
@@ -265,7 +293,7 @@ pub fn write_model_files(model: &Model, dir: &Path, files: &[(String, Vec<u8>)],
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     let mut tensors = named_tensors(model);
     for (_, v) in &mut tensors {
-        v.half = dtype == WeightDtype::F16;
+        v.dtype = dtype;
     }
     safetensors::serialize_to_file(tensors, Some(meta), &weights).map_err(|e| EngineError::Safetensors {
         path: weights.clone(),
