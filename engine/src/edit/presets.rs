@@ -39,7 +39,7 @@ struct Match {
 /// What picks a preset: the family and the sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresetKey<'a> {
-    /// `gpt2`, or `llama` for the Llama family (Mistral and Qwen2 included).
+    /// `gpt2`, `gptj`, or `llama` for the Llama family (Mistral and Qwen2 included).
     pub family: &'a str,
     /// Blocks.
     pub n_layer: usize,
@@ -65,6 +65,7 @@ impl<'a> From<&'a ModelConfig> for PresetKey<'a> {
         Self {
             family: match c {
                 ModelConfig::Gpt2(_) => "gpt2",
+                ModelConfig::Gptj(_) => "gptj",
                 ModelConfig::Llama(_) => "llama",
             },
             n_layer: c.n_layer(),
@@ -120,7 +121,11 @@ pub fn preset_by(algorithm: Algorithm, key: PresetKey<'_>) -> EditHparams {
         }
     }
     let r = &p.relative[algorithm.name()];
-    let depth = &p.relative_depth[if key.family == "llama" { "llama" } else { "gpt2" }];
+    let depth = &p.relative_depth[if p.relative_depth.contains_key(key.family) {
+        key.family
+    } else {
+        "gpt2"
+    }];
     let fraction = depth[if r.span == 1 { "single" } else { "last" }]
         .as_f64()
         .expect("relative_depth holds numbers");
@@ -133,5 +138,57 @@ pub fn preset_by(algorithm: Algorithm, key: PresetKey<'_>) -> EditHparams {
         l2: r.l2,
         nullspace_threshold: r.nullspace_threshold,
         value: r.value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(family: &str, n_layer: usize, n_embd: usize, d_inner: usize) -> PresetKey<'_> {
+        PresetKey {
+            family,
+            n_layer,
+            n_embd,
+            d_inner,
+        }
+    }
+
+    /// Llama-3-8B and Llama-2-7b get the published values, told apart from each other by d_inner
+    /// and from a GPT-2 of the same size by family; other Llama sizes get the Llama depths.
+    #[test]
+    fn llama_presets_by_family_and_size() {
+        for d_inner in [14336, 11008] {
+            let rome = preset_by(Algorithm::Rome, key("llama", 32, 4096, d_inner));
+            assert_eq!(
+                (rome.layers.clone(), rome.value.steps, rome.value.lr),
+                (vec![5], 25, 0.5)
+            );
+            let memit = preset_by(Algorithm::Memit, key("llama", 32, 4096, d_inner));
+            assert_eq!((memit.layers.clone(), memit.lambda), (vec![4, 5, 6, 7, 8], 15000.0));
+            assert_eq!(memit.value.clamp_norm_factor, 0.75);
+            let alpha = preset_by(Algorithm::AlphaEdit, key("llama", 32, 4096, d_inner));
+            assert_eq!((alpha.l2, alpha.nullspace_threshold), (10.0, 0.02));
+        }
+        // A 32 × 4096 GPT-2 is not a Llama: the GPT-2 rule, round(31 · 17/47) = 11.
+        assert_eq!(
+            preset_by(Algorithm::Rome, key("gpt2", 32, 4096, 16384)).layers,
+            vec![11]
+        );
+        // Llama-3.2-1B (16 layers): single round(15 · 5/31) = 2, MEMIT ends at round(15 · 8/31) = 4.
+        assert_eq!(preset_by(Algorithm::Rome, key("llama", 16, 2048, 8192)).layers, vec![2]);
+        assert_eq!(
+            preset_by(Algorithm::Memit, key("llama", 16, 2048, 8192)).layers,
+            vec![0, 1, 2, 3, 4]
+        );
+        // GPT-J 6B: ROME at 5, MEMIT 3-8; a GPT-J of 12 layers: round(11 · 5/27) = 2.
+        assert_eq!(preset_by(Algorithm::Rome, key("gptj", 28, 4096, 16384)).layers, vec![5]);
+        assert_eq!(
+            preset_by(Algorithm::Memit, key("gptj", 28, 4096, 16384)).layers,
+            vec![3, 4, 5, 6, 7, 8]
+        );
+        assert_eq!(preset_by(Algorithm::Rome, key("gptj", 12, 768, 3072)).layers, vec![2]);
+        // GPT2-XL keeps the reference values.
+        assert_eq!(preset_for(Algorithm::Rome, 48, 1600).layers, vec![17]);
     }
 }

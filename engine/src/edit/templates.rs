@@ -142,7 +142,9 @@ async fn sample_template(
         stop_at_eos: false,
     };
     let new = generate_ids(model, &start_ids, &opts, eos).await?;
-    let mut ids: Vec<u32> = start_ids.into_iter().chain(new).filter(|t| Some(*t) != eos).collect();
+    // Special tokens are not text: the template is tokenised again (with its own BOS) later.
+    let special = |t: &u32| Some(*t) == eos || Some(*t) == tokenizer.bos_id();
+    let mut ids: Vec<u32> = start_ids.into_iter().chain(new).filter(|t| !special(t)).collect();
     ids.truncate(total_len);
     let text = tokenizer.decode(&ids)?.replace(['{', '}'], " ");
     Ok(format!("{text}. {{}}"))

@@ -4,6 +4,7 @@
 
 pub mod corpus;
 pub mod delta_file;
+pub mod gptj_weights;
 pub mod llama_weights;
 pub mod memory;
 #[cfg(not(target_family = "wasm"))]
@@ -14,6 +15,7 @@ pub mod source;
 pub mod stats_file;
 pub mod weights;
 
+pub use gptj_weights::build_gptj_in;
 pub use llama_weights::build_llama_in;
 pub use memory::{ModelParts, load_model_bytes, load_model_source, load_model_source_in};
 #[cfg(not(target_family = "wasm"))]

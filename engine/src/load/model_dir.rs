@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 
+use super::gptj_weights::build_gptj_in;
 use super::llama_weights::build_llama_in;
 use super::safetensors::SafetensorsFile;
 use super::source::FileSource;
@@ -106,8 +107,8 @@ fn is_plain_name(f: &str) -> bool {
     !f.is_empty() && !f.contains('/') && !f.contains('\\') && f != "." && f != ".."
 }
 
-/// Loads config, weights and tokenizer of a Hugging Face model directory (GPT-2 or the Llama
-/// family) onto `device`.
+/// Loads config, weights and tokenizer of a Hugging Face model directory (GPT-2, GPT-J or the
+/// Llama family) onto `device`.
 pub fn load_model_dir(dir: &Path, device: &Device) -> Result<LoadedModel> {
     load_model_dir_in(dir, device, FloatDType::F32)
 }
@@ -134,6 +135,7 @@ pub fn load_model_dir_in(dir: &Path, device: &Device, dtype: FloatDType) -> Resu
     let stored = weights.dtype();
     let model = match &config {
         ModelConfig::Gpt2(c) => Model::Gpt2(build_gpt2_in(c, &mut weights, device, dtype)?),
+        ModelConfig::Gptj(c) => Model::Gptj(build_gptj_in(c, &mut weights, device, dtype)?),
         ModelConfig::Llama(c) => Model::Llama(build_llama_in(c, &mut weights, device, dtype)?),
     };
     Ok(LoadedModel {

@@ -20,7 +20,7 @@ pub trait EditableModel: Clone + core::fmt::Debug {
     /// The incremental-decoding cache of [`forward_cached`](Self::forward_cached).
     type Cache: Default;
 
-    /// The family the presets know it by: `gpt2` or `llama` (Mistral and Qwen2 included).
+    /// The family the presets know it by: `gpt2`, `gptj` or `llama` (Mistral and Qwen2 included).
     fn family(&self) -> &'static str {
         "gpt2"
     }

@@ -1,6 +1,6 @@
 //! The language models as burn modules, matching transformers exactly: GPT-2 (`GPT2LMHeadModel`:
-//! pre-LayerNorm blocks, `gelu_new`, an LM head tied to the token embeddings) and the Llama family
-//! ([`llama`]), behind one [`Model`] enum that implements [`EditableModel`].
+//! pre-LayerNorm blocks, `gelu_new`, an LM head tied to the token embeddings), GPT-J ([`gptj`]) and
+//! the Llama family ([`llama`]), behind one [`Model`] enum that implements [`EditableModel`].
 
 pub mod any;
 pub mod attention;
@@ -9,6 +9,7 @@ pub mod config;
 pub mod editable;
 pub mod embedding;
 pub mod gpt2;
+pub mod gptj;
 pub mod hooks;
 pub mod linear;
 pub mod llama;
@@ -20,5 +21,6 @@ pub use any::{MODEL_TYPES, Model, ModelConfig};
 pub use config::Gpt2Config;
 pub use editable::EditableModel;
 pub use gpt2::{ForwardOutput, Gpt2, KvCache};
+pub use gptj::{Gptj, GptjConfig};
 pub use hooks::{Hooks, Site};
 pub use llama::{Llama, LlamaConfig};

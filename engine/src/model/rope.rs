@@ -7,7 +7,7 @@
 use burn::prelude::*;
 
 /// How a head's dimensions are paired for rotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Pairing {
     /// `(i, i + d/2)`: Llama, Mistral, Qwen2.
     Halves,

@@ -14,7 +14,7 @@ use burn::prelude::*;
 use safetensors::tensor::{Dtype, View};
 
 use crate::error::{EngineError, Result};
-use crate::model::{Gpt2, Llama, Model};
+use crate::model::{Gpt2, Gptj, Llama, Model};
 
 /// One tensor (possibly stored as row chunks), read back only when the writer reaches it.
 struct DeviceView {
@@ -120,8 +120,44 @@ fn chunked_view(e: &crate::model::embedding::TokenEmbedding) -> DeviceView {
 fn named_tensors(model: &Model) -> Vec<(String, DeviceView)> {
     match model {
         Model::Gpt2(m) => gpt2_tensors(m),
+        Model::Gptj(m) => gptj_tensors(m),
         Model::Llama(m) => llama_tensors(m),
     }
+}
+
+/// A GPT-J's tensors under transformers' names, each projection back in `[out, in]`.
+fn gptj_tensors(model: &Gptj) -> Vec<(String, DeviceView)> {
+    let linear = |l: &burn::nn::Linear| view(l.weight.val().transpose());
+    let mut v = vec![("transformer.wte.weight".to_string(), chunked_view(&model.wte))];
+    for (l, block) in model.h.iter().enumerate() {
+        let p = |s: &str| format!("transformer.h.{l}.{s}");
+        v.push((p("ln_1.weight"), view(block.ln_1.gamma.val())));
+        if let Some(b) = &block.ln_1.beta {
+            v.push((p("ln_1.bias"), view(b.val())));
+        }
+        let a = &block.attn;
+        for (name, lin) in [
+            ("q_proj", &a.q_proj),
+            ("k_proj", &a.k_proj),
+            ("v_proj", &a.v_proj),
+            ("out_proj", &a.o_proj),
+        ] {
+            v.push((p(&format!("attn.{name}.weight")), linear(lin)));
+        }
+        for (name, lin) in [("fc_in", &block.mlp.c_fc), ("fc_out", &block.mlp.c_proj)] {
+            v.push((p(&format!("mlp.{name}.weight")), linear(lin)));
+            if let Some(b) = &lin.bias {
+                v.push((p(&format!("mlp.{name}.bias")), view(b.val())));
+            }
+        }
+    }
+    v.push(("transformer.ln_f.weight".into(), view(model.ln_f.gamma.val())));
+    if let Some(b) = &model.ln_f.beta {
+        v.push(("transformer.ln_f.bias".into(), view(b.val())));
+    }
+    v.push(("lm_head.weight".into(), chunked_view(&model.lm_head)));
+    v.push(("lm_head.bias".into(), view(model.lm_head_bias.val())));
+    v
 }
 
 /// A Llama's tensors under transformers' names (`model.layers.0…`), each projection back in

@@ -31,9 +31,13 @@ pub struct LlamaAttentionConfig {
     /// Standard deviation of random weights.
     #[config(default = 0.02)]
     pub init_std: f64,
+    /// How RoPE pairs a head's dimensions (Llama: halves; GPT-J: interleaved).
+    #[config(default = "Pairing::Halves")]
+    pub pairing: Pairing,
 }
 
-/// Grouped-query causal self-attention with rotary positions.
+/// Grouped-query causal self-attention with rotary positions (also GPT-J's, with one key/value
+/// head per query head, interleaved pairs and `rotary_dim` < d_head).
 #[derive(Module, Debug)]
 pub struct LlamaAttention {
     /// d → n_head·d_head.
@@ -48,6 +52,9 @@ pub struct LlamaAttention {
     pub n_head: usize,
     /// Key/value heads.
     pub n_kv_head: usize,
+    /// How RoPE pairs a head's dimensions.
+    #[module(skip)]
+    pub pairing: Pairing,
 }
 
 impl LlamaAttentionConfig {
@@ -67,6 +74,7 @@ impl LlamaAttentionConfig {
             o_proj: lin(q, self.d_model, self.o_bias),
             n_head: self.n_head,
             n_kv_head: self.n_kv_head,
+            pairing: self.pairing,
         }
     }
 }
@@ -93,8 +101,8 @@ impl LlamaAttention {
         let q = heads(linear_rows(&self.q_proj, x.clone()), self.n_head);
         let k = heads(linear_rows(&self.k_proj, x.clone()), self.n_kv_head);
         let mut v = heads(linear_rows(&self.v_proj, x), self.n_kv_head);
-        let q = rope::apply(q, cos, sin, Pairing::Halves);
-        let mut k = rope::apply(k, cos, sin, Pairing::Halves);
+        let q = rope::apply(q, cos, sin, self.pairing);
+        let mut k = rope::apply(k, cos, sin, self.pairing);
 
         let mut past = 0;
         if let Some(slot) = cache {
