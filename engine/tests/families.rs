@@ -346,3 +346,29 @@ fn save_and_reload(name: &str) {
         assert_eq!(back.dtype, dtype.name(), "{name}: written in {dtype:?}");
     }
 }
+
+/// The page's path — config, tokenizer and `model.safetensors` as bytes — loads a Llama and a
+/// GPT-J to the same network as a model directory does.
+#[test]
+fn families_load_from_bytes_as_the_page_does() {
+    let device = Device::flex();
+    for dir in ["tiny-llama3", "tiny-gptj", "tiny-qwen2"] {
+        let read = |f: &str| std::fs::read(fixture(dir).join(f)).unwrap();
+        let tok = pmedit_engine::tokenizer::Gpt2Tokenizer::from_tokenizer_json(&read("tokenizer.json")).unwrap();
+        let parts =
+            pmedit_engine::load::load_model_bytes(dir, &read("config.json"), tok, read("model.safetensors"), &device)
+                .unwrap();
+        let m = load_model_dir(&fixture(dir), &device).unwrap();
+        let ids = m.tokenizer.encode("In 1905, Albert Einstein published").unwrap();
+        let logits = |model: &Model| -> Vec<f32> {
+            model
+                .forward(token_tensor(&ids, &device))
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        assert_eq!(parts.config.model_type(), m.config.model_type(), "{dir}");
+        assert_eq!(logits(&parts.model), logits(&m.model), "{dir}");
+    }
+}

@@ -281,14 +281,18 @@ fn loading_from_a_source_reads_one_tensor_at_a_time() {
         let total: usize = reads.iter().sum();
         let largest = *reads.iter().max().unwrap();
         // Header (2 reads) + one read per tensor; the biggest is one tensor (wte), not the file.
-        let n = 2 + 4 + 12 * parts.config.n_layer;
+        let n = 2 + 4 + 12 * parts.config.n_layer();
         assert_eq!(reads.len(), n, "{name}: {reads:?}");
         assert!(
             total <= weights.len(),
             "{name}: read {total} of {} bytes",
             weights.len()
         );
-        assert_eq!(largest, parts.config.vocab_size * parts.config.n_embd * 4, "{name}");
+        assert_eq!(
+            largest,
+            parts.config.vocab_size() * parts.config.d_model() * 4,
+            "{name}"
+        );
         let whole = load_model_bytes("tiny", &read("config.json"), tok(), weights, device).unwrap();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 1, 4], [1, 3]), device);
         let a: Vec<f32> = parts.model.forward(ids.clone()).into_data().iter().collect();

@@ -35,15 +35,15 @@ fn streamed_files_load_back_to_the_same_weights() {
             let back = load_model_bytes("tiny", &read("config.json"), tok, bytes, device).unwrap();
             for (a, b) in [
                 (
-                    back.model.h[1].mlp.c_proj.weight.val(),
+                    back.model.as_gpt2().unwrap().h[1].mlp.c_proj.weight.val(),
                     original.model.as_gpt2().unwrap().h[1].mlp.c_proj.weight.val(),
                 ),
                 (
-                    back.model.wte.chunks[0].val(),
+                    back.model.as_gpt2().unwrap().wte.chunks[0].val(),
                     original.model.as_gpt2().unwrap().wte.chunks[0].val(),
                 ),
                 (
-                    back.model.wpe.weight.val(),
+                    back.model.as_gpt2().unwrap().wpe.weight.val(),
                     original.model.as_gpt2().unwrap().wpe.weight.val(),
                 ),
             ] {

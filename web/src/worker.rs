@@ -9,7 +9,7 @@ use pmedit_engine::edit::{EditEvent, EditRequest, Editor, Overrides, TemplateCho
 use pmedit_engine::load::stats_file::stats_for_model;
 use pmedit_engine::load::{MemorySource, ModelParts, load_model_source_in};
 use pmedit_engine::model::EditableModel;
-use pmedit_engine::model::Gpt2Config;
+use pmedit_engine::model::ModelConfig;
 use pmedit_engine::predict::top_k;
 use pmedit_engine::readback::read_scalar;
 use pmedit_engine::save::WeightDtype;
@@ -191,7 +191,9 @@ async fn handle(
             let missing: Vec<usize> = plan.hparams.layers.into_iter().filter(|l| !have.contains(l)).collect();
             let mut ids = s.editor.tokenizer().encode(&text)?;
             ids.truncate(max_tokens);
-            let seqs = pmedit_engine::edit::stats::windows(&ids, s.n_positions);
+            // Windows of at most 1024 tokens: a Llama-3 allows 131072, whose attention over one
+            // window would not fit.
+            let seqs = pmedit_engine::edit::stats::windows(&ids, s.n_positions.min(1024));
             if seqs.is_empty() {
                 return Err(WorkerError::worker("the text is empty"));
             }
@@ -378,9 +380,8 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
     // The size is known from the config: refuse what will not fit before reading any weight.
     let params = std::str::from_utf8(&files.config)
         .ok()
-        .and_then(|text| Gpt2Config::from_json(text).ok())
-        .and_then(|c| c.checked_num_params())
-        .unwrap_or(0) as u64;
+        .and_then(|text| ModelConfig::from_json(text).ok())
+        .map_or(0, |c| c.num_params()) as u64;
     let (dtype, weights) =
         storage_dtype(params, compute, device.supports_dtype(FloatDType::F16)).map_err(|why| WorkerError {
             kind: "size".into(),
@@ -419,9 +420,9 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
             &npz.bytes, &npz.name, npz.layer, device,
         )?);
     }
-    let (n_layer, n_embd, n_positions) = (parts.config.n_layer, parts.config.n_embd, parts.config.n_positions);
-    let model = parts.model;
-    let mut editor = Editor::new(pmedit_engine::Model::Gpt2(model), parts.tokenizer);
+    let c = &parts.config;
+    let (n_layer, n_embd, n_positions) = (c.n_layer(), c.d_model(), c.n_positions());
+    let mut editor = Editor::new(parts.model, parts.tokenizer);
     editor.set_statistics(stats).map_err(|e| {
         let names: Vec<&str> = files.npz_stats.iter().map(|n| n.name.as_str()).collect();
         WorkerError {

@@ -6,20 +6,22 @@
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 
+use super::gptj_weights::build_gptj_in;
+use super::llama_weights::build_llama_in;
 use super::safetensors::SafetensorsFile;
 use super::source::{ByteSource, MemorySource};
 use super::weights::{WeightFiles, build_gpt2_in};
 use crate::error::{EngineError, Result};
-use crate::model::{Gpt2, Gpt2Config};
+use crate::model::{Model, ModelConfig};
 use crate::tokenizer::Gpt2Tokenizer;
 
 /// A model built from in-memory files.
 #[derive(Debug)]
 pub struct ModelParts {
     /// Its config.
-    pub config: Gpt2Config,
+    pub config: ModelConfig,
     /// The network.
-    pub model: Gpt2,
+    pub model: Model,
     /// Its tokenizer.
     pub tokenizer: Gpt2Tokenizer,
     /// Storage dtype of the weights.
@@ -28,7 +30,8 @@ pub struct ModelParts {
 
 /// Builds a model on `device` from the contents of `config.json`, a tokenizer already parsed,
 /// and `model.safetensors`; `name` labels errors. The checks are those of a model directory:
-/// a config that is GPT-2, a tokenizer that fits the vocabulary, every tensor with its shape.
+/// a config of a family pmedit knows, a tokenizer that fits the vocabulary, every tensor with its
+/// shape.
 pub fn load_model_bytes(
     name: &str,
     config_json: &[u8],
@@ -66,19 +69,23 @@ pub fn load_model_source_in<S: ByteSource>(
         path: format!("{name}/config.json").into(),
         reason: format!("not UTF-8 text: {e}"),
     })?;
-    let config = Gpt2Config::from_json(text).map_err(|e| match e {
+    let config = ModelConfig::from_json(text).map_err(|e| match e {
         EngineError::Config { reason, .. } => EngineError::Config {
             path: format!("{name}/config.json").into(),
             reason,
         },
         other => other,
     })?;
-    tokenizer.check_fits(config.vocab_size, std::path::Path::new(name))?;
+    tokenizer.check_fits(config.vocab_size(), std::path::Path::new(name))?;
     let path = weights.name().to_path_buf();
     let file = SafetensorsFile::open(weights)?;
     let mut files = WeightFiles::new(vec![file], path);
     let stored = files.dtype();
-    let model = build_gpt2_in(&config, &mut files, device, dtype)?;
+    let model = match &config {
+        ModelConfig::Gpt2(c) => Model::Gpt2(build_gpt2_in(c, &mut files, device, dtype)?),
+        ModelConfig::Gptj(c) => Model::Gptj(build_gptj_in(c, &mut files, device, dtype)?),
+        ModelConfig::Llama(c) => Model::Llama(build_llama_in(c, &mut files, device, dtype)?),
+    };
     Ok(ModelParts {
         config,
         model,
