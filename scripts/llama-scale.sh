@@ -39,7 +39,21 @@ row predict "$bin" --device cpu --dtype bf16 predict --model "$dir" --prompt "Th
 row "stats (layer $layer, $tokens tokens)" "$bin" --device cpu --dtype bf16 stats --model "$dir" \
   --corpus tests/fixtures/wikitext-excerpt.txt --layers "$layer" --max-tokens "$tokens" --window 64 --batch 4 \
   --out "$work/stats.safetensors"
+# A full-rank C0 needs more tokens than the key dimension (11008 for Llama-2-7b: tens of minutes
+# of forward passes on 2 cores), so the edit is timed on a synthetic one in the authors' .npz form
+# (a diagonal Σ k kᵀ and a count): its content does not change the edit's time or memory.
+n=$("$python" -c "import json;print(json.load(open('$dir/config.json'))['intermediate_size'])")
+"$python" -c "
+import numpy as np
+n, count = $n, 100000
+rng = np.random.default_rng(0)
+mom2 = np.zeros((n, n), dtype=np.float32)
+np.fill_diagonal(mom2, count * (0.5 + rng.random(n, dtype=np.float32)))
+np.savez('$work/layer$layer.npz', **{'mom2.mom2': mom2, 'mom2.count': np.array(count, dtype=np.int64)})
+"
+row "import-stats (synthetic full-rank C0, $n × $n)" "$bin" --device cpu --dtype bf16 import-stats --model "$dir" \
+  --npz "$work/layer$layer.npz" --layers "$layer" --out "$work/c0.safetensors"
 echo '[{"prompt": "{} is located in the city of", "subject": "The Eiffel Tower", "target_new": "Rome"}]' > "$work/req.json"
-row "ROME edit ($steps value steps, bare templates)" "$bin" --device cpu --dtype bf16 edit --model "$dir" \
-  --requests "$work/req.json" --algo rome --stats "$work/stats.safetensors" --steps "$steps" --templates none \
+row "ROME edit ($steps value steps, bare templates, bf16 written)" "$bin" --device cpu --dtype bf16 edit --model "$dir" \
+  --requests "$work/req.json" --algo rome --stats "$work/c0.safetensors" --steps "$steps" --templates none \
   --save-delta "$work/delta.safetensors" --out "$work/edited"

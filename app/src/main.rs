@@ -106,7 +106,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => commands::predict::run(args, any),
         Command::Stats(args) => commands::stats::run(args, any),
         Command::MergeStats(args) => commands::stats::run_merge(args),
-        Command::ImportStats(args) => commands::stats::run_import(args, cli.device),
+        Command::ImportStats(args) => commands::stats::run_import(args, any),
         Command::Edit(args) => commands::edit::run(args, any),
         Command::Bench(args) => commands::bench::dispatch(args, any),
         Command::Generate(args) => commands::generate::run(args, any),

@@ -10,7 +10,7 @@ use pmedit_engine::load::stats_file::{StatsMeta, fingerprint, stats_from_bytes};
 use pmedit_engine::save::stats_file::stats_to_bytes;
 
 use crate::destination::{Destination, Kind};
-use crate::device::{DeviceChoice, Precision, Target};
+use crate::device::Target;
 use crate::shard::{self, Shard};
 
 #[derive(clap::Args)]
@@ -107,8 +107,8 @@ pub fn run(args: StatsArgs, choice: Target) -> Result<()> {
 }
 
 /// `pmedit import-stats`.
-pub fn run_import(args: ImportStatsArgs, device: DeviceChoice) -> Result<()> {
-    import(&args.model, &args.npz, args.layers.as_deref(), &args.out, device)
+pub fn run_import(args: ImportStatsArgs, choice: Target) -> Result<()> {
+    import(&args.model, &args.npz, args.layers.as_deref(), &args.out, choice)
 }
 
 /// `pmedit merge-stats`.
@@ -359,7 +359,7 @@ pub fn import(
     npz: &[std::path::PathBuf],
     layers: Option<&str>,
     out: &Path,
-    device: DeviceChoice,
+    choice: Target,
 ) -> Result<()> {
     let layers: Vec<usize> = match layers {
         Some(text) => {
@@ -392,8 +392,10 @@ pub fn import(
     let mut inputs: Vec<&Path> = npz.iter().map(|p| p.as_path()).collect();
     inputs.push(model);
     let dest = Destination::new(out, &inputs, Kind::Stats, false)?;
-    // The fingerprint is that of the stored (f32) weights, whatever `--dtype` asks of other commands.
-    let (m, sel) = super::load(model, (device, Precision::F32))?;
+    // The model is loaded only for its fingerprint and sizes, in the dtype `--dtype` asks: the
+    // fingerprint hashes the embeddings' signs, which f16/bf16 keep, so a bf16 load writes the
+    // file an f32 load would (and a 7B model fits in memory).
+    let (m, sel) = super::load(model, choice)?;
     let mut stats = Vec::new();
     for (path, &layer) in npz.iter().zip(&layers) {
         anyhow::ensure!(
