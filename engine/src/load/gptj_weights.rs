@@ -37,44 +37,6 @@ pub fn expected_tensors(config: &GptjConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-impl<S: ByteSource> WeightFiles<S> {
-    /// Checks, from the headers alone, that the files hold the GPT-J `config` describes.
-    pub fn check_gptj(&self, config: &GptjConfig) -> Result<()> {
-        let blocks = self
-            .index
-            .keys()
-            .filter_map(|k| k.strip_prefix("h.")?.split('.').next()?.parse::<usize>().ok())
-            .max()
-            .map_or(0, |n| n + 1);
-        if blocks != config.n_layer {
-            return Err(EngineError::Config {
-                path: "config.json".into(),
-                reason: format!(
-                    "it says n_layer {} but the weights in {} hold {blocks} blocks: the config does not belong to these weights",
-                    config.n_layer,
-                    self.origin.display()
-                ),
-            });
-        }
-        for (name, shape) in expected_tensors(config) {
-            let (file, key) = self.index.get(&name).ok_or_else(|| EngineError::MissingTensor {
-                name: name.clone(),
-                path: self.origin.clone(),
-            })?;
-            if let Some(info) = self.files[*file].info(key)
-                && info.shape != shape
-            {
-                return Err(EngineError::ShapeMismatch {
-                    name: key.clone(),
-                    expected: shape,
-                    found: info.shape.clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Builds a GPT-J on `device` with its matrices stored in `dtype` (vectors stay f32), one tensor
 /// at a time.
 pub fn build_gptj_in<S: ByteSource>(
@@ -84,7 +46,7 @@ pub fn build_gptj_in<S: ByteSource>(
     dtype: FloatDType,
 ) -> Result<Gptj> {
     config.validate()?;
-    w.check_gptj(config)?;
+    w.check_expected("h.", config.n_layer, expected_tensors(config))?;
     crate::model::precision::check_supported(device, dtype)?;
     let (d, f, v) = (config.n_embd, config.d_inner(), config.vocab_size);
     let on_device = |data: TensorData| Tensor::<2>::from_data(data, (device, DType::from(dtype)));

@@ -48,51 +48,6 @@ pub fn expected_tensors(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-impl<S: ByteSource> WeightFiles<S> {
-    /// Checks, from the headers alone, that the files hold the Llama `config` describes (every
-    /// tensor with its shape, and no more blocks), before anything is allocated.
-    pub fn check_llama(&self, config: &LlamaConfig) -> Result<()> {
-        let blocks = self
-            .index
-            .keys()
-            .filter_map(|k| {
-                k.strip_prefix("model.layers.")?
-                    .split('.')
-                    .next()?
-                    .parse::<usize>()
-                    .ok()
-            })
-            .max()
-            .map_or(0, |n| n + 1);
-        if blocks != config.num_hidden_layers {
-            return Err(EngineError::Config {
-                path: "config.json".into(),
-                reason: format!(
-                    "it says num_hidden_layers {} but the weights in {} hold {blocks} blocks: the config does not belong to these weights",
-                    config.num_hidden_layers,
-                    self.origin.display()
-                ),
-            });
-        }
-        for (name, shape) in expected_tensors(config) {
-            let (file, key) = self.index.get(&name).ok_or_else(|| EngineError::MissingTensor {
-                name: name.clone(),
-                path: self.origin.clone(),
-            })?;
-            if let Some(info) = self.files[*file].info(key)
-                && info.shape != shape
-            {
-                return Err(EngineError::ShapeMismatch {
-                    name: key.clone(),
-                    expected: shape,
-                    found: info.shape.clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Builds a Llama on `device` with its matrices stored in `dtype` (vectors stay f32), one tensor
 /// at a time, each converted on the host as it is read: never a whole-model copy.
 pub fn build_llama_in<S: ByteSource>(
@@ -102,7 +57,7 @@ pub fn build_llama_in<S: ByteSource>(
     dtype: FloatDType,
 ) -> Result<Llama> {
     config.validate()?;
-    w.check_llama(config)?;
+    w.check_expected("model.layers.", config.num_hidden_layers, expected_tensors(config))?;
     crate::model::precision::check_supported(device, dtype)?;
     let (d, v) = (config.hidden_size, config.vocab_size);
     let on_device = |data: TensorData| Tensor::<2>::from_data(data, (device, DType::from(dtype)));

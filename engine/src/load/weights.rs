@@ -173,6 +173,49 @@ impl<S: ByteSource> WeightFiles<S> {
         Ok(())
     }
 
+    /// Checks, from the headers alone, that the files hold exactly `n_layer` blocks (tensors named
+    /// `{block_prefix}N.…`) and every tensor of `expected` with its shape, before anything is
+    /// allocated (the Llama and GPT-J loaders; GPT-2's [`check_config`](Self::check_config) also
+    /// counts parameters).
+    pub(crate) fn check_expected(
+        &self,
+        block_prefix: &str,
+        n_layer: usize,
+        expected: Vec<(String, Vec<usize>)>,
+    ) -> Result<()> {
+        let blocks = self
+            .index
+            .keys()
+            .filter_map(|k| k.strip_prefix(block_prefix)?.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |n| n + 1);
+        if blocks != n_layer {
+            return Err(EngineError::Config {
+                path: "config.json".into(),
+                reason: format!(
+                    "it says {n_layer} layers but the weights in {} hold {blocks} blocks: the config does not belong to these weights",
+                    self.origin.display()
+                ),
+            });
+        }
+        for (name, shape) in expected {
+            let (file, key) = self.index.get(&name).ok_or_else(|| EngineError::MissingTensor {
+                name: name.clone(),
+                path: self.origin.clone(),
+            })?;
+            if let Some(info) = self.files[*file].info(key)
+                && info.shape != shape
+            {
+                return Err(EngineError::ShapeMismatch {
+                    name: key.clone(),
+                    expected: shape,
+                    found: info.shape.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The dtype of the first weight, for `pmedit info`.
     pub fn dtype(&self) -> String {
         self.index

@@ -128,11 +128,7 @@ impl Gpt2 {
     /// `ln_f`, `[batch, seq, d]`) instead of logits, so callers can apply [`lm_head`](Self::lm_head)
     /// to the few positions they score.
     pub fn forward_final_hidden(&self, tokens: Tensor<2, Int>, hooks: &Hooks) -> (Tensor<3>, Vec<Tensor<3>>) {
-        let hooks = Hooks {
-            skip_logits: false,
-            ..hooks.clone()
-        };
-        let (hidden, probes) = self.run(tokens, &hooks, None);
+        let (hidden, probes) = self.run(tokens, &hooks.with_logits(), None);
         (
             hidden.expect("hidden states are computed when logits are not skipped"),
             probes,
@@ -186,22 +182,13 @@ impl Gpt2 {
             .unsqueeze_dim::<3>(0);
         let mut h = self.wte.forward(tokens) + pos;
 
-        let mut probes: Vec<Option<Tensor<3>>> = vec![None; hooks.probes.len()];
-        let last = if hooks.skip_logits {
-            hooks.last_layer().map_or(0, |l| l + 1)
-        } else {
-            self.h.len()
-        };
+        let mut probes = hooks.probe_slots();
+        let last = hooks.blocks_to_run(self.h.len());
         for (layer, block) in self.h.iter().enumerate().take(last) {
             let slot = cache.as_mut().map(|c| &mut c.layers[layer]);
             h = block.forward(layer, h, slot, hooks, &mut probes);
         }
         let hidden = (!hooks.skip_logits).then(|| self.ln_f.forward(h));
-        let probes = probes
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| p.unwrap_or_else(|| panic!("probe {:?} names a layer beyond the model", hooks.probes[i])))
-            .collect();
-        (hidden, probes)
+        (hidden, hooks.recorded(probes))
     }
 }

@@ -49,6 +49,41 @@ impl Hooks {
         p.chain(e).max()
     }
 
+    /// How many blocks a pass over `n_layer` blocks runs: all of them, or up to the last hooked
+    /// layer when the logits are skipped.
+    pub(crate) fn blocks_to_run(&self, n_layer: usize) -> usize {
+        if self.skip_logits {
+            self.last_layer().map_or(0, |l| l + 1)
+        } else {
+            n_layer
+        }
+    }
+
+    /// Slots for the probes of one pass.
+    pub(crate) fn probe_slots(&self) -> Vec<Option<Tensor<3>>> {
+        vec![None; self.probes.len()]
+    }
+
+    /// The probes a pass recorded, in order.
+    ///
+    /// # Panics
+    /// If a probe names a layer the model does not have (the editors check layers first).
+    pub(crate) fn recorded(&self, slots: Vec<Option<Tensor<3>>>) -> Vec<Tensor<3>> {
+        slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| p.unwrap_or_else(|| panic!("probe {:?} names a layer beyond the model", self.probes[i])))
+            .collect()
+    }
+
+    /// These hooks with the logits computed.
+    pub(crate) fn with_logits(&self) -> Self {
+        Self {
+            skip_logits: false,
+            ..self.clone()
+        }
+    }
+
     /// Applies the edits registered at `(layer, site)` to `x`, then records it if probed.
     pub(crate) fn visit(&self, layer: usize, site: Site, mut x: Tensor<3>, out: &mut [Option<Tensor<3>>]) -> Tensor<3> {
         for (l, s, delta) in &self.edits {

@@ -97,11 +97,7 @@ impl Gptj {
 
     /// Final hidden states (after `ln_f`) and the probes.
     pub fn forward_final_hidden(&self, tokens: Tensor<2, Int>, hooks: &Hooks) -> (Tensor<3>, Vec<Tensor<3>>) {
-        let hooks = Hooks {
-            skip_logits: false,
-            ..hooks.clone()
-        };
-        let (hidden, probes) = self.run(tokens, &hooks, None);
+        let (hidden, probes) = self.run(tokens, &hooks.with_logits(), None);
         (
             hidden.expect("hidden states are computed when logits are not skipped"),
             probes,
@@ -140,22 +136,13 @@ impl Gptj {
         }
         let mut h = self.wte.forward(tokens);
         let (cos, sin) = rope::angles(&self.inv_freq, past, seq, &h.device());
-        let mut probes: Vec<Option<Tensor<3>>> = vec![None; hooks.probes.len()];
-        let last = if hooks.skip_logits {
-            hooks.last_layer().map_or(0, |l| l + 1)
-        } else {
-            self.h.len()
-        };
+        let mut probes = hooks.probe_slots();
+        let last = hooks.blocks_to_run(self.h.len());
         for (layer, block) in self.h.iter().enumerate().take(last) {
             let slot = cache.as_mut().map(|c| c.layer_mut(layer));
             h = block.forward(layer, h, (&cos, &sin), slot, hooks, &mut probes);
         }
         let hidden = (!hooks.skip_logits).then(|| self.ln_f.forward(h));
-        let probes = probes
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| p.unwrap_or_else(|| panic!("probe {:?} names a layer beyond the model", hooks.probes[i])))
-            .collect();
-        (hidden, probes)
+        (hidden, hooks.recorded(probes))
     }
 }
