@@ -372,3 +372,41 @@ fn families_load_from_bytes_as_the_page_does() {
         assert_eq!(logits(&parts.model), logits(&m.model), "{dir}");
     }
 }
+
+/// Incremental decoding (the KV cache, RoPE at positions after the cached ones, grouped-query
+/// heads cached before they are shared) gives the logits of the full pass.
+#[test]
+fn cached_decoding_equals_the_full_pass() {
+    on_all_devices(|name, device| {
+        for dir in ["tiny-llama3", "tiny-gptj"] {
+            let m = load_model_dir(&fixture(dir), device).unwrap();
+            let ids = m
+                .tokenizer
+                .encode("The Eiffel Tower is located in the city of")
+                .unwrap();
+            let full: Vec<f32> = m
+                .model
+                .forward(token_tensor(&ids, device))
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .unwrap();
+            let vocab = m.model.vocab_size();
+            let mut cache = Default::default();
+            let split = ids.len() - 3;
+            m.model.forward_cached(token_tensor(&ids[..split], device), &mut cache);
+            for (i, &id) in ids.iter().enumerate().skip(split) {
+                let step: Vec<f32> = m
+                    .model
+                    .forward_cached(token_tensor(&[id], device), &mut cache)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec()
+                    .unwrap();
+                let want = &full[i * vocab..(i + 1) * vocab];
+                let worst = step.iter().zip(want).fold(0f32, |w, (a, b)| w.max((a - b).abs()));
+                assert!(worst < 1e-3, "{name} {dir}: position {i}, max |Δ logit| = {worst}");
+            }
+        }
+    });
+}

@@ -16,6 +16,7 @@ pub mod llama;
 pub mod mlp;
 pub mod precision;
 pub mod rope;
+pub mod rotary;
 
 pub use any::{MODEL_TYPES, Model, ModelConfig};
 pub use config::Gpt2Config;

@@ -21,9 +21,9 @@ pub struct GptjBlock {
     pub mlp: Mlp,
 }
 
-impl GptjBlock {
+impl crate::model::rotary::RotaryBlock for GptjBlock {
     /// Runs the block as layer `layer` at the positions of `cos`/`sin`, applying `hooks`.
-    pub fn forward(
+    fn forward(
         &self,
         layer: usize,
         h: Tensor<3>,

@@ -12,7 +12,8 @@ use crate::model::gpt2::{ForwardOutput, KvCache};
 use crate::model::hooks::Hooks;
 use crate::model::llama::attention::LlamaAttentionConfig;
 use crate::model::mlp::MlpConfig;
-use crate::model::rope::{self, Pairing};
+use crate::model::rope::Pairing;
+use crate::model::rotary;
 
 /// GPT-J.
 #[derive(Module, Debug)]
@@ -112,14 +113,7 @@ impl Gptj {
 
     /// Runs blocks `start..` on `h` (positions from 0) and returns the final hidden states.
     pub fn forward_from(&self, start: usize, h: Tensor<3>) -> Tensor<3> {
-        let seq = h.dims()[1];
-        let (cos, sin) = rope::angles(&self.inv_freq, 0, seq, &h.device());
-        let hooks = Hooks::default();
-        let mut h = h;
-        for (layer, block) in self.h.iter().enumerate().skip(start) {
-            h = block.forward(layer, h, (&cos, &sin), None, &hooks, &mut []);
-        }
-        self.ln_f.forward(h)
+        self.ln_f.forward(rotary::run_from(&self.h, &self.inv_freq, start, h))
     }
 
     fn run(
@@ -128,21 +122,7 @@ impl Gptj {
         hooks: &Hooks,
         cache: Option<&mut KvCache>,
     ) -> (Option<Tensor<3>>, Vec<Tensor<3>>) {
-        let [_, seq] = tokens.dims();
-        let mut cache = cache;
-        let past = cache.as_ref().map_or(0, |c| c.len());
-        if let Some(c) = cache.as_mut() {
-            c.ensure_layers(self.h.len());
-        }
-        let mut h = self.wte.forward(tokens);
-        let (cos, sin) = rope::angles(&self.inv_freq, past, seq, &h.device());
-        let mut probes = hooks.probe_slots();
-        let last = hooks.blocks_to_run(self.h.len());
-        for (layer, block) in self.h.iter().enumerate().take(last) {
-            let slot = cache.as_mut().map(|c| c.layer_mut(layer));
-            h = block.forward(layer, h, (&cos, &sin), slot, hooks, &mut probes);
-        }
-        let hidden = (!hooks.skip_logits).then(|| self.ln_f.forward(h));
-        (hidden, hooks.recorded(probes))
+        let (h, probes) = rotary::run(&self.wte, &self.h, &self.inv_freq, tokens, hooks, cache);
+        (h.map(|h| self.ln_f.forward(h)), probes)
     }
 }

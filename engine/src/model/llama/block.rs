@@ -49,9 +49,9 @@ impl LlamaBlockConfig {
     }
 }
 
-impl LlamaBlock {
+impl crate::model::rotary::RotaryBlock for LlamaBlock {
     /// Runs the block as layer `layer` at the positions of `cos`/`sin`, applying `hooks`.
-    pub fn forward(
+    fn forward(
         &self,
         layer: usize,
         h: Tensor<3>,

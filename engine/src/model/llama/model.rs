@@ -13,7 +13,7 @@ use super::mlp::SwiGluMlpConfig;
 use crate::model::embedding::{TokenEmbedding, TokenEmbeddingConfig, max_chunk_bytes_for};
 use crate::model::gpt2::{ForwardOutput, KvCache};
 use crate::model::hooks::Hooks;
-use crate::model::rope;
+use crate::model::rotary;
 
 /// A Llama-family model.
 #[derive(Module, Debug)]
@@ -109,14 +109,8 @@ impl Llama {
 
     /// Runs blocks `start..` on `h` (positions from 0) and returns the final hidden states.
     pub fn forward_from(&self, start: usize, h: Tensor<3>) -> Tensor<3> {
-        let seq = h.dims()[1];
-        let (cos, sin) = rope::angles(&self.inv_freq, 0, seq, &h.device());
-        let hooks = Hooks::default();
-        let mut h = h;
-        for (layer, block) in self.layers.iter().enumerate().skip(start) {
-            h = block.forward(layer, h, (&cos, &sin), None, &hooks, &mut []);
-        }
-        self.norm.forward(h)
+        self.norm
+            .forward(rotary::run_from(&self.layers, &self.inv_freq, start, h))
     }
 
     fn run(
@@ -125,21 +119,7 @@ impl Llama {
         hooks: &Hooks,
         cache: Option<&mut KvCache>,
     ) -> (Option<Tensor<3>>, Vec<Tensor<3>>) {
-        let [_, seq] = tokens.dims();
-        let mut cache = cache;
-        let past = cache.as_ref().map_or(0, |c| c.len());
-        if let Some(c) = cache.as_mut() {
-            c.ensure_layers(self.layers.len());
-        }
-        let mut h = self.embed_tokens.forward(tokens);
-        let (cos, sin) = rope::angles(&self.inv_freq, past, seq, &h.device());
-        let mut probes = hooks.probe_slots();
-        let last = hooks.blocks_to_run(self.layers.len());
-        for (layer, block) in self.layers.iter().enumerate().take(last) {
-            let slot = cache.as_mut().map(|c| c.layer_mut(layer));
-            h = block.forward(layer, h, (&cos, &sin), slot, hooks, &mut probes);
-        }
-        let hidden = (!hooks.skip_logits).then(|| self.norm.forward(h));
-        (hidden, hooks.recorded(probes))
+        let (h, probes) = rotary::run(&self.embed_tokens, &self.layers, &self.inv_freq, tokens, hooks, cache);
+        (h.map(|h| self.norm.forward(h)), probes)
     }
 }
