@@ -25,7 +25,7 @@ pub struct ModelFiles {
     pub config: Vec<u8>,
     /// `tokenizer.json`, or `vocab.json` + `merges.txt`.
     pub tokenizer: TokenizerFiles,
-    /// `model.safetensors`.
+    /// `model.safetensors`, or the shards of a sharded checkpoint.
     pub weights: Weights,
     /// C0 statistics (`pmedit stats` output), when given.
     pub stats: Option<Vec<u8>>,
@@ -44,15 +44,25 @@ pub struct NpzStats {
     pub bytes: Vec<u8>,
 }
 
-/// Where `model.safetensors` comes from.
+/// Where the weights come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Weights {
-    /// The bytes themselves.
+    /// The bytes of `model.safetensors` themselves.
     Bytes(Vec<u8>),
-    /// An absolute URL — `http(s):` for a served directory, `blob:` for a file the user picked —
-    /// that the worker reads with range requests, one tensor at a time, so a large file never
-    /// sits whole in wasm memory.
-    Url(String),
+    /// `model.safetensors`, or every shard a `model.safetensors.index.json` names, as absolute
+    /// URLs — `http(s):` for a served directory, `blob:` for files the user picked — that the
+    /// worker reads with range requests, one tensor at a time, so a large file never sits whole in
+    /// wasm memory.
+    Urls(Vec<WeightUrl>),
+}
+
+/// One weights file to read by URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightUrl {
+    /// Its file name (`model.safetensors`, `model-00001-of-00002.safetensors`), for messages.
+    pub file: String,
+    /// Where to read it.
+    pub url: String,
 }
 
 /// The tokenizer files.
@@ -406,7 +416,16 @@ mod tests {
             pmedit_engine::EngineError::Numerical("C0".into()).into(),
         ));
         round_trip(Response::DeviceLost("destroyed".into()));
-        round_trip(Weights::Url("blob:http://127.0.0.1/x".into()));
+        round_trip(Weights::Urls(vec![
+            WeightUrl {
+                file: "model-00001-of-00002.safetensors".into(),
+                url: "blob:http://127.0.0.1/x".into(),
+            },
+            WeightUrl {
+                file: "model-00002-of-00002.safetensors".into(),
+                url: "http://127.0.0.1/m/model-00002-of-00002.safetensors".into(),
+            },
+        ]));
         round_trip(Response::Weights {
             name: "pmedit-delta.safetensors".into(),
             bytes: vec![1, 2, 3],

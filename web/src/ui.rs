@@ -13,7 +13,7 @@ use crate::channel::{Listener, progress_name};
 use crate::form::{FactRow, npz_layer, parse_facts, parse_layers, parse_positive};
 use crate::protocol::{
     Algorithm, Backend, EditReport, EditSettings, ModelFiles, ModelInfo, NpzStats, Prediction, Request, Response,
-    TokenizerFiles, Weights,
+    TokenizerFiles, WeightUrl, Weights,
 };
 use crate::scale::{Scale, tick_label};
 use crate::worker::EngineWorker;
@@ -235,8 +235,9 @@ fn absolute(url: &str) -> Result<String, String> {
         .map_err(|e| format!("{url} is not a URL: {e:?}"))
 }
 
-/// A Hugging Face directory served over HTTP: `config.json`, `model.safetensors`,
-/// `tokenizer.json` (or `vocab.json` + `merges.txt`) and, if present, `stats.safetensors`.
+/// A Hugging Face directory served over HTTP: `config.json`, `model.safetensors` (or
+/// `model.safetensors.index.json` and its shards), `tokenizer.json` (or `vocab.json` +
+/// `merges.txt`) and, if present, `stats.safetensors`.
 async fn url_files(base: &str, name: &str) -> Result<ModelFiles, String> {
     let base = base.trim_end_matches('/');
     let tokenizer = match fetch_bytes(&format!("{base}/tokenizer.json")).await {
@@ -251,10 +252,33 @@ async fn url_files(base: &str, name: &str) -> Result<ModelFiles, String> {
         config: fetch_bytes(&format!("{base}/config.json")).await?,
         tokenizer,
         // Streamed by the worker with range requests, one tensor at a time.
-        weights: Weights::Url(absolute(&format!("{base}/model.safetensors"))?),
+        weights: Weights::Urls(match fetch_bytes(&format!("{base}/{INDEX}")).await {
+            Ok(index) => shard_names_of(&index)?
+                .into_iter()
+                .map(|file| {
+                    Ok(WeightUrl {
+                        url: absolute(&format!("{base}/{file}"))?,
+                        file,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+            Err(_) => vec![WeightUrl {
+                url: absolute(&format!("{base}/model.safetensors"))?,
+                file: "model.safetensors".into(),
+            }],
+        }),
         stats: fetch_bytes(&format!("{base}/stats.safetensors")).await.ok(),
         npz_stats: Vec::new(),
     })
+}
+
+/// The index file of a sharded checkpoint.
+const INDEX: &str = "model.safetensors.index.json";
+
+/// The shard files a `model.safetensors.index.json` names.
+fn shard_names_of(index: &[u8]) -> Result<Vec<String>, String> {
+    let text = std::str::from_utf8(index).map_err(|e| format!("{INDEX} is not UTF-8 text: {e}"))?;
+    pmedit_engine::load::shard_names(text, std::path::Path::new(INDEX)).map_err(|e| e.to_string())
 }
 
 async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
@@ -274,7 +298,22 @@ async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
     }
     let find = |n: &str| files.iter().find(|f| f.name() == n).cloned();
     let config = find("config.json").ok_or("pick config.json too (with model.safetensors and the tokenizer files)")?;
-    let weights = find("model.safetensors").ok_or("pick model.safetensors too")?;
+    // `model.safetensors`, or the index of a sharded checkpoint and every shard it names.
+    let weights = match find(INDEX) {
+        Some(index) => {
+            let names = shard_names_of(&file_bytes(&index).await?)?;
+            let missing: Vec<&str> = names.iter().filter(|n| find(n).is_none()).map(String::as_str).collect();
+            if !missing.is_empty() {
+                return Err(format!("{INDEX} names shards you did not pick: {}", missing.join(", ")));
+            }
+            names.iter().filter_map(|n| find(n)).collect::<Vec<_>>()
+        }
+        None => vec![
+            find("model.safetensors")
+                .ok_or("pick model.safetensors (or model.safetensors.index.json and its shards) too")?,
+        ],
+    };
+    let weight_files: std::collections::HashSet<String> = weights.iter().map(|f| f.name()).collect();
     let tokenizer = if let Some(t) = find("tokenizer.json") {
         TokenizerFiles::Json(file_bytes(&t).await?)
     } else if let (Some(v), Some(m)) = (find("vocab.json"), find("merges.txt")) {
@@ -284,7 +323,7 @@ async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
     };
     let stats = match files
         .iter()
-        .find(|f| f.name().ends_with(".safetensors") && f.name() != "model.safetensors")
+        .find(|f| f.name().ends_with(".safetensors") && !weight_files.contains(&f.name()))
     {
         Some(s) => Some(file_bytes(s).await?),
         None => None,
@@ -302,9 +341,18 @@ async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
         name: "your model".into(),
         config: file_bytes(&config).await?,
         tokenizer,
-        // The worker reads the picked file through a blob URL, one tensor's slice at a time.
-        weights: Weights::Url(
-            web_sys::Url::create_object_url_with_blob(&weights).map_err(|e| format!("model.safetensors: {e:?}"))?,
+        // The worker reads the picked files through blob URLs, one tensor's slice at a time.
+        weights: Weights::Urls(
+            weights
+                .iter()
+                .map(|f| {
+                    Ok(WeightUrl {
+                        url: web_sys::Url::create_object_url_with_blob(f)
+                            .map_err(|e| format!("{}: {e:?}", f.name()))?,
+                        file: f.name(),
+                    })
+                })
+                .collect::<Result<_, String>>()?,
         ),
         stats,
         npz_stats,
@@ -444,7 +492,7 @@ fn App() -> impl IntoView {
     view! {
         <header>
             <h1>"pmedit"</h1>
-            <p class="tagline">"Edit facts inside a GPT-2 in your browser: ROME, r-ROME, MEMIT and EMMET."</p>
+            <p class="tagline">"Edit facts inside a language model (GPT-2, GPT-J, Llama) in your browser: ROME, r-ROME, MEMIT, EMMET and AlphaEdit."</p>
         </header>
         <StatusBar page=page />
         <main>
@@ -539,7 +587,7 @@ fn ModelPanel(page: Page) -> impl IntoView {
                         i.name, i.n_layer, i.n_embd, i.params as f64 / 1e6, i.weights, i.stats_layers)}
                 </p>
             })}
-            <label>"Load your own GPT-2 (config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt, optionally C0 statistics: a stats .safetensors made by pmedit stats, or the authors' per-layer .npz files): "
+            <label>"Load your own GPT-2, GPT-J, Llama, Mistral or Qwen2 (config.json; model.safetensors, or model.safetensors.index.json with its shards; tokenizer.json or vocab.json + merges.txt; optionally C0 statistics: a stats .safetensors made by pmedit stats, or the authors' per-layer .npz files): "
                 <input id="model-files" type="file" multiple on:change=on_files />
             </label>
             <p>

@@ -7,7 +7,7 @@ use futures::{SinkExt, StreamExt};
 use gloo_worker::reactor::{ReactorScope, reactor};
 use pmedit_engine::edit::{EditEvent, EditRequest, Editor, Overrides, TemplateChoice, ValueOverrides};
 use pmedit_engine::load::stats_file::stats_for_model;
-use pmedit_engine::load::{MemorySource, ModelParts, load_model_source_in};
+use pmedit_engine::load::{ByteSource, MemorySource, ModelParts, load_model_source_in, load_model_sources_in};
 use pmedit_engine::model::EditableModel;
 use pmedit_engine::model::ModelConfig;
 use pmedit_engine::predict::top_k;
@@ -19,7 +19,7 @@ use wasm_bindgen::JsCast;
 use crate::budget::storage_dtype;
 use crate::protocol::{
     Backend, Candidate, Compute, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response,
-    TokenizerFiles, Weights, WorkerError, tradeoff_lambdas,
+    TokenizerFiles, WeightUrl, Weights, WorkerError, tradeoff_lambdas,
 };
 use crate::range::RangeSource;
 
@@ -372,6 +372,38 @@ async fn webgpu_adapter() -> Result<Adapter, String> {
     })
 }
 
+/// Opens every weights file (one small range request each, to learn its length), with progress
+/// posted to the page as the bytes of all of them arrive.
+fn open_shards(name: &str, urls: &[WeightUrl]) -> pmedit_engine::Result<Vec<RangeSource>> {
+    let shards = urls
+        .iter()
+        .map(|u| RangeSource::open(&u.url, format!("{name}/{}", u.file)))
+        .collect::<pmedit_engine::Result<Vec<_>>>()?;
+    let total: u64 = shards.iter().map(|s| s.len()).sum();
+    let done = std::rc::Rc::new(std::cell::RefCell::new(vec![0u64; shards.len()]));
+    let poster = std::rc::Rc::new(
+        crate::channel::worker_channel()
+            .and_then(|c| crate::channel::Poster::new(&crate::channel::progress_name(&c)).ok()),
+    );
+    Ok(shards
+        .into_iter()
+        .enumerate()
+        .map(|(i, source)| {
+            let (done, poster) = (done.clone(), poster.clone());
+            source.with_progress(move |read, _| {
+                let sum: u64 = {
+                    let mut d = done.borrow_mut();
+                    d[i] = read;
+                    d.iter().sum()
+                };
+                if let Some(p) = poster.as_ref() {
+                    p.post(&js_sys::Array::of2(&(sum as f64).into(), &(total as f64).into()));
+                }
+            })
+        })
+        .collect())
+}
+
 async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<State, WorkerError> {
     let tokenizer = match &files.tokenizer {
         TokenizerFiles::Json(b) => Gpt2Tokenizer::from_tokenizer_json(b),
@@ -396,17 +428,8 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
             device,
             dtype,
         ),
-        Weights::Url(url) => RangeSource::open(&url, format!("{}/model.safetensors", files.name)).and_then(|source| {
-            // Progress goes to the page as the tensors arrive.
-            let poster = crate::channel::worker_channel()
-                .and_then(|c| crate::channel::Poster::new(&crate::channel::progress_name(&c)).ok());
-            let source = source.with_progress(move |done, total| {
-                if let Some(p) = &poster {
-                    p.post(&js_sys::Array::of2(&(done as f64).into(), &(total as f64).into()));
-                }
-            });
-            load_model_source_in(&files.name, &files.config, tokenizer, source, device, dtype)
-        }),
+        Weights::Urls(urls) => open_shards(&files.name, &urls)
+            .and_then(|shards| load_model_sources_in(&files.name, &files.config, tokenizer, shards, device, dtype)),
     }?;
     let mut stats = match &files.stats {
         Some(bytes) => stats_for_model(bytes, "stats.safetensors", &parts.model).await?,

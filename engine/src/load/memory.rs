@@ -65,6 +65,27 @@ pub fn load_model_source_in<S: ByteSource>(
     device: &Device,
     dtype: FloatDType,
 ) -> Result<ModelParts> {
+    load_model_sources_in(name, config_json, tokenizer, vec![weights], device, dtype)
+}
+
+/// [`load_model_source_in`] for a sharded checkpoint: `shards` are the safetensors files a
+/// `model.safetensors.index.json` names, each read one tensor's range at a time; every tensor is
+/// looked up across all of them, as for a sharded model directory.
+pub fn load_model_sources_in<S: ByteSource>(
+    name: &str,
+    config_json: &[u8],
+    tokenizer: Gpt2Tokenizer,
+    shards: Vec<S>,
+    device: &Device,
+    dtype: FloatDType,
+) -> Result<ModelParts> {
+    if shards.is_empty() {
+        return Err(EngineError::MissingFile {
+            dir: name.into(),
+            what: "weights".into(),
+            expected: "model.safetensors, or the shards model.safetensors.index.json names".into(),
+        });
+    }
     let text = std::str::from_utf8(config_json).map_err(|e| EngineError::Config {
         path: format!("{name}/config.json").into(),
         reason: format!("not UTF-8 text: {e}"),
@@ -77,9 +98,12 @@ pub fn load_model_source_in<S: ByteSource>(
         other => other,
     })?;
     tokenizer.check_fits(config.vocab_size(), std::path::Path::new(name))?;
-    let path = weights.name().to_path_buf();
-    let file = SafetensorsFile::open(weights)?;
-    let mut files = WeightFiles::new(vec![file], path);
+    let path = shards[0].name().to_path_buf();
+    let files = shards
+        .into_iter()
+        .map(SafetensorsFile::open)
+        .collect::<Result<Vec<_>>>()?;
+    let mut files = WeightFiles::new(files, path);
     let stored = files.dtype();
     let model = match &config {
         ModelConfig::Gpt2(c) => Model::Gpt2(build_gpt2_in(c, &mut files, device, dtype)?),

@@ -11,16 +11,18 @@ pub mod memory;
 pub mod model_dir;
 pub mod npz;
 pub mod safetensors;
+pub mod shards;
 pub mod source;
 pub mod stats_file;
 pub mod weights;
 
 pub use gptj_weights::build_gptj_in;
 pub use llama_weights::build_llama_in;
-pub use memory::{ModelParts, load_model_bytes, load_model_source, load_model_source_in};
+pub use memory::{ModelParts, load_model_bytes, load_model_source, load_model_source_in, load_model_sources_in};
 #[cfg(not(target_family = "wasm"))]
 pub use model_dir::{LoadedModel, load_model_dir, load_model_dir_in, read_config};
 pub use safetensors::SafetensorsFile;
+pub use shards::shard_names;
 #[cfg(not(target_family = "wasm"))]
 pub use source::FileSource;
 pub use source::{ByteSource, MemorySource};
