@@ -1,5 +1,8 @@
-//! Keys, values and Δ against an independent PyTorch implementation
-//! (tests/fixtures/generate_edit_reference.py, float64) on facts-gpt2, with fixed templates.
+//! Keys, values and Δ against independent PyTorch implementations (float64, fixed templates):
+//! tests/fixtures/generate_edit_reference.py on facts-gpt2, and
+//! tests/fixtures/generate_family_edit_reference.py on facts-llama (Llama-2-style, SentencePiece
+//! tokenizer with a BOS) and facts-gptj, which tokenises prompts whole and finds the subject's last
+//! token from character offsets.
 
 mod common;
 
@@ -19,10 +22,26 @@ fn matrix(v: &serde_json::Value) -> Mat {
     Mat::new(rows.len(), rows[0].len(), rows.concat())
 }
 
+fn reference(file: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(file)).unwrap()).unwrap()
+}
+
 #[test]
-fn keys_values_and_deltas_match_pytorch() {
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("edit-reference.json")).unwrap()).unwrap();
+fn keys_values_and_deltas_match_pytorch_on_gpt2() {
+    matches_pytorch("facts-gpt2", &reference("edit-reference.json"));
+}
+
+#[test]
+fn keys_values_and_deltas_match_pytorch_on_llama() {
+    matches_pytorch("facts-llama", &reference("family-edit-reference.json")["llama"]);
+}
+
+#[test]
+fn keys_values_and_deltas_match_pytorch_on_gptj() {
+    matches_pytorch("facts-gptj", &reference("family-edit-reference.json")["gptj"]);
+}
+
+fn matches_pytorch(model: &str, r: &serde_json::Value) {
     let layer = r["layer"].as_u64().unwrap() as usize;
     let templates: ContextTemplates =
         ContextTemplates::from_json(&serde_json::json!({"groups": r["templates"]}).to_string()).unwrap();
@@ -35,12 +54,12 @@ fn keys_values_and_deltas_match_pytorch() {
         .map(|(i, v)| EditRequest::from_json(v, &format!("request {i}")).unwrap())
         .collect();
     on_all_devices(|name, device| {
-        let m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+        let m = load_model_dir(&fixture(model), device).unwrap();
         // Keys: exact up to f32 rounding.
         let k = compute_keys(&m.model, &m.tokenizer, layer, &requests, &templates).unwrap();
         let k_host = download(k.clone().transpose());
         let err = rel_err(&k_host, &matrix(&r["keys"]));
-        assert!(err < 1e-5, "{name}: keys {err:e}");
+        assert!(err < 1e-5, "{model} {name}: keys {err:e}");
         // Values: 20 Adam steps from the same start; f32 vs f64 drift stays small.
         let mut deltas = Vec::new();
         for (i, req) in requests.iter().enumerate() {
@@ -59,13 +78,13 @@ fn keys_values_and_deltas_match_pytorch() {
             let want = Mat::new(1, v.v.dims()[0], common::floats(&r["v"][i]));
             let got_init = download(v.v_init.clone().unsqueeze_dim(0));
             let got = download(v.v.clone().unsqueeze_dim(0));
-            assert!(rel_err(&got_init, &want_init) < 1e-5, "{name}: v_init {i}");
+            assert!(rel_err(&got_init, &want_init) < 1e-5, "{model} {name}: v_init {i}");
             let err = rel_err(&got, &want);
             eprintln!(
-                "{name}: value {i} relative error {err:.2e}, losses {:?}",
+                "{model} {name}: value {i} relative error {err:.2e}, losses {:?}",
                 v.losses.iter().map(|l| l.total).collect::<Vec<_>>()
             );
-            assert!(err < 1e-3, "{name}: value {i}: {err:e}");
+            assert!(err < 1e-3, "{model} {name}: value {i}: {err:e}");
             deltas.push(v.v - v.v_init);
         }
         // Δ from the reference's own keys and residuals, so only the solve is compared here.
@@ -86,7 +105,7 @@ fn keys_values_and_deltas_match_pytorch() {
         let k0 = k_ref.clone().narrow(1, 0, 1);
         let rome = download(block_on(rank_one(&pres, k0.clone(), k0, r_dev.clone().narrow(0, 0, 1))).unwrap());
         let err = rel_err(&rome, &matrix(&r["rome_delta"]));
-        assert!(err < 1e-3, "{name}: ROME Δ {err:e}");
+        assert!(err < 1e-3, "{model} {name}: ROME Δ {err:e}");
         let emmet = download(
             block_on(solve_delta(
                 &pres,
@@ -99,6 +118,6 @@ fn keys_values_and_deltas_match_pytorch() {
             .unwrap(),
         );
         let err = rel_err(&emmet, &matrix(&r["emmet_delta"]));
-        assert!(err < 1e-3, "{name}: EMMET Δ {err:e}");
+        assert!(err < 1e-3, "{model} {name}: EMMET Δ {err:e}");
     });
 }

@@ -1,7 +1,8 @@
 //! End-to-end edits of `facts-gpt2`, a small GPT-2 trained on true CounterFact facts
-//! (tests/fixtures/train_edit_fixture.py), with its presets: after ROME, r-ROME, MEMIT and
-//! EMMET the new target is the top prediction of the rewrite prompt, and other facts the model
-//! knows are still predicted.
+//! (tests/fixtures/train_edit_fixture.py), and of `facts-llama` and `facts-gptj`, the same facts
+//! learnt by a Llama-2-style and a GPT-J model (tests/fixtures/train_family_fixtures.py), with their
+//! presets: after ROME, r-ROME, MEMIT and EMMET the new target is the top prediction of the rewrite
+//! prompt, and other facts the model knows are still predicted.
 
 mod common;
 
@@ -23,7 +24,7 @@ use pmedit_engine::predict::{encode_prompt, next_token_logprobs};
 /// excerpt (windows of 64 tokens), as the paper takes C0 from GPT-2's training distribution.
 fn layer_stats(m: &LoadedModel, layers: &[usize]) -> Vec<LayerStats> {
     let mut text = String::new();
-    for r in all_facts() {
+    for r in all_facts(&m.dir) {
         text.push_str(&format!(
             "{} {}.\n",
             r.filled_prompt(),
@@ -31,7 +32,7 @@ fn layer_stats(m: &LoadedModel, layers: &[usize]) -> Vec<LayerStats> {
         ));
     }
     text.push_str(&std::fs::read_to_string(fixture("wikitext-excerpt.txt")).unwrap());
-    let ids = m.tokenizer.encode(&text).unwrap();
+    let ids = m.tokenizer.encode_plain(&text).unwrap();
     let device = m.model.device();
     let mut st: Vec<LayerStats> = layers
         .iter()
@@ -66,23 +67,37 @@ fn argmax(v: &[f32]) -> usize {
     (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
 }
 
-/// The facts the fixture was trained on, as edit requests (with their true objects).
-fn all_facts() -> Vec<EditRequest> {
-    let text = std::fs::read_to_string(fixture("facts-gpt2/facts.json")).unwrap();
+/// The GPT-2 fixture most tests edit.
+const GPT2: &str = "facts-gpt2";
+
+/// The facts the fixture in `dir` was trained on, as edit requests (with their true objects).
+fn all_facts(dir: &std::path::Path) -> Vec<EditRequest> {
+    let text = std::fs::read_to_string(dir.join("facts.json")).unwrap();
     EditRequest::parse_many(&text, "facts.json").unwrap()
 }
 
 fn facts(n: usize) -> Vec<EditRequest> {
-    all_facts().into_iter().take(n).collect()
+    facts_of(GPT2, n)
 }
 
+fn facts_of(model: &str, n: usize) -> Vec<EditRequest> {
+    all_facts(&fixture(model)).into_iter().take(n).collect()
+}
+
+/// The first token of `text` as it follows a prompt (after a space).
 fn first_token(m: &LoadedModel, text: &str) -> usize {
-    m.tokenizer.encode(&format!(" {text}")).unwrap()[0] as usize
+    m.tokenizer.encode_continuation(&format!(" {text}")).unwrap()[0] as usize
 }
 
-/// Edits `requests` with the preset of `algorithm`, returns the edited model.
-fn edit(device: &Device, algorithm: Algorithm, requests: &[EditRequest], templates: &ContextTemplates) -> LoadedModel {
-    let mut m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+/// Edits `requests` of the fixture `model` with the preset of `algorithm`, returns the edited model.
+fn edit(
+    model: &str,
+    device: &Device,
+    algorithm: Algorithm,
+    requests: &[EditRequest],
+    templates: &ContextTemplates,
+) -> LoadedModel {
+    let mut m = load_model_dir(&fixture(model), device).unwrap();
     let hp = preset(algorithm, &m.config);
     let pres = stats(&m, &hp.layers, hp.lambda);
     block_on(apply_edits(
@@ -99,16 +114,16 @@ fn edit(device: &Device, algorithm: Algorithm, requests: &[EditRequest], templat
     m
 }
 
-fn single_edit_takes(algorithm: Algorithm, templates: &ContextTemplates, name: &str, device: &Device) {
-    let all = facts(12);
+fn single_edit_takes(model: &str, algorithm: Algorithm, templates: &ContextTemplates, name: &str, device: &Device) {
+    let all = facts_of(model, 12);
     let request = &all[0];
-    let m = edit(device, algorithm, std::slice::from_ref(request), templates);
+    let m = edit(model, device, algorithm, std::slice::from_ref(request), templates);
     let lp = logprobs(&m, &request.filled_prompt());
     let target = target_ids(&m.tokenizer, request).unwrap()[0] as usize;
     assert_eq!(
         argmax(&lp),
         target,
-        "{name} {algorithm:?}: {:?} does not predict {:?}",
+        "{model} {name} {algorithm:?}: {:?} does not predict {:?}",
         request.filled_prompt(),
         request.target_new
     );
@@ -117,8 +132,11 @@ fn single_edit_takes(algorithm: Algorithm, templates: &ContextTemplates, name: &
         .iter()
         .filter(|r| argmax(&logprobs(&m, &r.filled_prompt())) == first_token(&m, r.target_true.as_deref().unwrap()))
         .count();
-    eprintln!("{name} {algorithm:?}: {kept}/11 other facts survive");
-    assert!(kept >= 9, "{name} {algorithm:?}: only {kept}/11 other facts survive");
+    eprintln!("{model} {name} {algorithm:?}: {kept}/11 other facts survive");
+    assert!(
+        kept >= 9,
+        "{model} {name} {algorithm:?}: only {kept}/11 other facts survive"
+    );
 }
 
 /// A model whose matrices are stored in half precision (the web page's f16 on WebGPU adapters
@@ -133,13 +151,13 @@ fn rome_edit_of_a_half_precision_model_takes() {
     use pmedit_engine::load::load_model_dir_in;
     use pmedit_engine::model::EditableModel;
     on_all_devices(|name, device| {
-        let reference = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+        let reference = load_model_dir(&fixture(GPT2), device).unwrap();
         for (dtype, stored) in [(FloatDType::F16, DType::F16), (FloatDType::BF16, DType::BF16)] {
             if !device.supports_dtype(dtype) {
                 eprintln!("{name}: no {dtype:?}, skipped");
                 continue;
             }
-            let m = load_model_dir_in(&fixture("facts-gpt2"), device, dtype).unwrap();
+            let m = load_model_dir_in(&fixture(GPT2), device, dtype).unwrap();
             assert_eq!(
                 m.model.as_gpt2().unwrap().h[0].mlp.c_fc.weight.val().dtype(),
                 stored,
@@ -172,7 +190,7 @@ fn rome_edit_of_a_half_precision_model_takes() {
             let edited = LoadedModel {
                 model: e.model().clone(),
                 tokenizer: e.tokenizer().clone(),
-                ..load_model_dir(&fixture("facts-gpt2"), device).unwrap()
+                ..load_model_dir(&fixture(GPT2), device).unwrap()
             };
             let target = target_ids(&edited.tokenizer, &request).unwrap()[0] as usize;
             assert_eq!(
@@ -193,28 +211,49 @@ fn rome_edit_of_a_half_precision_model_takes() {
 
 #[test]
 fn rome_edit_takes() {
-    on_all_devices(|name, device| single_edit_takes(Algorithm::Rome, &ContextTemplates::bare(), name, device));
+    on_all_devices(|name, device| single_edit_takes(GPT2, Algorithm::Rome, &ContextTemplates::bare(), name, device));
 }
 
 #[test]
 fn r_rome_edit_takes() {
-    on_all_devices(|name, device| single_edit_takes(Algorithm::RRome, &ContextTemplates::bare(), name, device));
+    on_all_devices(|name, device| single_edit_takes(GPT2, Algorithm::RRome, &ContextTemplates::bare(), name, device));
 }
 
 #[test]
 fn memit_edit_takes() {
-    on_all_devices(|name, device| single_edit_takes(Algorithm::Memit, &ContextTemplates::bare(), name, device));
+    on_all_devices(|name, device| single_edit_takes(GPT2, Algorithm::Memit, &ContextTemplates::bare(), name, device));
 }
 
 #[test]
 fn emmet_edit_takes() {
-    on_all_devices(|name, device| single_edit_takes(Algorithm::Emmet, &ContextTemplates::bare(), name, device));
+    on_all_devices(|name, device| single_edit_takes(GPT2, Algorithm::Emmet, &ContextTemplates::bare(), name, device));
+}
+
+/// The same facts learnt by a Llama-2-style model (SentencePiece tokenizer, BOS, grouped-query
+/// attention, SwiGLU: the key is silu(gate) ⊙ up at `down_proj`) and by GPT-J (parallel block,
+/// rotary, `fc_out`): ROME, MEMIT and EMMET edits take with the families' presets.
+#[test]
+fn llama_edits_take() {
+    on_all_devices(|name, device| {
+        for algorithm in [Algorithm::Rome, Algorithm::Memit, Algorithm::Emmet] {
+            single_edit_takes("facts-llama", algorithm, &ContextTemplates::bare(), name, device);
+        }
+    });
+}
+
+#[test]
+fn gptj_edits_take() {
+    on_all_devices(|name, device| {
+        for algorithm in [Algorithm::Rome, Algorithm::Memit, Algorithm::Emmet] {
+            single_edit_takes("facts-gptj", algorithm, &ContextTemplates::bare(), name, device);
+        }
+    });
 }
 
 #[test]
 fn edits_take_with_sampled_templates() {
     let device = Device::flex();
-    let m = load_model_dir(&fixture("facts-gpt2"), &device).unwrap();
+    let m = load_model_dir(&fixture(GPT2), &device).unwrap();
     for algorithm in [Algorithm::Rome, Algorithm::Emmet] {
         let t = block_on(ContextTemplates::generate(
             &m.model,
@@ -224,7 +263,7 @@ fn edits_take_with_sampled_templates() {
         ))
         .unwrap();
         assert_eq!(t.len(), if algorithm == Algorithm::Rome { 21 } else { 6 });
-        single_edit_takes(algorithm, &t, "cpu", &device);
+        single_edit_takes(GPT2, algorithm, &t, "cpu", &device);
     }
 }
 
@@ -235,7 +274,7 @@ fn edits_take_with_sampled_templates() {
 #[test]
 fn r_rome_uses_the_averaged_key_in_numerator_and_denominator() {
     let templates = {
-        let m = load_model_dir(&fixture("facts-gpt2"), &Device::flex()).unwrap();
+        let m = load_model_dir(&fixture(GPT2), &Device::flex()).unwrap();
         block_on(ContextTemplates::generate(
             &m.model,
             &m.tokenizer,
@@ -248,7 +287,7 @@ fn r_rome_uses_the_averaged_key_in_numerator_and_denominator() {
     let requests = facts(1);
     on_all_devices(|name, device| {
         let run = |algorithm: Algorithm| {
-            let mut m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+            let mut m = load_model_dir(&fixture(GPT2), device).unwrap();
             let mut hp = preset(algorithm, &m.config);
             hp.value.steps = 5;
             let pres = stats(&m, &hp.layers, hp.lambda);
@@ -307,13 +346,13 @@ fn r_rome_uses_the_averaged_key_in_numerator_and_denominator() {
 fn batch_edits_raise_every_target() {
     let device = Device::flex();
     let requests = facts(4);
-    let base = load_model_dir(&fixture("facts-gpt2"), &device).unwrap();
+    let base = load_model_dir(&fixture(GPT2), &device).unwrap();
     let before: Vec<f32> = requests
         .iter()
         .map(|r| logprobs(&base, &r.filled_prompt())[first_token(&base, &r.target_new)])
         .collect();
     for algorithm in [Algorithm::Memit, Algorithm::Emmet] {
-        let m = edit(&device, algorithm, &requests, &ContextTemplates::bare());
+        let m = edit(GPT2, &device, algorithm, &requests, &ContextTemplates::bare());
         let mut gain = 0.0;
         for (r, b) in requests.iter().zip(&before) {
             let a = logprobs(&m, &r.filled_prompt())[first_token(&m, &r.target_new)];
@@ -337,7 +376,7 @@ fn batched_values_match_one_at_a_time() {
     use pmedit_engine::edit::values::{compute_value, compute_values};
     use pmedit_engine::model::Site;
     on_all_devices(|name, device| {
-        let m = load_model_dir(&fixture("facts-gpt2"), device).unwrap();
+        let m = load_model_dir(&fixture(GPT2), device).unwrap();
         let hp = preset(Algorithm::Emmet, &m.config);
         let layer = *hp.layers.last().unwrap();
         let templates = ContextTemplates::from_json(r#"{"groups": [["{}"], ["The {}.", "Here: {}"]]}"#).unwrap();
@@ -394,7 +433,7 @@ fn batched_values_match_one_at_a_time() {
 #[test]
 fn dependent_keys_are_named_or_dropped() {
     let device = Device::flex();
-    let mut m = load_model_dir(&fixture("facts-gpt2"), &device).unwrap();
+    let mut m = load_model_dir(&fixture(GPT2), &device).unwrap();
     let mut requests = facts(3);
     let mut twin = requests[0].clone();
     twin.target_new = "Tokyo".into();

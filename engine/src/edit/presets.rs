@@ -32,8 +32,20 @@ struct Match {
     n_embd: usize,
     #[serde(default)]
     model_type: Option<String>,
+    /// Several families of one shape (the test fixtures); instead of `model_type`.
+    #[serde(default)]
+    model_types: Option<Vec<String>>,
     #[serde(default)]
     d_inner: Option<usize>,
+}
+
+impl Match {
+    fn family(&self, family: &str) -> bool {
+        match &self.model_types {
+            Some(types) => types.iter().any(|t| t == family),
+            None => self.model_type.as_deref().unwrap_or("gpt2") == family,
+        }
+    }
 }
 
 /// What picks a preset: the family and the sizes.
@@ -113,7 +125,7 @@ pub fn preset_by(algorithm: Algorithm, key: PresetKey<'_>) -> EditHparams {
         let m = &fam.matches;
         if m.n_layer == n_layer
             && m.n_embd == n_embd
-            && m.model_type.as_deref().unwrap_or("gpt2") == key.family
+            && m.family(key.family)
             && m.d_inner.is_none_or(|f| f == key.d_inner)
             && let Some(v) = fam.algos.get(algorithm.name())
         {
