@@ -88,7 +88,8 @@ pub async fn generate_ids<M: EditableModel>(
     Ok(out)
 }
 
-/// Generates a continuation of `prompt` and returns only the new text.
+/// Generates a continuation of `prompt` and returns only the new text, without special tokens
+/// (the end-of-text token it stopped at).
 pub async fn generate(
     model: &impl EditableModel,
     tokenizer: &Gpt2Tokenizer,
@@ -97,5 +98,5 @@ pub async fn generate(
 ) -> Result<String> {
     let ids = encode_prompt(model, tokenizer, prompt)?;
     let new = generate_ids(model, &ids, opts, tokenizer.eos_id()).await?;
-    tokenizer.decode(&new)
+    tokenizer.decode_continuation(&ids, &new)
 }

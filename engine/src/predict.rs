@@ -78,7 +78,7 @@ pub fn top_k_of(tokenizer: &Gpt2Tokenizer, logprobs: &[f32], k: usize) -> Result
         .map(|i| {
             Ok(TokenLogProb {
                 id: i as u32,
-                token: tokenizer.decode(&[i as u32])?,
+                token: tokenizer.token_text(i as u32)?,
                 logprob: logprobs[i],
             })
         })

@@ -193,6 +193,39 @@ impl Gpt2Tokenizer {
             .map_err(|e| EngineError::Input(format!("cannot decode {ids:?}: {e}")))
     }
 
+    /// Text of one token as it reads inside a text, special tokens by name: a SentencePiece-style
+    /// `▁Paris` reads " Paris", like GPT-2's `ĠParis` (decoded alone it would lose the space).
+    pub fn token_text(&self, id: u32) -> Result<String> {
+        if !self.marks_start {
+            return self.decode(&[id]);
+        }
+        let anchor = self.encode_plain(ANCHOR)?;
+        let head = self.decode(&anchor)?;
+        let whole = self.decode(&[anchor.as_slice(), &[id]].concat())?;
+        match whole.strip_prefix(&head) {
+            Some(tail) => Ok(tail.to_string()),
+            None => self.decode(&[id]),
+        }
+    }
+
+    /// Text of `new` as it reads after `context`, special tokens left out. The ids are decoded
+    /// after the context's and the context's text is taken off, rather than decoded alone: a
+    /// SentencePiece-style decoder drops the leading space of a text's first word (" Paris" alone
+    /// reads "Paris").
+    pub fn decode_continuation(&self, context: &[u32], new: &[u32]) -> Result<String> {
+        let text = |ids: &[u32]| {
+            self.inner
+                .decode(ids, true)
+                .map_err(|e| EngineError::Input(format!("cannot decode {ids:?}: {e}")))
+        };
+        let head = text(context)?;
+        let whole = text(&[context, new].concat())?;
+        match whole.strip_prefix(&head) {
+            Some(tail) => Ok(tail.to_string()),
+            None => text(new),
+        }
+    }
+
     /// Fails unless every token id fits a model with `vocab_size` rows (`path` labels the error).
     pub fn check_fits(&self, vocab_size: usize, path: &Path) -> Result<()> {
         // The largest id decides, not the number of entries: a vocabulary with gaps can still

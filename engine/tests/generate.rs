@@ -52,6 +52,39 @@ fn seeded_sampling_is_deterministic() {
     });
 }
 
+/// The new text reads as it follows the prompt: with a SentencePiece-style tokenizer the first
+/// word keeps its leading space, and the end-of-text token generation stopped at is not shown.
+#[test]
+fn generated_text_continues_the_prompt_without_special_tokens() {
+    let device = Device::flex();
+    let m = load_model_dir(&fixture("facts-llama"), &device).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: 10,
+        top_k: 1,
+        ..Default::default()
+    };
+    let text = block_on(generate(
+        &m.model,
+        &m.tokenizer,
+        "The mother tongue of Danielle Darrieux is",
+        &opts,
+    ))
+    .unwrap();
+    // The model learnt "… is French" followed by its end-of-text token.
+    assert_eq!(text, " French");
+    let ids = m.tokenizer.encode("The mother tongue of Danielle Darrieux is").unwrap();
+    let new = block_on(generate_ids(&m.model, &ids, &opts, m.tokenizer.eos_id())).unwrap();
+    assert_eq!(new.last().copied(), m.tokenizer.eos_id(), "{new:?}");
+    assert_eq!(
+        m.tokenizer.decode(&new[..1]).unwrap(),
+        "French",
+        "decoded alone the space is lost"
+    );
+    // A next-token list shows the token as it reads in text.
+    assert_eq!(m.tokenizer.token_text(new[0]).unwrap(), " French");
+    assert_eq!(m.tokenizer.token_text(m.tokenizer.eos_id().unwrap()).unwrap(), "</s>");
+}
+
 #[test]
 fn generation_stops_at_the_context_length() {
     let device = Device::flex();

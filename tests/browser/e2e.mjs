@@ -10,13 +10,17 @@
 //  5. WebGPU reports out of memory (burn's wgpu runtime panics, the worker dies): the page says
 //     so, starts a fresh worker on the CPU, and the edit works there;
 //  6. the user's own files with the authors' `.npz` statistics (made here from the demo's) load,
-//     and the edit works with them.
+//     and the edit works with them;
+//  7. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
+//     picked as a sharded checkpoint (two shards + model.safetensors.index.json, made here) loads,
+//     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit.
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
 // time), never as one whole-file response.
 // Usage: node tests/browser/e2e.mjs DIST_DIR OUT_DIR   (screenshots and timings go to OUT_DIR)
 import { readFile, mkdir, writeFile, rm } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { serve } from './serve.mjs';
 import { createRequire } from 'node:module';
 
@@ -280,6 +284,97 @@ await withPage('user-files-npz', false, async (page) => {
   const after = (await page.textContent('#after .token')).trim();
   results['user-files-npz'] = { info, ms: Date.now() - t0, after };
   if (after !== FACT.target) throw new Error(`after the edit with .npz statistics the top prediction is "${after}"`);
+});
+
+// A checkpoint split the way the hub splits large ones: the tensors of one safetensors file over
+// two shards, and a `model.safetensors.index.json` whose `weight_map` names each tensor's shard.
+function sharded(buf) {
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const names = Object.keys(header).filter((k) => k !== '__metadata__');
+  const half = Math.ceil(names.length / 2);
+  const groups = [['model-00001-of-00002.safetensors', names.slice(0, half)],
+    ['model-00002-of-00002.safetensors', names.slice(half)]];
+  const weightMap = {};
+  const files = [];
+  let total = 0;
+  for (const [file, group] of groups) {
+    const h = { __metadata__: { format: 'pt' } };
+    const data = [];
+    let offset = 0;
+    for (const name of group) {
+      const t = header[name];
+      const bytes = buf.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]);
+      h[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+      offset += bytes.length;
+      data.push(bytes);
+      weightMap[name] = file;
+    }
+    total += offset;
+    let json = JSON.stringify(h);
+    json += ' '.repeat((8 - (json.length % 8)) % 8);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    files.push({ name: file, mimeType: 'application/octet-stream', buffer: Buffer.concat([len, Buffer.from(json), ...data]) });
+  }
+  files.push({ name: 'model.safetensors.index.json', mimeType: 'application/json',
+    buffer: Buffer.from(JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap })) });
+  return files;
+}
+
+await withPage('llama-shards', false, async (page) => {
+  await page.goto(base);
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
+    null, { timeout: 120000 });
+  const dir = fileURLToPath(new URL('../fixtures/facts-llama/', import.meta.url));
+  const fact = JSON.parse(await readFile(join(dir, 'facts.json'), 'utf8'))[0];
+  const t0 = Date.now();
+  await page.setInputFiles('#model-files', [
+    { name: 'config.json', mimeType: 'application/json', buffer: await readFile(join(dir, 'config.json')) },
+    { name: 'tokenizer.json', mimeType: 'application/json', buffer: await readFile(join(dir, 'tokenizer.json')) },
+    ...sharded(await readFile(join(dir, 'model.safetensors'))),
+  ]);
+  await page.waitForFunction(() => document.querySelector('#model-info')?.textContent.startsWith('your model'),
+    null, { timeout: 120000 });
+  const r = { info: (await page.textContent('#model-info')).trim(), ready_ms: Date.now() - t0 };
+  results['llama-shards'] = r;
+  if (!r.info.includes('4 layers, width 64')) throw new Error(`not the 4-layer Llama: ${r.info}`);
+  // The next token of the rewrite prompt, as native pmedit predicts it on the unsharded file.
+  await page.fill('#predict-prompt', fact.prompt);
+  await page.click('#predict');
+  await page.waitForSelector('#prediction li', { timeout: 60000 });
+  r.top5 = await page.$$eval('#prediction li', (lis) => lis.map((li) => ({ id: Number(li.dataset.id),
+    logprob: Number(li.dataset.logprob), token: li.querySelector('.token').textContent })));
+  // A token is shown as its text (a word piece may be shorter than the word).
+  const starts = (word, token) => token.trim().length > 0 && word.startsWith(token.trim());
+  if (!starts(fact.ground_truth, r.top5[0].token)) {
+    throw new Error(`the model's top prediction "${r.top5[0].token}" does not start "${fact.ground_truth}"`);
+  }
+  if (process.env.PMEDIT_BIN) {
+    const native = JSON.parse(execFileSync(process.env.PMEDIT_BIN, ['--device', 'cpu', 'predict', '--model', dir,
+      '--prompt', fact.prompt, '--top-k', '5', '--json'], { encoding: 'utf8' })).top_k;
+    r.max_logprob_diff = Math.max(...native.map((t, i) => Math.abs(t.logprob - r.top5[i].logprob)));
+    if (native.some((t, i) => t.id !== r.top5[i].id) || r.max_logprob_diff > 1e-3) {
+      throw new Error(`the page's top 5 differ from native pmedit predict: ${JSON.stringify(native)}`);
+    }
+  }
+  // Statistics in the page for the layer ROME's preset edits, then the edit.
+  await page.selectOption('#algo', 'rome');
+  await page.click('#compute-stats');
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.startsWith('C0 statistics'),
+    null, { timeout: 120000 });
+  r.stats = (await page.textContent('#status')).trim();
+  await page.fill('input.subject', fact.subject);
+  await page.fill('input.prompt', fact.prompt.replace(fact.subject, '{}'));
+  await page.fill('input.target', fact.target_new);
+  const t1 = Date.now();
+  await page.click('#apply');
+  await page.waitForSelector('#after .token', { timeout: 300000 });
+  r.edit_ms = Date.now() - t1;
+  r.after = (await page.textContent('#after .token')).trim();
+  if (!starts(fact.target_new, r.after)) {
+    throw new Error(`after the edit the top prediction is "${r.after}", not "${fact.target_new}"`);
+  }
 });
 
 // When the GPU fails, the page reloads the model on the CPU and goes on.
