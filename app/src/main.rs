@@ -57,6 +57,9 @@ enum Command {
     TrainDemo(commands::train_demo::TrainDemoArgs),
     /// Generate a continuation (KV cache, seeded top-k sampling).
     Generate(commands::generate::GenerateArgs),
+    /// Causal tracing: corrupt the subject, restore one clean state at a time, and show which
+    /// layers and tokens carry the fact (how to choose the layer to edit).
+    Trace(commands::trace::TraceArgs),
     /// Write a randomly initialised GPT-2 of a real shape (small … XL) for scale checks.
     RandomModel(commands::random_model::RandomModelArgs),
     /// Rebuild an edited model from the original and the change an edit made (`edit
@@ -110,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Edit(args) => commands::edit::run(args, any),
         Command::Bench(args) => commands::bench::dispatch(args, any),
         Command::Generate(args) => commands::generate::run(args, any),
+        Command::Trace(args) => commands::trace::run(args, any),
         Command::RandomModel(args) => commands::random_model::run(args, cli.dtype),
         Command::ApplyDelta(args) => commands::apply_delta::run(args, any),
     }

@@ -919,3 +919,52 @@ fn family_end_to_end(dir: &str, family: &str, edited: &str, shape: &[usize]) {
         assert_eq!(header.info(edited).unwrap().shape, shape, "{dir} {algo}");
     }
 }
+
+/// `pmedit trace --json` on the demo model: the tables are `[tokens][layers]`, the last block's
+/// output restored at the last token is the clean prediction, and a prompt without the subject
+/// is a clear error.
+#[test]
+fn trace_json_has_the_three_tables() {
+    let demo = root().join("public/models/demo");
+    let (ok, out, err) = pmedit(&[
+        "--device",
+        "cpu",
+        "trace",
+        "--model",
+        demo.to_str().unwrap(),
+        "--prompt",
+        "The mother tongue of Danielle Darrieux is",
+        "--subject",
+        "Danielle Darrieux",
+        "--samples",
+        "2",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n_tok = v["tokens"].as_array().unwrap().len();
+    for k in ["hidden", "mlp", "attn"] {
+        let t = v[k].as_array().unwrap();
+        assert_eq!(t.len(), n_tok, "{k}");
+        assert!(t.iter().all(|row| row.as_array().unwrap().len() == 16), "{k}");
+    }
+    let last = v["hidden"][n_tok - 1][15].as_f64().unwrap();
+    assert!((last - v["p_clean"].as_f64().unwrap()).abs() < 1e-4);
+    assert!(v["p_corrupt"].as_f64().unwrap() < v["p_clean"].as_f64().unwrap());
+    assert_eq!(v["answer"], " French");
+
+    let (ok, _, err) = pmedit(&[
+        "--device",
+        "cpu",
+        "trace",
+        "--model",
+        demo.to_str().unwrap(),
+        "--prompt",
+        "The Eiffel Tower is in",
+        "--subject",
+        "Danielle Darrieux",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("does not contain the subject"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -30,6 +30,7 @@ pub mod predict;
 pub mod readback;
 pub mod save;
 pub mod tokenizer;
+pub mod trace;
 pub mod train;
 
 pub use edit::Editor;

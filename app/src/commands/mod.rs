@@ -10,6 +10,7 @@ pub mod info;
 pub mod predict;
 pub mod random_model;
 pub mod stats;
+pub mod trace;
 pub mod train_demo;
 
 use pmedit_engine::block_on;

@@ -12,6 +12,8 @@ use crate::tokenizer::Gpt2Tokenizer;
 pub struct SubjectPrompt {
     /// Token ids.
     pub ids: Vec<u32>,
+    /// Index of the subject's first token in `ids`.
+    pub subject_first: usize,
     /// Index of the subject's last token in `ids`.
     pub subject_last: usize,
 }
@@ -45,12 +47,17 @@ pub fn subject_prompt(tokenizer: &Gpt2Tokenizer, text: &str, subject: &str) -> R
             "the subject {subject:?} tokenizes to nothing"
         )));
     }
+    let subject_first = ids.len() + usize::from(prefix.is_empty() && tokenizer.bos_id().is_some());
     ids.extend(&subject_ids);
     let subject_last = ids.len() - 1;
     if !suffix.is_empty() {
         ids.extend(tokenizer.encode_continuation(suffix)?);
     }
-    Ok(SubjectPrompt { ids, subject_last })
+    Ok(SubjectPrompt {
+        ids,
+        subject_first,
+        subject_last,
+    })
 }
 
 /// Right-pads `seqs` into a `[batch, max_len]` tensor (pad id 0; positions after a sequence's

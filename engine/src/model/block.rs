@@ -67,7 +67,13 @@ impl Block {
         hooks: &Hooks,
         probes: &mut [Option<Tensor<3>>],
     ) -> Tensor<3> {
-        let h = h.clone() + self.attn.forward(self.ln_1.forward(h), cache);
+        let attn = hooks.visit(
+            layer,
+            Site::AttnOut,
+            self.attn.forward(self.ln_1.forward(h.clone()), cache),
+            probes,
+        );
+        let h = h + attn;
         let keys = hooks.visit(layer, Site::MlpKey, self.mlp.keys(self.ln_2.forward(h.clone())), probes);
         let out = hooks.visit(layer, Site::MlpOut, self.mlp.project(keys), probes);
         hooks.visit(layer, Site::BlockOut, h + out, probes)

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use super::attention::LayerCache;
 use super::block::{Block, BlockConfig};
 use super::config::Gpt2Config;
-use super::hooks::Hooks;
+use super::hooks::{Hooks, Site};
 
 /// GPT-2: token + position embeddings, `n_layer` blocks, final LayerNorm, tied LM head.
 #[derive(Module, Debug)]
@@ -180,9 +180,9 @@ impl Gpt2 {
             .narrow(0, past, seq)
             .cast(super::precision::ACTIVATIONS)
             .unsqueeze_dim::<3>(0);
-        let mut h = self.wte.forward(tokens) + pos;
-
         let mut probes = hooks.probe_slots();
+        let mut h = hooks.visit(0, Site::Embed, self.wte.forward(tokens) + pos, &mut probes);
+
         let last = hooks.blocks_to_run(self.h.len());
         for (layer, block) in self.h.iter().enumerate().take(last) {
             let slot = cache.as_mut().map(|c| &mut c.layers[layer]);

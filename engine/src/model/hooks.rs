@@ -6,6 +6,11 @@ use burn::prelude::*;
 /// A place inside block `l` where an activation can be read or modified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Site {
+    /// The token embeddings entering the first block (GPT-2's with its position embeddings added),
+    /// `[batch, seq, d]`; visited as layer 0.
+    Embed,
+    /// Output of the attention (before the residual add), `[batch, seq, d]`.
+    AttnOut,
     /// Input of `mlp.c_proj` (after GELU), `[batch, seq, d_inner]`: the key k.
     MlpKey,
     /// Output of `mlp.c_proj` (before the residual add), `[batch, seq, d]`: the MLP value.
@@ -22,8 +27,25 @@ pub struct Hooks {
     /// Tensors added to an activation, broadcast to its shape (e.g. `mask ⊗ δ` to change one
     /// position per prompt). Several edits at one site are summed.
     pub edits: Vec<(usize, Site, Tensor<3>)>,
+    /// Activations replaced where a mask says so (causal tracing restores clean states this way).
+    pub patches: Vec<Patch>,
     /// Skip the layers after the last probe and the LM head (for keys and statistics).
     pub skip_logits: bool,
+}
+
+/// A replacement at `(layer, site)`: `x ← x · (1 − mask) + values · mask`, with `mask`
+/// `[batch, seq, 1]` of 0/1 and `values` broadcast to the activation's shape (e.g. one clean pass
+/// `[1, seq, d]` restoring chosen positions of many corrupted rows).
+#[derive(Debug, Clone)]
+pub struct Patch {
+    /// Block index.
+    pub layer: usize,
+    /// Where in it.
+    pub site: Site,
+    /// 1 where the activation is replaced, `[batch, seq, 1]`.
+    pub mask: Tensor<3>,
+    /// What replaces it.
+    pub values: Tensor<3>,
 }
 
 impl Hooks {
@@ -31,8 +53,8 @@ impl Hooks {
     pub fn probe_only(probes: Vec<(usize, Site)>) -> Self {
         Self {
             probes,
-            edits: Vec::new(),
             skip_logits: true,
+            ..Default::default()
         }
     }
 
@@ -46,7 +68,8 @@ impl Hooks {
     pub fn last_layer(&self) -> Option<usize> {
         let p = self.probes.iter().map(|(l, _)| *l);
         let e = self.edits.iter().map(|(l, _, _)| *l);
-        p.chain(e).max()
+        let r = self.patches.iter().map(|patch| patch.layer);
+        p.chain(e).chain(r).max()
     }
 
     /// How many blocks a pass over `n_layer` blocks runs: all of them, or up to the last hooked
@@ -84,11 +107,18 @@ impl Hooks {
         }
     }
 
-    /// Applies the edits registered at `(layer, site)` to `x`, then records it if probed.
+    /// Applies the edits, then the patches, registered at `(layer, site)` to `x`, then records it
+    /// if probed.
     pub(crate) fn visit(&self, layer: usize, site: Site, mut x: Tensor<3>, out: &mut [Option<Tensor<3>>]) -> Tensor<3> {
         for (l, s, delta) in &self.edits {
             if *l == layer && *s == site {
                 x = x + delta.clone();
+            }
+        }
+        for p in &self.patches {
+            if p.layer == layer && p.site == site {
+                let keep = p.mask.clone().neg().add_scalar(1.0);
+                x = x * keep + p.values.clone() * p.mask.clone();
             }
         }
         for (i, (l, s)) in self.probes.iter().enumerate() {

@@ -23,5 +23,5 @@ pub use config::Gpt2Config;
 pub use editable::EditableModel;
 pub use gpt2::{ForwardOutput, Gpt2, KvCache};
 pub use gptj::{Gptj, GptjConfig};
-pub use hooks::{Hooks, Site};
+pub use hooks::{Hooks, Patch, Site};
 pub use llama::{Llama, LlamaConfig};

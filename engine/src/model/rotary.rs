@@ -7,7 +7,7 @@ use burn::prelude::*;
 use super::attention::LayerCache;
 use super::embedding::TokenEmbedding;
 use super::gpt2::KvCache;
-use super::hooks::Hooks;
+use super::hooks::{Hooks, Site};
 use super::rope;
 
 /// A block that takes the RoPE angles of its positions.
@@ -40,9 +40,9 @@ pub fn run<B: RotaryBlock>(
     if let Some(c) = cache.as_mut() {
         c.ensure_layers(blocks.len());
     }
-    let mut h = embed.forward(tokens);
-    let (cos, sin) = rope::angles(inv_freq, past, seq, &h.device());
     let mut probes = hooks.probe_slots();
+    let mut h = hooks.visit(0, Site::Embed, embed.forward(tokens), &mut probes);
+    let (cos, sin) = rope::angles(inv_freq, past, seq, &h.device());
     for (layer, block) in blocks.iter().enumerate().take(hooks.blocks_to_run(blocks.len())) {
         let slot = cache.as_mut().map(|c| c.layer_mut(layer));
         h = block.forward(layer, h, (&cos, &sin), slot, hooks, &mut probes);

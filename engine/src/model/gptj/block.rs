@@ -33,7 +33,12 @@ impl crate::model::rotary::RotaryBlock for GptjBlock {
         probes: &mut [Option<Tensor<3>>],
     ) -> Tensor<3> {
         let x = self.ln_1.forward(h.clone());
-        let attn = self.attn.forward(x.clone(), cos, sin, cache);
+        let attn = hooks.visit(
+            layer,
+            Site::AttnOut,
+            self.attn.forward(x.clone(), cos, sin, cache),
+            probes,
+        );
         let keys = hooks.visit(layer, Site::MlpKey, self.mlp.keys(x), probes);
         let out = hooks.visit(layer, Site::MlpOut, self.mlp.project(keys), probes);
         hooks.visit(layer, Site::BlockOut, h + attn + out, probes)

@@ -60,7 +60,10 @@ impl crate::model::rotary::RotaryBlock for LlamaBlock {
         hooks: &Hooks,
         probes: &mut [Option<Tensor<3>>],
     ) -> Tensor<3> {
-        let h = h.clone() + self.self_attn.forward(self.input_layernorm.forward(h), cos, sin, cache);
+        let attn = self
+            .self_attn
+            .forward(self.input_layernorm.forward(h.clone()), cos, sin, cache);
+        let h = h + hooks.visit(layer, Site::AttnOut, attn, probes);
         let keys = hooks.visit(
             layer,
             Site::MlpKey,
