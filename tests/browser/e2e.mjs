@@ -11,7 +11,9 @@
 //     so, starts a fresh worker on the CPU, and the edit works there;
 //  6. the user's own files with the authors' `.npz` statistics (made here from the demo's) load,
 //     and the edit works with them;
-//  7. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
+//  7. causal tracing of a fact on the demo model draws the three heatmaps ([tokens × 16 layers]
+//     cells each, the preset's layer outlined), and clicking a cell puts its layer in the form;
+//  8. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
 //     picked as a sharded checkpoint (two shards + model.safetensors.index.json, made here) loads,
 //     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit.
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
@@ -284,6 +286,31 @@ await withPage('user-files-npz', false, async (page) => {
   const after = (await page.textContent('#after .token')).trim();
   results['user-files-npz'] = { info, ms: Date.now() - t0, after };
   if (after !== FACT.target) throw new Error(`after the edit with .npz statistics the top prediction is "${after}"`);
+});
+
+await withPage('causal-trace', false, async (page) => {
+  await page.goto(base);
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
+    null, { timeout: 120000 });
+  await page.fill('input.subject', FACT.subject);
+  await page.fill('input.prompt', FACT.prompt);
+  const t0 = Date.now();
+  await page.click('#trace');
+  await page.waitForSelector('#trace-attn rect.cell', { timeout: 300000 });
+  const r = { ms: Date.now() - t0 };
+  results['causal-trace'] = r;
+  for (const id of ['trace-hidden', 'trace-mlp', 'trace-attn']) {
+    const cells = await page.$$eval(`#${id} rect.cell`, (rs) => rs.length);
+    const rows = await page.$$eval(`#${id} text[text-anchor="end"]`, (ts) => ts.length);
+    r[id] = { cells, rows, label: await page.getAttribute(`#${id}`, 'aria-label') };
+    if (cells !== rows * 16 || rows < 3) throw new Error(`${id}: ${cells} cells for ${rows} tokens × 16 layers`);
+  }
+  if (await page.$$eval('#trace-mlp rect.preset-layer', (rs) => rs.length) < 1) throw new Error('no preset layer marked');
+  // Clicking a cell of layer 7 (the 8th column of the first row) sets the edit form's layers.
+  await page.click('#trace-mlp rect.cell >> nth=7');
+  r.layers = await page.inputValue('#layers');
+  if (r.layers !== '7') throw new Error(`clicking layer 7 set the layers field to "${r.layers}"`);
+  await page.screenshot({ path: join(out, 'causal-trace-heatmaps.png'), fullPage: true });
 });
 
 // A checkpoint split the way the hub splits large ones: the tensors of one safetensors file over

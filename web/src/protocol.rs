@@ -175,6 +175,30 @@ pub enum Request {
         /// Use at most this many tokens.
         max_tokens: usize,
     },
+    /// Causal tracing of one fact (docs/MATH.md §12): which tokens and layers carry its recall.
+    Trace {
+        /// The prompt with the subject in it.
+        prompt: String,
+        /// The subject, whose token embeddings are corrupted.
+        subject: String,
+        /// Noise samples per restoration.
+        samples: usize,
+        /// Layers restored together for the MLP and attention tables.
+        window: usize,
+        /// The algorithm whose preset layers the page marks.
+        algorithm: Algorithm,
+    },
+}
+
+/// A causal trace, with the layers the edit form's algorithm would edit by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceReport {
+    /// The trace.
+    pub trace: pmedit_engine::trace::Trace,
+    /// The preset's layers for the algorithm asked about.
+    pub preset_layers: Vec<usize>,
+    /// Milliseconds taken.
+    pub ms: f64,
 }
 
 /// An edit's settings.
@@ -265,6 +289,8 @@ pub enum Response {
         /// Milliseconds taken.
         ms: f64,
     },
+    /// A causal trace is done.
+    Traced(TraceReport),
     /// Something failed; the worker keeps its previous state.
     Error(WorkerError),
     /// The WebGPU device was lost (the worker dropped the model that lived on it): the page

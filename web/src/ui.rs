@@ -13,7 +13,7 @@ use crate::channel::{Listener, progress_name};
 use crate::form::{FactRow, npz_layer, parse_facts, parse_layers, parse_positive};
 use crate::protocol::{
     Algorithm, Backend, EditReport, EditSettings, ModelFiles, ModelInfo, NpzStats, Prediction, Request, Response,
-    TokenizerFiles, WeightUrl, Weights,
+    TokenizerFiles, TraceReport, WeightUrl, Weights,
 };
 use crate::scale::{Scale, tick_label};
 use crate::worker::EngineWorker;
@@ -45,6 +45,8 @@ struct Page {
     /// The edit form's algorithm and layers (statistics are computed for the layers they name).
     algo: RwSignal<String>,
     layers: RwSignal<String>,
+    /// The last causal trace.
+    trace: RwSignal<Option<TraceReport>>,
 }
 
 impl Page {
@@ -185,6 +187,15 @@ impl Page {
             Response::Restored => {
                 self.status.set("original weights restored".into());
                 self.report.set(None);
+                self.busy.set(false);
+            }
+            Response::Traced(t) => {
+                self.status.set(format!(
+                    "causal trace of {:?} done in {:.1} s",
+                    t.trace.answer,
+                    t.ms / 1e3
+                ));
+                self.trace.set(Some(t));
                 self.busy.set(false);
             }
             Response::Error(e) => {
@@ -422,6 +433,7 @@ fn App() -> impl IntoView {
         worker_memory: RwSignal::new(None),
         algo: RwSignal::new("rome".to_string()),
         layers: RwSignal::new(String::new()),
+        trace: RwSignal::new(None),
     };
     // One task owns the worker bridge: it forwards requests and dispatches responses. When the
     // worker dies it says so on a broadcast channel of its own; a fresh worker then takes over.
@@ -499,6 +511,7 @@ fn App() -> impl IntoView {
             <ModelPanel page=page />
             <PredictPanel page=page />
             <EditPanel page=page />
+            <TracePanel page=page />
             <Results page=page />
             <Teaching page=page />
         </main>
@@ -668,6 +681,27 @@ fn EditPanel(page: Page) -> impl IntoView {
             Err(e) => page.error.set(Some(e)),
         }
     };
+    // Causal tracing of the first fact as the form states it.
+    let trace = move |_| {
+        let request = parse_facts(&rows.get_untracked()).and_then(|facts| {
+            let f = facts.into_iter().next().ok_or("add a fact to trace")?;
+            Ok(Request::Trace {
+                prompt: f.prompt.replacen("{}", &f.subject, 1),
+                subject: f.subject,
+                samples: 5,
+                window: 10,
+                algorithm: Algorithm::parse(&algo.get_untracked()).map_err(|e| e.to_string())?,
+            })
+        });
+        match request {
+            Ok(r) => {
+                page.status
+                    .set("causal trace: corrupting the subject and restoring one state at a time…".into());
+                page.send(r);
+            }
+            Err(e) => page.error.set(Some(e)),
+        }
+    };
     let field = move |i: usize, which: u8| {
         let get = move || {
             rows.with(|r| {
@@ -736,6 +770,8 @@ fn EditPanel(page: Page) -> impl IntoView {
                 <label>" steps " <input id="steps" placeholder="preset" prop:value=steps on:input=move |ev| steps.set(event_target_value(&ev)) /></label>
             </div>
             <button id="apply" on:click=apply disabled=move || page.busy.get() || page.info.get().is_none()>"Apply edit"</button>
+            <button id="trace" on:click=trace disabled=move || page.busy.get() || page.info.get().is_none()
+                title="Causal tracing of the first fact: which tokens and layers carry what the model now answers">"Where is this fact stored?"</button>
             <button id="undo" on:click=move |_| page.send(Request::Undo) disabled=move || page.busy.get() || page.report.get().is_none()>"Undo"</button>
             <button id="download" on:click=move |_| page.send(Request::Download) disabled=move || page.busy.get() || page.info.get().is_none()>"Download model.safetensors"</button>
             <button id="download-change" on:click=move |_| page.send(Request::DownloadChange) disabled=move || page.busy.get() || page.report.get().is_none()
@@ -747,6 +783,106 @@ fn EditPanel(page: Page) -> impl IntoView {
                 </div>
             })}
         </section>
+    }
+}
+
+/// The causal trace's three heatmaps (docs/MATH.md §12): P(answer) with one state restored, per
+/// token (rows) and layer (columns). The preset's layers are outlined; clicking a layer puts it
+/// in the edit form.
+#[component]
+fn TracePanel(page: Page) -> impl IntoView {
+    view! {
+        {move || page.trace.get().map(|r| {
+            let t = r.trace.clone();
+            let summary = format!(
+                "With the subject's embeddings corrupted, P({:?}) falls from {:.3} to {:.3} ({} noise samples, σ = {:.3}).                  Each cell restores one state of the clean run: bright cells carry the fact.                  Outlined: the layers the preset edits ({:?}). Click a layer to edit there.",
+                t.answer, t.p_clean, t.p_corrupt, t.samples, t.noise, r.preset_layers
+            );
+            view! {
+                <section class="panel" id="trace-results">
+                    <h2>"Where the model recalls it (causal tracing)"</h2>
+                    <p>{summary}</p>
+                    <Heatmap id="trace-hidden" title="block output restored" kind="hidden" table=t.hidden.clone() t=t.clone() marked=r.preset_layers.clone() page=page />
+                    <Heatmap id="trace-mlp" title=format!("MLP outputs restored (window of {})", t.window) kind="mlp" table=t.mlp.clone() t=t.clone() marked=r.preset_layers.clone() page=page />
+                    <Heatmap id="trace-attn" title=format!("attention outputs restored (window of {})", t.window) kind="attn" table=t.attn.clone() t=t.clone() marked=r.preset_layers.clone() page=page />
+                </section>
+            }
+        })}
+    }
+}
+
+#[component]
+fn Heatmap(
+    id: &'static str,
+    #[prop(into)] title: String,
+    kind: &'static str,
+    table: Vec<Vec<f32>>,
+    t: pmedit_engine::trace::Trace,
+    marked: Vec<usize>,
+    page: Page,
+) -> impl IntoView {
+    let (cell, left, top) = (14.0, 150.0, 22.0);
+    let n_layer = table.first().map_or(0, Vec::len);
+    let (w, h) = (
+        left + cell * n_layer as f64 + 10.0,
+        top + cell * table.len() as f64 + 30.0,
+    );
+    let lo = t.p_corrupt;
+    let hi = table.iter().flatten().copied().fold(lo, f32::max);
+    let (bt, bl, bp) = table
+        .iter()
+        .enumerate()
+        .flat_map(|(i, row)| row.iter().enumerate().map(move |(l, &p)| (i, l, p)))
+        .fold((0, 0, f32::MIN), |b, c| if c.2 > b.2 { c } else { b });
+    let label = format!(
+        "{title}: strongest at token {:?}, layer {bl}, P = {bp:.3} (from {lo:.3} corrupted)",
+        t.tokens.get(bt).cloned().unwrap_or_default()
+    );
+    let cells = table.iter().enumerate().flat_map(|(i, row)| {
+        row.iter().enumerate().map(move |(l, &p)| (i, l, p))
+    }).map(|(i, l, p)| {
+        let shade = if hi > lo { ((p - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.0 };
+        let tip = format!("token {i} {:?}, layer {l}: P = {p:.4}", t.tokens[i]);
+        view! {
+            <rect class=format!("cell {kind}") x=left + cell * l as f64 y=top + cell * i as f64 width=cell height=cell
+                fill-opacity=format!("{:.3}", 0.05 + 0.95 * shade)
+                on:click=move |_| page.layers.set(l.to_string())>
+                <title>{tip}</title>
+            </rect>
+        }
+    }).collect_view();
+    let rows = t.tokens.iter().enumerate().map(|(i, tok)| {
+        let subject = (t.subject[0]..=t.subject[1]).contains(&i);
+        view! {
+            <text x=left - 4.0 y=top + cell * (i as f64 + 0.75) text-anchor="end" class=if subject { "subject" } else { "" }>
+                {format!("{tok:?}{}", if subject { "*" } else { "" })}
+            </text>
+        }
+    }).collect_view();
+    let marks = marked
+        .iter()
+        .filter(|&&l| l < n_layer)
+        .map(|&l| {
+            view! {
+                <rect class="preset-layer" x=left + cell * l as f64 y=top width=cell height=cell * table.len() as f64 />
+            }
+        })
+        .collect_view();
+    let ticks = (0..n_layer).filter(|l| l % 5 == 0).map(|l| view! {
+        <text x=left + cell * (l as f64 + 0.5) y=top + cell * table.len() as f64 + 14.0 text-anchor="middle">{l.to_string()}</text>
+    }).collect_view();
+    view! {
+        <figure class="heatmap">
+            <svg id=id class="chart" width=w height=h role="img" aria-label=label.clone()>
+                <text x=left y="14">{title.clone()}</text>
+                {cells}
+                {marks}
+                {rows}
+                {ticks}
+                <text x=left + cell * n_layer as f64 / 2.0 y=h - 2.0 text-anchor="middle">"layer (* = subject token)"</text>
+            </svg>
+            <figcaption class="sr-only">{label}</figcaption>
+        </figure>
     }
 }
 
@@ -835,7 +971,7 @@ fn Teaching(page: Page) -> impl IntoView {
         <section class="panel" id="teaching">
             <h2>"What the edit solves"</h2>
             <p>"Every algorithm here changes one MLP weight W₀ → Ŵ of the edited layer by solving the preservation–memorization objective: keep the outputs for the keys K₀ the layer has seen ("<b>"preservation"</b>", ‖ŴK₀ − W₀K₀‖) while writing new values V_E for the edited keys K_E ("<b>"memorization"</b>", ‖ŴK_E − V_E‖)."</p>
-            <p>"ROME (eq. 4) and EMMET (eq. 8) make memorization an equality constraint: the new values are written exactly, whatever λ. MEMIT (eq. 1) makes it a least-squares term weighted against preservation by λ: the larger λ, the less the layer moves and the less exactly the facts are written."</p>
+            <p>"ROME (eq. 1) and EMMET (eq. 8) make memorization an equality constraint: the new values are written exactly, whatever λ. MEMIT (eq. 4) makes it a least-squares term weighted against preservation by λ: the larger λ, the less the layer moves and the less exactly the facts are written."</p>
             <p>"AlphaEdit (eq. A2) needs no λ: it confines the change to the directions of the null space of K₀ (eigenvectors of C0 with eigenvalues below a threshold), so the preservation error is near zero by construction, and writes the values by least squares there (dotted line)."</p>
             {move || page.report.get().and_then(|r| r.tradeoff.map(|t| (t, r.lambda))).map(|(t, used)| {
                 let caption = format!("The last edit's system at layer {} ({} key{}), solved both ways for λ = 10⁻² … 10⁵.", t.layer, t.keys, if t.keys == 1 { "" } else { "s" });

@@ -19,7 +19,7 @@ use wasm_bindgen::JsCast;
 use crate::budget::storage_dtype;
 use crate::protocol::{
     Backend, Candidate, Compute, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response,
-    TokenizerFiles, WeightUrl, Weights, WorkerError, tradeoff_lambdas,
+    TokenizerFiles, TraceReport, WeightUrl, Weights, WorkerError, tradeoff_lambdas,
 };
 use crate::range::RangeSource;
 
@@ -223,6 +223,40 @@ async fn handle(
                 tokens,
                 ms: now_ms() - start,
             }])
+        }
+        Request::Trace {
+            prompt,
+            subject,
+            samples,
+            window,
+            algorithm,
+        } => {
+            let s = state.as_ref().ok_or_else(no_model)?;
+            let start = now_ms();
+            let preset_layers = s.editor.plan(algorithm, &Overrides::default())?.hparams.layers;
+            let opts = pmedit_engine::trace::TraceOptions {
+                samples,
+                window,
+                ..Default::default()
+            };
+            let trace = pmedit_engine::trace::trace(
+                s.editor.model(),
+                s.editor.tokenizer(),
+                &prompt,
+                &subject,
+                &opts,
+                |done, total| {
+                    let _ = progress.unbounded_send(Response::Status(format!(
+                        "causal trace: {done} of {total} restorations…"
+                    )));
+                },
+            )
+            .await?;
+            Ok(vec![Response::Traced(TraceReport {
+                trace,
+                preset_layers,
+                ms: now_ms() - start,
+            })])
         }
         Request::Download => {
             let s = state.as_ref().ok_or_else(no_model)?;
