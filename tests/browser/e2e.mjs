@@ -13,7 +13,9 @@
 //     and the edit works with them;
 //  7. causal tracing of a fact on the demo model draws the three heatmaps ([tokens × 16 layers]
 //     cells each, the preset's layer outlined), and clicking a cell puts its layer in the form;
-//  8. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
+//  8. a shared link (`?subject=…&algo=…&layers=…`) restores the form, and "Link to this setup"
+//     puts the form's state in the address;
+//  9. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
 //     picked as a sharded checkpoint (two shards + model.safetensors.index.json, made here) loads,
 //     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit.
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
@@ -173,10 +175,10 @@ await withPage('cpu-fallback', false, async (page) => {
     null, { timeout: 120000 });
   const info = await page.textContent('#model-info');
   results['cpu-fallback'].stats = (await page.textContent('#status')).trim();
-  if (!results['cpu-fallback'].stats.includes('layers [2, 3]')) {
+  if (!results['cpu-fallback'].stats.includes('layers 2, 3:')) {
     throw new Error(`statistics not computed for layers 2 and 3: ${results['cpu-fallback'].stats}`);
   }
-  if (!info.includes('layers [0, 1, 2, 3]')) throw new Error(`statistics not added to the loaded ones: ${info}`);
+  if (!info.includes('layers 0, 1, 2, 3')) throw new Error(`statistics not added to the loaded ones: ${info}`);
 });
 await withPage('broken-model', false, async (page) => {
   await page.goto(base);
@@ -272,7 +274,7 @@ await withPage('user-files-npz', false, async (page) => {
   await page.waitForFunction(() => document.querySelector('#model-info')?.textContent.startsWith('your model'),
     null, { timeout: 120000 });
   const info = (await page.textContent('#model-info')).trim();
-  if (!info.endsWith('layers [0]')) throw new Error(`the .npz statistics are not for layer 0: ${info}`);
+  if (!info.endsWith('statistics for layer 0')) throw new Error(`the .npz statistics are not for layer 0: ${info}`);
   // MEMIT, not ROME: ROME's update does not depend on C0's scale, so only a λ-weighted objective
   // shows whether the authors' sum was divided by its count (read as the mean, C0 would be
   // `count` times too large and the edit a no-op).
@@ -311,6 +313,36 @@ await withPage('causal-trace', false, async (page) => {
   r.layers = await page.inputValue('#layers');
   if (r.layers !== '7') throw new Error(`clicking layer 7 set the layers field to "${r.layers}"`);
   await page.screenshot({ path: join(out, 'causal-trace-heatmaps.png'), fullPage: true });
+});
+
+await withPage('shared-link', false, async (page) => {
+  const q = new URLSearchParams([['backend', 'cpu'], ['subject', 'Danielle Darrieux'],
+    ['prompt', 'The mother tongue of {} is'], ['target', 'English'], ['algo', 'memit'], ['layers', '0,1'],
+    ['lambda', '50']]);
+  await page.goto(`${base}?${q}`);
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
+    null, { timeout: 120000 });
+  const form = {
+    subject: await page.inputValue('input.subject'), prompt: await page.inputValue('input.prompt'),
+    target: await page.inputValue('input.target'), algo: await page.inputValue('#algo'),
+    layers: await page.inputValue('#layers'), lambda: await page.inputValue('#lambda'),
+    backend: (await page.textContent('#backend')).trim(),
+  };
+  results['shared-link'] = { form };
+  const want = { subject: 'Danielle Darrieux', prompt: 'The mother tongue of {} is', target: 'English', algo: 'memit',
+    layers: '0,1', lambda: '50', backend: 'CPU' };
+  for (const [k, v] of Object.entries(want)) {
+    if (form[k] !== v) throw new Error(`the link's ${k} is not restored: "${form[k]}" instead of "${v}"`);
+  }
+  await page.fill('#layers', '1');
+  await page.selectOption('#algo', 'emmet');
+  await page.click('#share');
+  const url = new URL(page.url());
+  results['shared-link'].link = url.search;
+  if (url.searchParams.get('layers') !== '1' || url.searchParams.get('algo') !== 'emmet'
+    || url.searchParams.get('backend') !== 'cpu' || url.searchParams.get('subject') !== 'Danielle Darrieux') {
+    throw new Error(`the address does not carry the form: ${url.search}`);
+  }
 });
 
 // A checkpoint split the way the hub splits large ones: the tensors of one safetensors file over

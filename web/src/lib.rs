@@ -8,6 +8,7 @@ pub mod form;
 pub mod protocol;
 pub mod range;
 pub mod scale;
+pub mod share;
 
 #[cfg(target_family = "wasm")]
 pub mod channel;

@@ -88,9 +88,32 @@ pub fn tick_label(x: f64) -> String {
     }
 }
 
+/// A duration for people: "840 ms", "12.3 s", "2 min 14 s".
+pub fn duration_label(ms: f64) -> String {
+    if !ms.is_finite() || ms < 0.0 {
+        return "?".into();
+    }
+    if ms < 1e3 {
+        format!("{ms:.0} ms")
+    } else if ms < 60e3 {
+        format!("{:.1} s", ms / 1e3)
+    } else {
+        let s = (ms / 1e3).round() as u64;
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_in_the_right_unit() {
+        assert_eq!(duration_label(840.4), "840 ms");
+        assert_eq!(duration_label(12_345.0), "12.3 s");
+        assert_eq!(duration_label(133_836.0), "2 min 14 s");
+        assert_eq!(duration_label(f64::NAN), "?");
+    }
 
     #[test]
     fn linear_maps_ends_and_middle_and_clamps() {

@@ -15,7 +15,8 @@ use crate::protocol::{
     Algorithm, Backend, EditReport, EditSettings, ModelFiles, ModelInfo, NpzStats, Prediction, Request, Response,
     TokenizerFiles, TraceReport, WeightUrl, Weights,
 };
-use crate::scale::{Scale, tick_label};
+use crate::scale::{Scale, duration_label, tick_label};
+use crate::share::SharedState;
 use crate::worker::EngineWorker;
 
 /// Where the built-in demo model is served from.
@@ -47,6 +48,10 @@ struct Page {
     layers: RwSignal<String>,
     /// The last causal trace.
     trace: RwSignal<Option<TraceReport>>,
+    /// Edits applied since the model was loaded or restored (they pile up until Undo).
+    edits: RwSignal<usize>,
+    /// The URL of the served model directory loaded (none for the demo or picked files).
+    model_url: RwSignal<Option<String>>,
 }
 
 impl Page {
@@ -121,9 +126,13 @@ impl Page {
                 ms,
             } => {
                 self.status.set(if layers.is_empty() {
-                    format!("C0 statistics for layers {all:?} were already loaded")
+                    format!("C0 statistics for {} were already loaded", layer_list(&all))
                 } else {
-                    format!("C0 statistics for layers {layers:?}: {tokens} tokens in {ms:.0} ms")
+                    format!(
+                        "C0 statistics for {}: {tokens} tokens in {}",
+                        layer_list(&layers),
+                        duration_label(ms)
+                    )
                 });
                 self.info.update(|i| {
                     if let Some(i) = i {
@@ -135,9 +144,12 @@ impl Page {
             Response::Ready(info) => {
                 self.load_progress.set(None);
                 self.loaded.set_value(self.loading.get_value());
-                self.status.set(format!("model ready ({:.0} ms)", info.load_ms));
+                self.status
+                    .set(format!("model ready ({})", duration_label(info.load_ms)));
                 self.info.set(Some(info));
                 self.report.set(None);
+                self.trace.set(None);
+                self.edits.set(0);
                 self.busy.set(false);
             }
             Response::Predictions(p) => {
@@ -159,7 +171,18 @@ impl Page {
                 ));
             }
             Response::Edited(rep) => {
-                self.status.set(format!("edit applied in {:.0} ms", rep.edit_ms));
+                self.edits.update(|n| *n += 1);
+                let n = self.edits.get_untracked();
+                self.status.set(if n == 1 {
+                    format!("edit applied in {}", duration_label(rep.edit_ms))
+                } else {
+                    format!(
+                        "edit applied in {}, on top of {} earlier edit{} (Undo restores the model as loaded)",
+                        duration_label(rep.edit_ms),
+                        n - 1,
+                        if n == 2 { "" } else { "s" }
+                    )
+                });
                 self.report.set(Some(rep));
                 self.busy.set(false);
             }
@@ -185,15 +208,16 @@ impl Page {
                 });
             }
             Response::Restored => {
+                self.edits.set(0);
                 self.status.set("original weights restored".into());
                 self.report.set(None);
                 self.busy.set(false);
             }
             Response::Traced(t) => {
                 self.status.set(format!(
-                    "causal trace of {:?} done in {:.1} s",
+                    "causal trace of {:?} done in {}",
                     t.trace.answer,
-                    t.ms / 1e3
+                    duration_label(t.ms)
                 ));
                 self.trace.set(Some(t));
                 self.busy.set(false);
@@ -210,10 +234,37 @@ impl Page {
     }
 }
 
-fn backend_choice() -> Backend {
-    let search = web_sys::window()
+/// The page address's query string (`?…`).
+fn location_search() -> String {
+    web_sys::window()
         .and_then(|w| w.location().search().ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Puts `state` in the address bar (without reloading) and returns the link.
+fn set_location(state: &SharedState) -> Result<String, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let location = window.location();
+    let base = format!(
+        "{}{}",
+        location.origin().map_err(|e| format!("{e:?}"))?,
+        location.pathname().map_err(|e| format!("{e:?}"))?
+    );
+    let query = state.to_query();
+    let link = if query.is_empty() {
+        base
+    } else {
+        format!("{base}?{query}")
+    };
+    window
+        .history()
+        .and_then(|h| h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&link)))
+        .map_err(|e| format!("cannot update the address: {e:?}"))?;
+    Ok(link)
+}
+
+fn backend_choice() -> Backend {
+    let search = location_search();
     if search.contains("backend=cpu") {
         Backend::Cpu
     } else {
@@ -417,6 +468,8 @@ pub fn start() {
 #[component]
 fn App() -> impl IntoView {
     let (tx, mut rx) = unbounded::<Request>();
+    // A shared link's state (`share.rs`): the form, and the model to load.
+    let shared = SharedState::from_query(&location_search());
     let page = Page {
         to_worker: StoredValue::new(tx),
         status: RwSignal::new("starting the engine worker…".to_string()),
@@ -431,9 +484,11 @@ fn App() -> impl IntoView {
         loading: StoredValue::new(None),
         loaded: StoredValue::new(None),
         worker_memory: RwSignal::new(None),
-        algo: RwSignal::new("rome".to_string()),
-        layers: RwSignal::new(String::new()),
+        algo: RwSignal::new(shared.algo.clone().unwrap_or_else(|| "rome".into())),
+        layers: RwSignal::new(shared.layers.clone().unwrap_or_default()),
         trace: RwSignal::new(None),
+        edits: RwSignal::new(0),
+        model_url: RwSignal::new(shared.model.clone()),
     };
     // One task owns the worker bridge: it forwards requests and dispatches responses. When the
     // worker dies it says so on a broadcast channel of its own; a fresh worker then takes over.
@@ -486,10 +541,19 @@ fn App() -> impl IntoView {
             page.continue_on_cpu(why);
         }
     });
-    // The demo model loads on start.
+    // The demo model loads on start, or the model a shared link names.
     spawn_local(async move {
-        page.status.set("downloading the demo model…".into());
-        match demo_files().await {
+        let files = match &shared.model {
+            Some(base) => {
+                page.status.set(format!("downloading {base}…"));
+                url_files(base, base).await
+            }
+            None => {
+                page.status.set("downloading the demo model…".into());
+                demo_files().await
+            }
+        };
+        match files {
             Ok(files) => {
                 page.status.set("loading the demo model…".into());
                 page.load(files);
@@ -550,6 +614,7 @@ fn ModelPanel(page: Page) -> impl IntoView {
         };
         let Some(list) = input.files() else { return };
         spawn_local(async move {
+            page.model_url.set(None);
             page.status.set("reading your files…".into());
             match picked_files(list).await {
                 Ok(files) => page.load(files),
@@ -557,13 +622,16 @@ fn ModelPanel(page: Page) -> impl IntoView {
             }
         });
     };
-    let url = RwSignal::new(String::new());
+    let url = RwSignal::new(page.model_url.get_untracked().unwrap_or_default());
     let load_url = move |_| {
         let base = url.get_untracked();
         spawn_local(async move {
             page.status.set(format!("downloading {base}…"));
             match url_files(&base, &base).await {
-                Ok(files) => page.load(files),
+                Ok(files) => {
+                    page.model_url.set(Some(base));
+                    page.load(files)
+                }
                 Err(e) => page.error.set(Some(e)),
             }
         });
@@ -596,8 +664,9 @@ fn ModelPanel(page: Page) -> impl IntoView {
             <h2>"Model"</h2>
             {move || page.info.get().map(|i| view! {
                 <p id="model-info">
-                    {format!("{}: {} layers, width {}, {:.2} M parameters, {} weights; C0 statistics for layers {:?}",
-                        i.name, i.n_layer, i.n_embd, i.params as f64 / 1e6, i.weights, i.stats_layers)}
+                    {format!("{}: {} layers, width {}, {:.2} M parameters, {} weights; {}",
+                        i.name, i.n_layer, i.n_embd, i.params as f64 / 1e6, i.weights,
+                        if i.stats_layers.is_empty() { "no C0 statistics yet".to_string() } else { format!("C0 statistics for {}", layer_list(&i.stats_layers)) })}
                 </p>
             })}
             <label>"Load your own GPT-2, GPT-J, Llama, Mistral or Qwen2 (config.json; model.safetensors, or model.safetensors.index.json with its shards; tokenizer.json or vocab.json + merges.txt; optionally C0 statistics: a stats .safetensors made by pmedit stats, or the authors' per-layer .npz files): "
@@ -648,13 +717,30 @@ fn PredictPanel(page: Page) -> impl IntoView {
 
 #[component]
 fn EditPanel(page: Page) -> impl IntoView {
-    let rows = RwSignal::new(vec![FactRow {
-        subject: "Hamid Algar".into(),
-        prompt: "{} speaks the language".into(),
-        target: "French".into(),
-    }]);
+    let shared = SharedState::from_query(&location_search());
+    let rows = RwSignal::new(if shared.facts.is_empty() {
+        vec![FactRow {
+            subject: "Hamid Algar".into(),
+            prompt: "{} speaks the language".into(),
+            target: "French".into(),
+        }]
+    } else {
+        shared.facts.clone()
+    });
     let (algo, layers) = (page.algo, page.layers);
-    let lambda = RwSignal::new(String::new());
+    let lambda = RwSignal::new(shared.lambda.clone().unwrap_or_default());
+    // The form's state in the address bar, for a link that opens the page as it is now.
+    let share = move || {
+        let state = SharedState {
+            model: page.model_url.get_untracked(),
+            facts: rows.get_untracked(),
+            algo: Some(algo.get_untracked()),
+            layers: Some(layers.get_untracked()),
+            lambda: Some(lambda.get_untracked()),
+            backend: SharedState::from_query(&location_search()).backend,
+        };
+        set_location(&state)
+    };
     let alpha = RwSignal::new(String::new());
     let steps = RwSignal::new(String::new());
     let apply = move |_| {
@@ -674,6 +760,7 @@ fn EditPanel(page: Page) -> impl IntoView {
         })();
         match settings {
             Ok(s) => {
+                let _ = share();
                 page.live_loss.set(Vec::new());
                 page.status.set(format!("editing with {}…", s.algorithm.name()));
                 page.send(Request::Edit(s));
@@ -757,11 +844,10 @@ fn EditPanel(page: Page) -> impl IntoView {
             <div class="settings">
                 <label>"algorithm "
                     <select id="algo" on:change=move |ev| algo.set(event_target_value(&ev))>
-                        <option value="rome" selected>"ROME"</option>
-                        <option value="r-rome">"r-ROME"</option>
-                        <option value="memit">"MEMIT"</option>
-                        <option value="emmet">"EMMET"</option>
-                        <option value="alphaedit">"AlphaEdit"</option>
+                        {[("rome", "ROME"), ("r-rome", "r-ROME"), ("memit", "MEMIT"), ("emmet", "EMMET"), ("alphaedit", "AlphaEdit")]
+                            .into_iter()
+                            .map(|(value, name)| view! { <option value=value selected=move || algo.get() == value>{name}</option> })
+                            .collect_view()}
                     </select>
                 </label>
                 <label>" layers " <input id="layers" placeholder="preset" prop:value=layers on:input=move |ev| layers.set(event_target_value(&ev)) /></label>
@@ -770,6 +856,10 @@ fn EditPanel(page: Page) -> impl IntoView {
                 <label>" steps " <input id="steps" placeholder="preset" prop:value=steps on:input=move |ev| steps.set(event_target_value(&ev)) /></label>
             </div>
             <button id="apply" on:click=apply disabled=move || page.busy.get() || page.info.get().is_none()>"Apply edit"</button>
+            <button id="share" on:click=move |_| match share() {
+                Ok(link) => page.status.set(format!("this page's link (model, facts, algorithm, layers, λ) is in the address bar: {link}")),
+                Err(e) => page.error.set(Some(e)),
+            } title="Put the model, the facts, the algorithm, layers and λ in the page's address, to share">"Link to this setup"</button>
             <button id="trace" on:click=trace disabled=move || page.busy.get() || page.info.get().is_none()
                 title="Causal tracing of the first fact: which tokens and layers carry what the model now answers">"Where is this fact stored?"</button>
             <button id="undo" on:click=move |_| page.send(Request::Undo) disabled=move || page.busy.get() || page.report.get().is_none()>"Undo"</button>
@@ -784,6 +874,12 @@ fn EditPanel(page: Page) -> impl IntoView {
             })}
         </section>
     }
+}
+
+/// "layer 17" or "layers 13, 14, 15".
+fn layer_list(layers: &[usize]) -> String {
+    let list: Vec<String> = layers.iter().map(usize::to_string).collect();
+    format!("layer{} {}", if layers.len() == 1 { "" } else { "s" }, list.join(", "))
 }
 
 /// The causal trace's three heatmaps (docs/MATH.md §12): P(answer) with one state restored, per
@@ -891,7 +987,12 @@ fn Results(page: Page) -> impl IntoView {
     view! {
         {move || page.report.get().map(|rep| view! {
             <section class="panel" id="results">
-                <h2>{format!("After {} on layers {:?} (λ = {})", rep.algorithm.name(), rep.layers, rep.lambda)}</h2>
+                <h2>{format!(
+                    "After {} on {}{}",
+                    rep.algorithm.display_name(),
+                    layer_list(&rep.layers),
+                    if rep.algorithm.uses_lambda() { format!(" (λ = {})", rep.lambda) } else { String::new() }
+                )}</h2>
                 <div class="columns">
                     <PredictionList title="before" id="before" predictions=rep.before.clone() />
                     <PredictionList title="after" id="after" predictions=rep.after.clone() />
@@ -927,10 +1028,20 @@ fn PredictionList(title: &'static str, id: &'static str, predictions: Vec<Predic
 
 #[component]
 fn ProbBars(probs: Vec<(f64, f64)>) -> impl IntoView {
-    let (w, h) = (360.0, 40.0 + 28.0 * probs.len() as f64);
+    let (w, h) = (360.0, 60.0 + 28.0 * probs.len() as f64);
+    let label = probs
+        .iter()
+        .enumerate()
+        .map(|(i, (b, a))| format!("fact {}: P(new target) {b:.3} before, {a:.3} after", i + 1))
+        .collect::<Vec<_>>()
+        .join("; ");
     let x = Scale::linear((0.0, 1.0), (90.0, w - 10.0));
     view! {
-        <svg class="chart" width=w height=h>
+        <svg class="chart" width=w height=h role="img" aria-label=label>
+            <rect class="before" x="90" y=h - 16.0 width="10" height="10" />
+            <text x="104" y=h - 7.0>"before"</text>
+            <rect class="after" x="160" y=h - 16.0 width="10" height="10" />
+            <text x="174" y=h - 7.0>"after the edit"</text>
             {probs.iter().enumerate().map(|(i, (b, a))| {
                 let y = 10.0 + 28.0 * i as f64;
                 view! {
@@ -940,7 +1051,7 @@ fn ProbBars(probs: Vec<(f64, f64)>) -> impl IntoView {
                 }
             }).collect_view()}
             {x.ticks(4).into_iter().map(|t| view! {
-                <text x=x.map(t) y=h - 8.0 text-anchor="middle">{tick_label(t)}</text>
+                <text x=x.map(t) y=h - 26.0 text-anchor="middle">{tick_label(t)}</text>
             }).collect_view()}
         </svg>
     }
@@ -948,11 +1059,11 @@ fn ProbBars(probs: Vec<(f64, f64)>) -> impl IntoView {
 
 #[component]
 fn LossCurve(curves: Vec<Vec<f64>>) -> impl IntoView {
-    let (w, h) = (360.0, 180.0);
+    let (w, h) = (360.0, 196.0);
     let steps = curves.iter().map(Vec::len).max().unwrap_or(1).max(2);
     let top = curves.iter().flatten().copied().fold(0.0, f64::max);
     let x = Scale::linear((0.0, (steps - 1) as f64), (40.0, w - 10.0));
-    let y = Scale::linear((0.0, top), (h - 24.0, 10.0));
+    let y = Scale::linear((0.0, top), (h - 34.0, 18.0));
     view! {
         <svg class="chart" width=w height=h>
             {curves.iter().map(|c| {
@@ -960,7 +1071,11 @@ fn LossCurve(curves: Vec<Vec<f64>>) -> impl IntoView {
                 view! { <polyline class="loss" points=d.join(" ") /> }
             }).collect_view()}
             {y.ticks(4).into_iter().map(|t| view! { <text x="4" y=y.map(t)>{tick_label(t)}</text> }).collect_view()}
-            <text x=w / 2.0 y=h - 4.0 text-anchor="middle">"step"</text>
+            {x.ticks(4).into_iter().filter(|t| t.fract() == 0.0).map(|t| view! {
+                <text x=x.map(t) y=h - 14.0 text-anchor="middle">{format!("{}", t as usize + 1)}</text>
+            }).collect_view()}
+            <text x="4" y="10">"loss (nats)"</text>
+            <text x=w / 2.0 y=h - 2.0 text-anchor="middle">"value optimisation step"</text>
         </svg>
     }
 }

@@ -59,6 +59,23 @@ impl Algorithm {
         }
     }
 
+    /// The name as the papers write it.
+    pub fn display_name(&self) -> &'static str {
+        match self {
+            Self::Rome => "ROME",
+            Self::RRome => "r-ROME",
+            Self::Memit => "MEMIT",
+            Self::Emmet => "EMMET",
+            Self::AlphaEdit => "AlphaEdit",
+        }
+    }
+
+    /// Whether λ changes the update: it weighs preservation for MEMIT and EMMET; ROME's rank-one
+    /// update does not depend on C0's scale, and AlphaEdit's null-space projection uses no λ.
+    pub fn uses_lambda(&self) -> bool {
+        matches!(self, Self::Memit | Self::Emmet)
+    }
+
     /// Where δ is added during value optimisation (only the norm of v_init differs).
     pub fn value_site(&self) -> Site {
         match self {
