@@ -216,6 +216,9 @@ pub struct EditSettings {
     pub alpha: Option<f64>,
     /// Value optimisation steps (default: the presets).
     pub steps: Option<usize>,
+    /// The paper's context templates (sampled from the model with the algorithm's recipe, cached
+    /// per model) instead of the bare prompt.
+    pub sampled_templates: bool,
     /// Prompts whose top-k predictions to show before and after.
     pub probes: Vec<String>,
 }
@@ -349,6 +352,8 @@ pub struct EditReport {
     pub tradeoff: Option<Tradeoff>,
     /// Greedy continuation of the first fact's prompt before and after.
     pub generated: (String, String),
+    /// The context templates the keys and values were averaged over (1: the bare prompt).
+    pub templates: usize,
 }
 
 #[cfg(test)]
@@ -377,6 +382,7 @@ mod tests {
             lambda: Some(10.0),
             alpha: Some(0.1),
             steps: None,
+            sampled_templates: true,
             probes: vec!["Paris is in".into()],
         }));
         round_trip(Request::Load {
@@ -418,6 +424,7 @@ mod tests {
             loss: vec![vec![3.0, 1.0]],
             target_prob: vec![(0.1, 0.9)],
             generated: ("a".into(), "b".into()),
+            templates: 21,
             tradeoff: Some(Tradeoff {
                 layer: 0,
                 keys: 1,

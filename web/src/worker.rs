@@ -548,7 +548,11 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
             steps: settings.steps,
             ..Default::default()
         },
-        templates: Some(TemplateChoice::Bare),
+        templates: Some(if settings.sampled_templates {
+            TemplateChoice::Sampled { seed: 0 }
+        } else {
+            TemplateChoice::Bare
+        }),
         report_targets: Some(requests.len()),
         ..Default::default()
     };
@@ -559,6 +563,11 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
     let report = s
         .editor
         .edit(&requests, &plan, |e: EditEvent| {
+            if matches!(e, EditEvent::Templates) && settings.sampled_templates {
+                let _ = progress.unbounded_send(Response::Status(
+                    "context templates: generating them with the model (once per model)…".into(),
+                ));
+            }
             if let EditEvent::ValueStep { request, loss } = e {
                 let _ = progress.unbounded_send(Response::Loss {
                     request,
@@ -575,6 +584,8 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
     };
     let after = predict(s, &settings.probes, 5).await?;
     let gen_after = continuation(s, first).await?;
+    // Cached by the edit: no second sampling.
+    let templates = s.editor.templates(&plan).await?.len();
     Ok(EditReport {
         algorithm: plan.algorithm,
         layers: plan.hparams.layers.clone(),
@@ -590,6 +601,7 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
         target_prob: report.targets.iter().map(|t| (t.before, t.after)).collect(),
         tradeoff: teaching,
         generated: (gen_before, gen_after),
+        templates,
     })
 }
 
