@@ -2,7 +2,7 @@
 
 use pmedit_engine::edit::EditRequest;
 
-use crate::protocol::Fact;
+use crate::protocol::{Fact, FactRecord};
 
 /// One row of the facts form as typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -13,6 +13,9 @@ pub struct FactRow {
     pub prompt: String,
     /// New object.
     pub target: String,
+    /// The CounterFact record the row was picked from (cleared when its subject or prompt is
+    /// changed).
+    pub record: Option<FactRecord>,
 }
 
 /// The rows as validated facts; blank rows are skipped, and an error names the row (1-based).
@@ -28,6 +31,7 @@ pub fn parse_facts(rows: &[FactRow]) -> Result<Vec<Fact>, String> {
             prompt: req.prompt,
             subject: req.subject,
             target_new: req.target_new,
+            record: r.record.clone(),
         });
     }
     if out.is_empty() {
@@ -92,6 +96,7 @@ mod tests {
 
     fn row(s: &str, p: &str, t: &str) -> FactRow {
         FactRow {
+            record: None,
             subject: s.into(),
             prompt: p.into(),
             target: t.into(),

@@ -14,6 +14,66 @@ pub struct Fact {
     pub subject: String,
     /// The new object.
     pub target_new: String,
+    /// The CounterFact record it came from, for the paper's metrics.
+    pub record: Option<FactRecord>,
+}
+
+/// What a CounterFact record adds to a fact: the prompts that score an edit (docs/MATH.md §9).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactRecord {
+    /// The true object.
+    pub target_true: String,
+    /// Paraphrases of the prompt (subject filled in).
+    pub paraphrases: Vec<String>,
+    /// Prompts about other subjects and their answers, which must not change.
+    pub neighborhood: Vec<(String, String)>,
+}
+
+/// The paper's CounterFact scores ×100 (docs/MATH.md §9); NaN where a fact has no such prompts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// Efficacy score: P(new) > P(true) on the rewrite prompt.
+    pub es: f64,
+    /// Paraphrase score.
+    pub ps: f64,
+    /// Neighbourhood score: P(true) > P(new) on other subjects' prompts.
+    pub ns: f64,
+    /// Harmonic mean of ES, PS, NS.
+    pub s: f64,
+    /// Efficacy magnitude: P(new) − P(true).
+    pub em: f64,
+    /// Paraphrase magnitude.
+    pub pm: f64,
+    /// Neighbourhood magnitude.
+    pub nm: f64,
+}
+
+impl From<&pmedit_engine::eval::metrics::CounterfactMetrics> for Scores {
+    fn from(m: &pmedit_engine::eval::metrics::CounterfactMetrics) -> Self {
+        Self {
+            es: m.es,
+            ps: m.ps,
+            ns: m.ns,
+            s: m.s,
+            em: m.em,
+            pm: m.pm,
+            nm: m.nm,
+        }
+    }
+}
+
+/// The metrics of an edit's facts before and after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsReport {
+    /// Means over the facts, before.
+    pub before: Scores,
+    /// Means over the facts, after.
+    pub after: Scores,
+    /// Per fact: subject, before, after.
+    pub facts: Vec<(String, Scores, Scores)>,
+    /// Facts whose true object is the model's own answer before the edit (typed facts with no
+    /// CounterFact record: only ES/EM can be measured).
+    pub model_answers: usize,
 }
 
 /// The files of a Hugging Face GPT-2 directory, as bytes read in the page.
@@ -354,6 +414,8 @@ pub struct EditReport {
     pub generated: (String, String),
     /// The context templates the keys and values were averaged over (1: the bare prompt).
     pub templates: usize,
+    /// ES/PS/NS/S before and after.
+    pub metrics: Option<MetricsReport>,
 }
 
 #[cfg(test)]
@@ -374,6 +436,11 @@ mod tests {
             prompt: "{} is in".into(),
             subject: "Paris".into(),
             target_new: "Italy".into(),
+            record: Some(FactRecord {
+                target_true: "France".into(),
+                paraphrases: vec!["Paris lies in".into()],
+                neighborhood: vec![("Lyon is in".into(), "France".into())],
+            }),
         };
         round_trip(Request::Edit(EditSettings {
             facts: vec![fact],
@@ -425,6 +492,15 @@ mod tests {
             target_prob: vec![(0.1, 0.9)],
             generated: ("a".into(), "b".into()),
             templates: 21,
+            metrics: Some(MetricsReport {
+                before: Scores::default(),
+                after: Scores {
+                    es: 100.0,
+                    ..Default::default()
+                },
+                facts: vec![("Paris".into(), Scores::default(), Scores::default())],
+                model_answers: 1,
+            }),
             tradeoff: Some(Tradeoff {
                 layer: 0,
                 keys: 1,

@@ -49,6 +49,7 @@ impl SharedState {
                 subject,
                 prompt,
                 target,
+                record: None,
             })
             .collect();
         s
@@ -92,11 +93,13 @@ mod tests {
                     subject: "Danielle Darrieux".into(),
                     prompt: "The mother tongue of {} is".into(),
                     target: "English & French?".into(),
+                    record: None,
                 },
                 FactRow {
                     subject: "Zürich".into(),
                     prompt: "{} is in".into(),
                     target: "Spain".into(),
+                    record: None,
                 },
             ],
             algo: Some("memit".into()),

@@ -12,8 +12,8 @@ use wasm_bindgen_futures::JsFuture;
 use crate::channel::{Listener, progress_name};
 use crate::form::{FactRow, npz_layer, parse_facts, parse_layers, parse_positive};
 use crate::protocol::{
-    Algorithm, Backend, EditReport, EditSettings, ModelFiles, ModelInfo, NpzStats, Prediction, Request, Response,
-    TokenizerFiles, TraceReport, WeightUrl, Weights,
+    Algorithm, Backend, EditReport, EditSettings, FactRecord, MetricsReport, ModelFiles, ModelInfo, NpzStats,
+    Prediction, Request, Response, Scores, TokenizerFiles, TraceReport, WeightUrl, Weights,
 };
 use crate::scale::{Scale, duration_label, tick_label};
 use crate::share::SharedState;
@@ -452,10 +452,22 @@ async fn pick_counterfact(seed: f64) -> Result<FactRow, String> {
     let r = &records[(seed * records.len() as f64) as usize % records.len()];
     let field = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     let subject = field("subject");
+    let record = FactRecord {
+        target_true: field("ground_truth"),
+        paraphrases: [field("rephrase_prompt")]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect(),
+        neighborhood: [(field("locality_prompt"), field("locality_ground_truth"))]
+            .into_iter()
+            .filter(|(p, t)| !p.is_empty() && !t.is_empty())
+            .collect(),
+    };
     Ok(FactRow {
         prompt: field("prompt").replacen(&subject, "{}", 1),
         subject,
         target: field("target_new"),
+        record: (!record.target_true.is_empty()).then_some(record),
     })
 }
 
@@ -723,6 +735,7 @@ fn EditPanel(page: Page) -> impl IntoView {
             subject: "Hamid Algar".into(),
             prompt: "{} speaks the language".into(),
             target: "French".into(),
+            record: None,
         }]
     } else {
         shared.facts.clone()
@@ -809,6 +822,10 @@ fn EditPanel(page: Page) -> impl IntoView {
                         0 => row.subject = v,
                         1 => row.prompt = v,
                         _ => row.target = v,
+                    }
+                    // The record's prompts are about the subject as picked.
+                    if which < 2 {
+                        row.record = None;
                     }
                 }
             });
@@ -1014,6 +1031,7 @@ fn Results(page: Page) -> impl IntoView {
                 <h3>"Generated (greedy)"</h3>
                 <p class="generated" id="gen-before">"before: "{rep.generated.0.clone()}</p>
                 <p class="generated" id="gen-after">"after: "{rep.generated.1.clone()}</p>
+                {rep.metrics.clone().map(|m| view! { <MetricsView m=m /> })}
                 <h3>"P(new target) before and after"</h3>
                 <ProbBars probs=rep.target_prob.clone() />
                 <h3>"Value optimisation loss"</h3>
@@ -1037,6 +1055,70 @@ fn PredictionList(title: &'static str, id: &'static str, predictions: Vec<Predic
                 </ol>
             }).collect_view()}
         </div>
+    }
+}
+
+/// The paper's scores (docs/MATH.md §9) before and after, as grouped bars, and per fact.
+#[component]
+fn MetricsView(m: MetricsReport) -> impl IntoView {
+    let names = ["ES", "PS", "NS", "S"];
+    let pick = |s: &Scores| [s.es, s.ps, s.ns, s.s];
+    let (b, a) = (pick(&m.before), pick(&m.after));
+    let (w, h) = (380.0, 190.0);
+    let y = Scale::linear((0.0, 100.0), (h - 40.0, 12.0));
+    let group = (w - 50.0) / names.len() as f64;
+    let shown = |v: f64| if v.is_finite() { format!("{v:.0}") } else { "n/a".into() };
+    let label = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n} {} before, {} after", shown(b[i]), shown(a[i])))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let note = if m.model_answers == 0 {
+        "The true object, paraphrases and neighbourhood prompts come from the CounterFact records.".to_string()
+    } else {
+        format!(
+            "{} of {} fact{} typed by hand: their true object is the model's answer before the edit, and without paraphrases or neighbourhood prompts only ES can be measured (n/a). Pick a fact from CounterFact for PS and NS.",
+            m.model_answers,
+            m.facts.len(),
+            if m.facts.len() == 1 { "" } else { "s" }
+        )
+    };
+    view! {
+        <h3>"The paper's metrics (ES: P(new) > P(true) on the prompt, PS: on paraphrases, NS: other subjects keep their answer; S: their harmonic mean)"</h3>
+        <svg id="metrics" class="chart" width=w height=h role="img" aria-label=label>
+            {y.ticks(4).into_iter().map(|t| view! { <text x="4" y=y.map(t) + 4.0>{tick_label(t)}</text> }).collect_view()}
+            {names.iter().enumerate().map(|(i, n)| {
+                let x0 = 40.0 + group * i as f64;
+                let bar = |v: f64, dx: f64, class: &'static str| {
+                    let v = if v.is_finite() { v } else { 0.0 };
+                    view! { <rect class=class x=x0 + dx y=y.map(v) width=group * 0.35 height=(y.map(0.0) - y.map(v)).max(0.0) /> }
+                };
+                view! {
+                    {bar(b[i], 4.0, "before")}
+                    {bar(a[i], 4.0 + group * 0.38, "after")}
+                    <text x=x0 + group * 0.4 y=h - 24.0 text-anchor="middle">{format!("{n} {}→{}", shown(b[i]), shown(a[i]))}</text>
+                }
+            }).collect_view()}
+            <rect class="before" x="40" y=h - 14.0 width="10" height="10" />
+            <text x="54" y=h - 5.0>"before"</text>
+            <rect class="after" x="110" y=h - 14.0 width="10" height="10" />
+            <text x="124" y=h - 5.0>"after the edit (×100)"</text>
+        </svg>
+        <p class="note">{note}</p>
+        {(m.facts.len() > 1).then(|| view! {
+            <table class="per-fact">
+                <tr><th>"subject"</th><th>"ES"</th><th>"PS"</th><th>"NS"</th></tr>
+                {m.facts.iter().map(|(subject, b, a)| view! {
+                    <tr>
+                        <td>{subject.clone()}</td>
+                        <td>{format!("{} → {}", shown(b.es), shown(a.es))}</td>
+                        <td>{format!("{} → {}", shown(b.ps), shown(a.ps))}</td>
+                        <td>{format!("{} → {}", shown(b.ns), shown(a.ns))}</td>
+                    </tr>
+                }).collect_view()}
+            </table>
+        })}
     }
 }
 

@@ -6,6 +6,8 @@ use burn::tensor::FloatDType;
 use futures::{SinkExt, StreamExt};
 use gloo_worker::reactor::{ReactorScope, reactor};
 use pmedit_engine::edit::{EditEvent, EditRequest, Editor, Overrides, TemplateChoice, ValueOverrides};
+use pmedit_engine::eval::dataset::{Benchmark, Probe, Record};
+use pmedit_engine::eval::records::{RecordScores, score_records, summarize};
 use pmedit_engine::load::stats_file::stats_for_model;
 use pmedit_engine::load::{ByteSource, MemorySource, ModelParts, load_model_source_in, load_model_sources_in};
 use pmedit_engine::model::EditableModel;
@@ -18,8 +20,8 @@ use wasm_bindgen::JsCast;
 
 use crate::budget::storage_dtype;
 use crate::protocol::{
-    Backend, Candidate, Compute, EditReport, EditSettings, ModelFiles, ModelInfo, Prediction, Request, Response,
-    TokenizerFiles, TraceReport, WeightUrl, Weights, WorkerError, tradeoff_lambdas,
+    Backend, Candidate, Compute, EditReport, EditSettings, Fact, MetricsReport, ModelFiles, ModelInfo, Prediction,
+    Request, Response, Scores, TokenizerFiles, TraceReport, WeightUrl, Weights, WorkerError, tradeoff_lambdas,
 };
 use crate::range::RangeSource;
 
@@ -558,6 +560,8 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
     };
     let plan = s.editor.plan(settings.algorithm, &overrides)?;
     let before = predict(s, &settings.probes, 5).await?;
+    let (records, model_answers) = metric_records(s, &settings.facts).await?;
+    let scores_before = score_records(s.editor.model(), s.editor.tokenizer(), &records, None).await?;
     let gen_before = continuation(s, first).await?;
     let start = now_ms();
     let report = s
@@ -586,6 +590,8 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
     let gen_after = continuation(s, first).await?;
     // Cached by the edit: no second sampling.
     let templates = s.editor.templates(&plan).await?.len();
+    let scores_after = score_records(s.editor.model(), s.editor.tokenizer(), &records, None).await?;
+    let metrics = metrics_report(&scores_before, &scores_after, model_answers);
     Ok(EditReport {
         algorithm: plan.algorithm,
         layers: plan.hparams.layers.clone(),
@@ -602,6 +608,68 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
         tradeoff: teaching,
         generated: (gen_before, gen_after),
         templates,
+        metrics,
+    })
+}
+
+/// The facts as CounterFact records (docs/MATH.md §9): a picked record's true object, paraphrases
+/// and neighbourhood prompts; for a typed fact, the model's own answer before the edit as the true
+/// object and the rewrite prompt alone. Also returns how many facts took the model's answer.
+async fn metric_records(s: &State, facts: &[Fact]) -> Result<(Vec<Record>, usize), WorkerError> {
+    let mut records = Vec::with_capacity(facts.len());
+    let mut model_answers = 0;
+    for (i, f) in facts.iter().enumerate() {
+        let (truth, paraphrases, neighborhood) = match &f.record {
+            Some(r) => (
+                r.target_true.clone(),
+                r.paraphrases.clone(),
+                r.neighborhood
+                    .iter()
+                    .map(|(prompt, target)| Probe {
+                        prompt: prompt.clone(),
+                        target: target.clone(),
+                    })
+                    .collect(),
+            ),
+            None => {
+                model_answers += 1;
+                let prompt = f.prompt.replacen("{}", &f.subject, 1);
+                let top = top_k(s.editor.model(), s.editor.tokenizer(), &prompt, 1).await?;
+                let answer = top.first().map(|t| t.token.trim().to_string()).unwrap_or_default();
+                (answer, Vec::new(), Vec::new())
+            }
+        };
+        let mut request = EditRequest::new(&f.prompt, &f.subject, &f.target_new)?;
+        request.target_true = Some(truth);
+        records.push(Record {
+            case_id: i as u64,
+            benchmark: Benchmark::CounterFact,
+            request,
+            paraphrase_prompts: paraphrases,
+            neighborhood,
+            generation_prompts: Vec::new(),
+        });
+    }
+    Ok((records, model_answers))
+}
+
+fn metrics_report(before: &[RecordScores], after: &[RecordScores], model_answers: usize) -> Option<MetricsReport> {
+    let mean = |s: &[RecordScores]| summarize(s).counterfact.as_ref().map(Scores::from);
+    Some(MetricsReport {
+        before: mean(before)?,
+        after: mean(after)?,
+        facts: before
+            .iter()
+            .zip(after)
+            .filter_map(|(b, a)| {
+                Some((
+                    b.subject.clone(),
+                    b.counterfact.as_ref()?.into(),
+                    a.counterfact.as_ref()?.into(),
+                ))
+            })
+            .collect(),
+        model_answers,
     })
 }
 
