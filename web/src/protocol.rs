@@ -414,8 +414,8 @@ pub struct EditReport {
     pub generated: (String, String),
     /// The context templates the keys and values were averaged over (1: the bare prompt).
     pub templates: usize,
-    /// ES/PS/NS/S before and after.
-    pub metrics: Option<MetricsReport>,
+    /// ES/PS/NS/S before and after (boxed: the largest message stays small).
+    pub metrics: Option<Box<MetricsReport>>,
 }
 
 #[cfg(test)]
@@ -492,7 +492,7 @@ mod tests {
             target_prob: vec![(0.1, 0.9)],
             generated: ("a".into(), "b".into()),
             templates: 21,
-            metrics: Some(MetricsReport {
+            metrics: Some(Box::new(MetricsReport {
                 before: Scores::default(),
                 after: Scores {
                     es: 100.0,
@@ -500,7 +500,7 @@ mod tests {
                 },
                 facts: vec![("Paris".into(), Scores::default(), Scores::default())],
                 model_answers: 1,
-            }),
+            })),
             tradeoff: Some(Tradeoff {
                 layer: 0,
                 keys: 1,

@@ -1031,7 +1031,7 @@ fn Results(page: Page) -> impl IntoView {
                 <h3>"Generated (greedy)"</h3>
                 <p class="generated" id="gen-before">"before: "{rep.generated.0.clone()}</p>
                 <p class="generated" id="gen-after">"after: "{rep.generated.1.clone()}</p>
-                {rep.metrics.clone().map(|m| view! { <MetricsView m=m /> })}
+                {rep.metrics.clone().map(|m| view! { <MetricsView m=*m /> })}
                 <h3>"P(new target) before and after"</h3>
                 <ProbBars probs=rep.target_prob.clone() />
                 <h3>"Value optimisation loss"</h3>

@@ -591,7 +591,7 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
     // Cached by the edit: no second sampling.
     let templates = s.editor.templates(&plan).await?.len();
     let scores_after = score_records(s.editor.model(), s.editor.tokenizer(), &records, None).await?;
-    let metrics = metrics_report(&scores_before, &scores_after, model_answers);
+    let metrics = metrics_report(&scores_before, &scores_after, model_answers).map(Box::new);
     Ok(EditReport {
         algorithm: plan.algorithm,
         layers: plan.hparams.layers.clone(),
