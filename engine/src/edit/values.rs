@@ -353,7 +353,16 @@ async fn optimise_group(
     let mut active = vec![true; n_req];
     let start = layer + 1;
     for step in 0..hp.steps {
-        let edit = mask.clone() * delta.clone().select(0, owner.clone()).reshape([batch, 1, width]);
+        // The last step only reads the losses, so it builds no autodiff graph: a graph that no
+        // backward pass consumes stays in memory (with every activation of the group's forward
+        // pass) until the next backward, which after the last group never comes.
+        let last = step + 1 == hp.steps;
+        let delta_now = if last {
+            delta.clone().without_autodiff()
+        } else {
+            delta.clone()
+        };
+        let edit = mask.clone() * delta_now.clone().select(0, owner.clone()).reshape([batch, 1, width]);
         let hidden = model.forward_from(start, residual.clone() + edit);
         let picked = hidden.reshape([batch * seq, width]).select(0, rows.clone());
         let log_probs = log_softmax(model.lm_head(picked.unsqueeze_dim(0)).squeeze_dim::<2>(0), 1);
@@ -376,7 +385,7 @@ async fn optimise_group(
         };
         // ‖δ‖ with a 1e-30 floor under the root: the gradient at δ = 0 is then 0 (PyTorch's norm
         // subgradient) instead of 0·∞ = NaN.
-        let wd = (delta.clone().powi_scalar(2).sum_dim(1) + 1e-30).sqrt() * wd_scale.clone();
+        let wd = (delta_now.powi_scalar(2).sum_dim(1) + 1e-30).sqrt() * wd_scale.clone();
         let loss = nll.clone() + kl.clone() * hp.kl_factor + wd.clone(); // [R, 1]
 
         let scalars = read_vec::<f32, 2, Float>(Tensor::cat(
@@ -419,6 +428,10 @@ async fn optimise_group(
             }
         }
         if active.iter().all(|a| !a) {
+            if !last {
+                // Every request stopped early: release this step's graph.
+                let _ = loss.sum().backward();
+            }
             break;
         }
         let grads = loss.sum().backward();
