@@ -84,17 +84,27 @@ async function withPage(name, webgpu, fn) {
   }
 }
 
-async function loadAndEdit(page, name, steps, live) {
-  const t0 = Date.now();
-  await page.goto(base);
+// Opens the page (at `url`) and waits for its model.
+async function openPage(page, url = base) {
+  await page.goto(url);
   await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
     null, { timeout: 120000 });
+}
+
+// Types a fact into the form's first row.
+async function fillFact(page, fact) {
+  await page.fill('input.subject', fact.subject);
+  await page.fill('input.prompt', fact.prompt);
+  if (fact.target) await page.fill('input.target', fact.target);
+}
+
+async function loadAndEdit(page, name, steps, live) {
+  const t0 = Date.now();
+  await openPage(page);
   const ready = Date.now() - t0;
   const backend = await page.textContent('#backend');
   const adapter = await page.textContent('#adapter');
-  await page.fill('input.subject', FACT.subject);
-  await page.fill('input.prompt', FACT.prompt);
-  await page.fill('input.target', FACT.target);
+  await fillFact(page, FACT);
   if (steps) await page.fill('#steps', String(steps));
   const t1 = Date.now();
   await page.click('#apply');
@@ -185,9 +195,7 @@ await withPage('cpu-fallback', false, async (page) => {
   if (!info.includes('layers 0, 1, 2, 3')) throw new Error(`statistics not added to the loaded ones: ${info}`);
 });
 await withPage('broken-model', false, async (page) => {
-  await page.goto(base);
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
-    null, { timeout: 120000 });
+  await openPage(page);
   await page.setInputFiles('#model-files', [
     { name: 'config.json', mimeType: 'application/json', buffer: await readFile(join(dist, 'models/demo/config.json')) },
     { name: 'tokenizer.json', mimeType: 'application/json', buffer: await readFile(join(dist, 'models/demo/tokenizer.json')) },
@@ -263,9 +271,7 @@ async function authorsNpz(statsPath, layer) {
 }
 
 await withPage('user-files-npz', false, async (page) => {
-  await page.goto(base);
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
-    null, { timeout: 120000 });
+  await openPage(page);
   const demo = (f) => readFile(join(dist, 'models/demo', f));
   const t0 = Date.now();
   await page.setInputFiles('#model-files', [
@@ -284,9 +290,7 @@ await withPage('user-files-npz', false, async (page) => {
   // `count` times too large and the edit a no-op).
   await page.selectOption('#algo', 'memit');
   await page.fill('#layers', '0');
-  await page.fill('input.subject', FACT.subject);
-  await page.fill('input.prompt', FACT.prompt);
-  await page.fill('input.target', FACT.target);
+  await fillFact(page, FACT);
   await page.click('#apply');
   await page.waitForSelector('#after .token', { timeout: 300000 });
   const after = (await page.textContent('#after .token')).trim();
@@ -295,11 +299,8 @@ await withPage('user-files-npz', false, async (page) => {
 });
 
 await withPage('causal-trace', false, async (page) => {
-  await page.goto(base);
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
-    null, { timeout: 120000 });
-  await page.fill('input.subject', FACT.subject);
-  await page.fill('input.prompt', FACT.prompt);
+  await openPage(page);
+  await fillFact(page, { subject: FACT.subject, prompt: FACT.prompt });
   const t0 = Date.now();
   await page.click('#trace');
   await page.waitForSelector('#trace-attn rect.cell', { timeout: 300000 });
@@ -323,9 +324,7 @@ await withPage('shared-link', false, async (page) => {
   const q = new URLSearchParams([['backend', 'cpu'], ['subject', 'Danielle Darrieux'],
     ['prompt', 'The mother tongue of {} is'], ['target', 'English'], ['algo', 'memit'], ['layers', '0,1'],
     ['lambda', '50']]);
-  await page.goto(`${base}?${q}`);
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
-    null, { timeout: 120000 });
+  await openPage(page, `${base}?${q}`);
   const form = {
     subject: await page.inputValue('input.subject'), prompt: await page.inputValue('input.prompt'),
     target: await page.inputValue('input.target'), algo: await page.inputValue('#algo'),
@@ -350,12 +349,8 @@ await withPage('shared-link', false, async (page) => {
 });
 
 await withPage('paper-templates', false, async (page) => {
-  await page.goto(base);
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
-    null, { timeout: 120000 });
-  await page.fill('input.subject', FACT.subject);
-  await page.fill('input.prompt', FACT.prompt);
-  await page.fill('input.target', FACT.target);
+  await openPage(page);
+  await fillFact(page, FACT);
   await page.selectOption('#templates', 'paper');
   await page.fill('#steps', '10');
   const t0 = Date.now();
@@ -370,12 +365,8 @@ await withPage('paper-templates', false, async (page) => {
 });
 
 await withPage('paper-metrics', false, async (page) => {
-  await page.goto(base);
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
-    null, { timeout: 120000 });
-  await page.fill('input.subject', FACT.subject);
-  await page.fill('input.prompt', FACT.prompt);
-  await page.fill('input.target', FACT.target);
+  await openPage(page);
+  await fillFact(page, FACT);
   await page.click('#pick');
   await page.waitForFunction(() => document.querySelectorAll('input.subject').length === 2);
   await page.selectOption('#algo', 'emmet');
@@ -433,9 +424,7 @@ function sharded(buf) {
 }
 
 await withPage('llama-shards', false, async (page) => {
-  await page.goto(base);
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
-    null, { timeout: 120000 });
+  await openPage(page);
   const dir = fileURLToPath(new URL('../fixtures/facts-llama/', import.meta.url));
   const fact = JSON.parse(await readFile(join(dir, 'facts.json'), 'utf8'))[0];
   const t0 = Date.now();
@@ -489,16 +478,12 @@ await withPage('llama-shards', false, async (page) => {
 
 // When the GPU fails, the page reloads the model on the CPU and goes on.
 async function loseTheGpu(page, name, sabotage, expected) {
-  await page.goto(base);
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
-    null, { timeout: 120000 });
+  await openPage(page);
   if ((await page.textContent('#backend')) !== 'WebGPU') throw new Error('the page did not start on WebGPU');
   const worker = page.workers()[0];
   if (!worker) throw new Error('no engine worker');
   await worker.evaluate(sabotage);
-  await page.fill('input.subject', FACT.subject);
-  await page.fill('input.prompt', FACT.prompt);
-  await page.fill('input.target', FACT.target);
+  await fillFact(page, FACT);
   await page.fill('#steps', '1');
   const t0 = Date.now();
   await page.click('#apply');
