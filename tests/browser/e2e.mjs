@@ -19,7 +19,8 @@
 //     steps) raises P(new target), and the page says it used 21 of them;
 // 10. the paper's metrics: a typed fact and one picked from CounterFact edited as an EMMET batch show
 //     ES/PS/NS/S before and after, per fact too (PS and NS only where the record has prompts);
-// 11. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
+// 11. Cancel stops a running edit: the model comes back as loaded, unedited;
+// 12. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
 //     picked as a sharded checkpoint (two shards + model.safetensors.index.json, made here) loads,
 //     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit.
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
@@ -385,6 +386,28 @@ await withPage('paper-metrics', false, async (page) => {
   }
   if (!r.note.startsWith('1 of 2 facts typed by hand')) throw new Error(`note: ${r.note}`);
   await page.screenshot({ path: join(out, 'paper-metrics.png'), fullPage: true });
+});
+
+await withPage('cancel', false, async (page) => {
+  await openPage(page);
+  await fillFact(page, FACT);
+  await page.click('#apply');
+  await page.waitForTimeout(1500);
+  if (await page.$('#after .token')) throw new Error('the edit finished before Cancel could be tried');
+  const t0 = Date.now();
+  await page.click('#cancel');
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.startsWith('cancelled'));
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('model ready'),
+    null, { timeout: 120000 });
+  const r = { back_ms: Date.now() - t0, after_shown: !!(await page.$('#after .token')) };
+  await page.fill('#predict-prompt', FACT.prompt.replace('{}', FACT.subject));
+  await page.click('#predict');
+  await page.waitForSelector('#prediction li');
+  r.top = (await page.textContent('#prediction li .token')).trim();
+  results.cancel = r;
+  if (r.after_shown) throw new Error('a cancelled edit still shows its results');
+  if (r.top === FACT.target) throw new Error('after Cancel the model predicts the edit\'s target');
+  if (await page.isDisabled('#apply')) throw new Error('Apply stays disabled after Cancel');
 });
 
 // A checkpoint split the way the hub splits large ones: the tensors of one safetensors file over

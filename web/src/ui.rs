@@ -52,6 +52,8 @@ struct Page {
     edits: RwSignal<usize>,
     /// The URL of the served model directory loaded (none for the demo or picked files).
     model_url: RwSignal<Option<String>>,
+    /// Stops the running request: the worker is replaced by a fresh one.
+    cancel: StoredValue<UnboundedSender<()>>,
 }
 
 impl Page {
@@ -74,6 +76,31 @@ impl Page {
     /// for good, and reload the model that was loaded. Edits since loading are gone with the device.
     /// A worker that failed while loading files on the CPU is not given the same files again (a
     /// model too big for the CPU backend would otherwise be reloaded for ever).
+    /// After Cancel: the fresh worker gets the model that was loaded, on the same backend.
+    fn restart_after_cancel(&self) {
+        self.report.set(None);
+        self.live_loss.set(Vec::new());
+        self.load_progress.set(None);
+        self.info.set(None);
+        self.trace.set(None);
+        let reload = self.loaded.get_value();
+        self.loading.set_value(None);
+        self.loaded.set_value(None);
+        match reload {
+            Some(files) => {
+                self.status.set(format!(
+                    "cancelled: reloading {} as it was loaded (edits made since are undone)…",
+                    files.name
+                ));
+                self.load(files);
+            }
+            None => {
+                self.status.set("cancelled; no model loaded".into());
+                self.busy.set(false);
+            }
+        }
+    }
+
     fn continue_on_cpu(&self, why: String) {
         let on_cpu = self.backend.get_untracked() == Backend::Cpu;
         self.backend.set(Backend::Cpu);
@@ -480,6 +507,7 @@ pub fn start() {
 #[component]
 fn App() -> impl IntoView {
     let (tx, mut rx) = unbounded::<Request>();
+    let (cancel_tx, mut cancel_rx) = unbounded::<()>();
     // A shared link's state (`share.rs`): the form, and the model to load.
     let shared = SharedState::from_query(&location_search());
     let page = Page {
@@ -501,6 +529,7 @@ fn App() -> impl IntoView {
         trace: RwSignal::new(None),
         edits: RwSignal::new(0),
         model_url: RwSignal::new(shared.model.clone()),
+        cancel: StoredValue::new(cancel_tx),
     };
     // One task owns the worker bridge: it forwards requests and dispatches responses. When the
     // worker dies it says so on a broadcast channel of its own; a fresh worker then takes over.
@@ -540,17 +569,23 @@ fn App() -> impl IntoView {
                 .as_module(false)
                 .with_loader(true)
                 .spawn(&format!("./worker_loader.js?channel={channel}"));
+            // A running request cannot be interrupted inside the worker (on the CPU backend it
+            // never yields), so Cancel replaces the worker.
             let why = loop {
-                let event = select(select(rx.next(), bridge.next()), died.next()).await;
+                let event = select(select(rx.next(), bridge.next()), select(died.next(), cancel_rx.next())).await;
                 match event {
                     Either::Left((Either::Left((Some(r), _)), _)) => bridge.send_input(r),
                     Either::Left((Either::Right((Some(r), _)), _)) => page.on_response(r),
-                    Either::Right((Some(why), _)) => break why,
+                    Either::Right((Either::Left((Some(why), _)), _)) => break Some(why),
+                    Either::Right((Either::Right((Some(()), _)), _)) => break None,
                     _ => return,
                 }
             };
             drop(bridge);
-            page.continue_on_cpu(why);
+            match why {
+                Some(why) => page.continue_on_cpu(why),
+                None => page.restart_after_cancel(),
+            }
         }
     });
     // The demo model loads on start, or the model a shared link names.
@@ -598,7 +633,11 @@ fn App() -> impl IntoView {
 fn StatusBar(page: Page) -> impl IntoView {
     view! {
         <section class="status">
-            <span id="status">{move || page.status.get()}</span>
+            <span id="status" role="status">{move || page.status.get()}</span>
+            {move || page.busy.get().then(|| view! {
+                <button id="cancel" on:click=move |_| { let _ = page.cancel.with_value(|c| c.unbounded_send(())); }
+                    title="Stop the running edit, statistics or trace (the model is reloaded as it was loaded)">"Cancel"</button>
+            })}
             {move || page.info.get().map(|i| view! {
                 <span>" · backend: "<b id="backend">{i.backend.to_string()}</b></span>
                 <span id="adapter" class="muted">" ("{i.adapter.clone()}")"</span>
