@@ -40,6 +40,8 @@ if [ "${PMEDIT_WEB:-0}" = 1 ]; then
   fi
   PMEDIT_NPM="$HOME/.cache/pmedit-npm"
   [ -d "$PMEDIT_NPM/node_modules/playwright-core" ] || npm install --silent --prefix "$PMEDIT_NPM" playwright-core@1
+  # The browser tests' accessibility scan.
+  [ -f "$PMEDIT_NPM/node_modules/axe-core/axe.min.js" ] || npm install --silent --prefix "$PMEDIT_NPM" axe-core@4
   "$PMEDIT_NPM/node_modules/.bin/wasm-opt" --version 2>/dev/null | grep -q "version_132" \
     || npm install --silent --prefix "$PMEDIT_NPM" binaryen@132.0.0
   export PLAYWRIGHT_CORE="$PMEDIT_NPM/node_modules/playwright-core"

@@ -20,7 +20,9 @@
 // 10. the paper's metrics: a typed fact and one picked from CounterFact edited as an EMMET batch show
 //     ES/PS/NS/S before and after, per fact too (PS and NS only where the record has prompts);
 // 11. Cancel stops a running edit: the model comes back as loaded, unedited;
-// 12. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
+// 12. an accessibility scan (axe-core, WCAG 2 A/AA) of the page with an edit's results and a causal
+//     trace finds no serious or critical violation;
+// 13. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
 //     picked as a sharded checkpoint (two shards + model.safetensors.index.json, made here) loads,
 //     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit.
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
@@ -28,7 +30,7 @@
 // Usage: node tests/browser/e2e.mjs DIST_DIR OUT_DIR   (screenshots and timings go to OUT_DIR)
 import { readFile, mkdir, writeFile, rm } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serve } from './serve.mjs';
 import { createRequire } from 'node:module';
@@ -408,6 +410,25 @@ await withPage('cancel', false, async (page) => {
   if (r.after_shown) throw new Error('a cancelled edit still shows its results');
   if (r.top === FACT.target) throw new Error('after Cancel the model predicts the edit\'s target');
   if (await page.isDisabled('#apply')) throw new Error('Apply stays disabled after Cancel');
+});
+
+await withPage('accessibility', false, async (page) => {
+  await openPage(page);
+  await fillFact(page, FACT);
+  await page.fill('#steps', '5');
+  await page.click('#apply');
+  await page.waitForSelector('#after .token', { timeout: 300000 });
+  await page.fill('#steps', '');
+  await page.click('#trace');
+  await page.waitForSelector('#trace-attn rect.cell', { timeout: 300000 });
+  const axe = process.env.AXE_CORE
+    || join(dirname(require.resolve(process.env.PLAYWRIGHT_CORE || 'playwright-core')), '..', 'axe-core', 'axe.min.js');
+  await page.addScriptTag({ path: axe });
+  const found = await page.evaluate(async () => (await axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }))
+    .violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })));
+  results.accessibility = found;
+  const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  if (bad.length) throw new Error(`accessibility: ${JSON.stringify(bad)}`);
 });
 
 // A checkpoint split the way the hub splits large ones: the tensors of one safetensors file over
