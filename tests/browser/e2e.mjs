@@ -21,7 +21,7 @@
 //     ES/PS/NS/S before and after, per fact too (PS and NS only where the record has prompts);
 // 11. Cancel stops a running edit: the model comes back as loaded, unedited;
 // 12. an accessibility scan (axe-core, WCAG 2 A/AA) of the page with an edit's results and a causal
-//     trace finds no serious or critical violation;
+//     trace finds no serious or critical violation, and the page fits a 390 px wide screen;
 // 13. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
 //     picked as a sharded checkpoint (two shards + model.safetensors.index.json, made here) loads,
 //     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit.
@@ -426,9 +426,15 @@ await withPage('accessibility', false, async (page) => {
   await page.addScriptTag({ path: axe });
   const found = await page.evaluate(async () => (await axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }))
     .violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })));
-  results.accessibility = found;
+  results.accessibility = { violations: found };
   const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   if (bad.length) throw new Error(`accessibility: ${JSON.stringify(bad)}`);
+  // On a phone (390 px) the page fits the width: wide charts scroll inside their panels.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  results.accessibility.width_at_390 = width;
+  await page.screenshot({ path: join(out, 'phone-390.png'), fullPage: true });
+  if (width > 392) throw new Error(`at 390 px the page is ${width} px wide`);
 });
 
 // A checkpoint split the way the hub splits large ones: the tensors of one safetensors file over

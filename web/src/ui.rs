@@ -882,9 +882,9 @@ fn EditPanel(page: Page) -> impl IntoView {
                     let (t_get, t_set) = field(i, 2);
                     view! {
                         <tr>
-                            <td><input class="subject" aria-label=format!("subject of fact {}", i + 1) prop:value=s_get on:input=s_set /></td>
-                            <td><input class="prompt" aria-label=format!("prompt of fact {} ({{}} = subject)", i + 1) prop:value=p_get on:input=p_set /></td>
-                            <td><input class="target" aria-label=format!("new target of fact {}", i + 1) prop:value=t_get on:input=t_set /></td>
+                            <td><input class="subject" placeholder="subject" aria-label=format!("subject of fact {}", i + 1) prop:value=s_get on:input=s_set /></td>
+                            <td><input class="prompt" placeholder="prompt, {} = subject" aria-label=format!("prompt of fact {} ({{}} = subject)", i + 1) prop:value=p_get on:input=p_set /></td>
+                            <td><input class="target" placeholder="new target" aria-label=format!("new target of fact {}", i + 1) prop:value=t_get on:input=t_set /></td>
                         </tr>
                     }
                 }).collect_view()}
