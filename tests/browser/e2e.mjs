@@ -22,7 +22,9 @@
 // 11. Cancel stops a running edit: the model comes back as loaded, unedited;
 // 12. an accessibility scan (axe-core, WCAG 2 A/AA) of the page with an edit's results and a causal
 //     trace finds no serious or critical violation, and the page fits a 390 px wide screen;
-// 13. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
+// 13. a model folder picked whole (facts-llama), then model files dropped on the model panel (the
+//     demo's), load;
+// 14. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
 //     picked as a sharded checkpoint (two shards + model.safetensors.index.json, made here) loads,
 //     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit.
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
@@ -435,6 +437,30 @@ await withPage('accessibility', false, async (page) => {
   results.accessibility.width_at_390 = width;
   await page.screenshot({ path: join(out, 'phone-390.png'), fullPage: true });
   if (width > 392) throw new Error(`at 390 px the page is ${width} px wide`);
+});
+
+await withPage('folder-and-drop', false, async (page) => {
+  await openPage(page);
+  const dir = fileURLToPath(new URL('../fixtures/facts-llama', import.meta.url));
+  await page.setInputFiles('#model-folder', dir);
+  await page.waitForFunction(() => document.querySelector('#model-info')?.textContent.includes('4 layers, width 64'),
+    null, { timeout: 120000 });
+  const r = { folder: (await page.textContent('#model-info')).trim() };
+  results['folder-and-drop'] = r;
+  const files = [];
+  for (const f of ['config.json', 'tokenizer.json', 'model.safetensors']) {
+    files.push([f, (await readFile(join(dist, 'models/demo', f))).toString('base64')]);
+  }
+  const dt = await page.evaluateHandle((list) => {
+    const t = new DataTransfer();
+    for (const [name, b64] of list) t.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name));
+    return t;
+  }, files);
+  await page.dispatchEvent('#model-panel', 'drop', { dataTransfer: dt });
+  await page.waitForFunction(() => document.querySelector('#model-info')?.textContent.includes('16 layers, width 128'),
+    null, { timeout: 120000 });
+  r.dropped = (await page.textContent('#model-info')).trim();
+  if (!r.folder.startsWith('your model') || !r.dropped.startsWith('your model')) throw new Error(JSON.stringify(r));
 });
 
 // A checkpoint split the way the hub splits large ones: the tensors of one safetensors file over

@@ -659,11 +659,8 @@ fn StatusBar(page: Page) -> impl IntoView {
 
 #[component]
 fn ModelPanel(page: Page) -> impl IntoView {
-    let on_files = move |ev: leptos::ev::Event| {
-        let Some(input) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else {
-            return;
-        };
-        let Some(list) = input.files() else { return };
+    // Files picked one by one, a folder picked whole, or files dropped on the panel.
+    let load_list = move |list: web_sys::FileList| {
         spawn_local(async move {
             page.model_url.set(None);
             page.status.set("reading your files…".into());
@@ -672,6 +669,35 @@ fn ModelPanel(page: Page) -> impl IntoView {
                 Err(e) => page.error.set(Some(e)),
             }
         });
+    };
+    let on_files = move |ev: leptos::ev::Event| {
+        if let Some(list) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+            .and_then(|input| input.files())
+        {
+            load_list(list);
+        }
+    };
+    // The folder picker (`webkitdirectory`, which the view macro has no attribute for).
+    let folder = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = folder.get() {
+            input.set_webkitdirectory(true);
+        }
+    });
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        if let Some(list) = ev.data_transfer().and_then(|d| d.files()) {
+            if list.length() == 0 {
+                page.error.set(Some(
+                    "drop the model's files (select them in the folder), or pick the folder with the folder button"
+                        .into(),
+                ));
+            } else if !page.busy.get_untracked() {
+                load_list(list);
+            }
+        }
     };
     let url = RwSignal::new(page.model_url.get_untracked().unwrap_or_default());
     let load_url = move |_| {
@@ -711,7 +737,7 @@ fn ModelPanel(page: Page) -> impl IntoView {
         });
     };
     view! {
-        <section class="panel">
+        <section class="panel" id="model-panel" on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default() on:drop=on_drop>
             <h2>"Model"</h2>
             {move || page.info.get().map(|i| view! {
                 <p id="model-info">
@@ -723,6 +749,10 @@ fn ModelPanel(page: Page) -> impl IntoView {
             <label>"Load your own GPT-2, GPT-J, Llama, Mistral or Qwen2 (config.json; model.safetensors, or model.safetensors.index.json with its shards; tokenizer.json or vocab.json + merges.txt; optionally C0 statistics: a stats .safetensors made by pmedit stats, or the authors' per-layer .npz files): "
                 <input id="model-files" type="file" multiple on:change=on_files />
             </label>
+            <label>" …or a whole model folder: "
+                <input id="model-folder" type="file" multiple node_ref=folder on:change=on_files />
+            </label>
+            <span class="muted">" (or drop the files on this panel)"</span>
             <p>
                 <label>"…or from a URL (a directory served over HTTP): "
                     <input id="model-url" placeholder="https://…/gpt2" prop:value=url on:input=move |ev| url.set(event_target_value(&ev)) />
