@@ -26,7 +26,10 @@
 //     demo's), load;
 // 14. a Llama-architecture model (tests/fixtures/facts-llama: SentencePiece tokenizer, BOS, GQA)
 //     picked as a sharded checkpoint (two shards + model.safetensors.index.json, made here) loads,
-//     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit.
+//     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit;
+// 15. the sweep panel runs the paper's experiments on held-out CounterFact facts (metrics against
+//     batch size for MEMIT/EMMET/AlphaEdit, then against λ), draws them, and refuses an edited model.
+// (7 also drives a heatmap with the keyboard; 12's scan runs on the sweep panel with results too.)
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
 // time), never as one whole-file response.
 // Usage: node tests/browser/e2e.mjs DIST_DIR OUT_DIR   (screenshots and timings go to OUT_DIR)
@@ -322,6 +325,17 @@ await withPage('causal-trace', false, async (page) => {
   await page.click('#trace-mlp rect.cell >> nth=7');
   r.layers = await page.inputValue('#layers');
   if (r.layers !== '7') throw new Error(`clicking layer 7 set the layers field to "${r.layers}"`);
+  // The keyboard does the same: arrows move over the cells (clamped at the last layer), Enter
+  // edits at the cell's layer, and the cell is read out.
+  await page.focus('#trace-mlp');
+  for (let i = 0; i < 20; i++) await page.keyboard.press('ArrowRight');
+  for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowLeft');
+  await page.keyboard.press('Enter');
+  r.keyboard_layers = await page.inputValue('#layers');
+  r.readout = (await page.textContent('#trace-mlp-readout')).trim();
+  if (r.keyboard_layers !== '12' || !r.readout.includes('layer 12: P =')) {
+    throw new Error(`keyboard: layers "${r.keyboard_layers}", readout "${r.readout}"`);
+  }
   await page.screenshot({ path: join(out, 'causal-trace-heatmaps.png'), fullPage: true });
 });
 
@@ -414,6 +428,20 @@ await withPage('cancel', false, async (page) => {
   if (await page.isDisabled('#apply')) throw new Error('Apply stays disabled after Cancel');
 });
 
+// An axe-core scan (WCAG 2 A/AA) of `selector` ('document': the whole page): the violations
+// found; fails on any serious or critical one.
+async function accessibilityScan(page, selector) {
+  const axe = process.env.AXE_CORE
+    || join(dirname(require.resolve(process.env.PLAYWRIGHT_CORE || 'playwright-core')), '..', 'axe-core', 'axe.min.js');
+  await page.addScriptTag({ path: axe });
+  const found = await page.evaluate(async (sel) => (await axe.run(sel === 'document' ? document : sel,
+    { runOnly: ['wcag2a', 'wcag2aa'] }))
+    .violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })), selector);
+  const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  if (bad.length) throw new Error(`accessibility: ${JSON.stringify(bad)}`);
+  return found;
+}
+
 await withPage('accessibility', false, async (page) => {
   await openPage(page);
   await fillFact(page, FACT);
@@ -423,20 +451,68 @@ await withPage('accessibility', false, async (page) => {
   await page.fill('#steps', '');
   await page.click('#trace');
   await page.waitForSelector('#trace-attn rect.cell', { timeout: 300000 });
-  const axe = process.env.AXE_CORE
-    || join(dirname(require.resolve(process.env.PLAYWRIGHT_CORE || 'playwright-core')), '..', 'axe-core', 'axe.min.js');
-  await page.addScriptTag({ path: axe });
-  const found = await page.evaluate(async () => (await axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] }))
-    .violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })));
-  results.accessibility = { violations: found };
-  const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  if (bad.length) throw new Error(`accessibility: ${JSON.stringify(bad)}`);
+  results.accessibility = { violations: await accessibilityScan(page, 'document') };
   // On a phone (390 px) the page fits the width: wide charts scroll inside their panels.
   await page.setViewportSize({ width: 390, height: 844 });
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   results.accessibility.width_at_390 = width;
   await page.screenshot({ path: join(out, 'phone-390.png'), fullPage: true });
   if (width > 392) throw new Error(`at 390 px the page is ${width} px wide`);
+});
+
+await withPage('sweep', false, async (page) => {
+  // The paper's teaching experiments on the demo's held-out CounterFact facts: metrics against
+  // the batch size for MEMIT, EMMET and AlphaEdit, then against λ (AlphaEdit has none: left out).
+  await openPage(page);
+  const r = (results.sweep = {});
+  await page.fill('#sweep-steps', '20');
+  await page.fill('#sweep-batches', '1, 2');
+  let t0 = Date.now();
+  await page.click('#sweep-batch');
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.startsWith('sweep done'),
+    null, { timeout: 600000 });
+  r.batch_ms = Date.now() - t0;
+  const rows = async () => page.$$eval('#sweep-table tr[data-algo]', (trs) => trs.map((tr) =>
+    [...tr.querySelectorAll('td')].map((td) => td.textContent.trim())));
+  r.batch = await rows();
+  if (r.batch.length !== 6) throw new Error(`6 points (3 algorithms × 2 batch sizes) expected: ${JSON.stringify(r.batch)}`);
+  // The facts are the model's own: before the edit ES is 0, and one fact edited alone takes.
+  const es = (row) => row[4].split(' → ').map(Number);
+  for (const row of r.batch.filter((row) => row[1] === '1')) {
+    const [before, after] = es(row);
+    if (!(before < 50 && after === 100)) throw new Error(`${row[0]} on 1 fact: ES ${row[4]}`);
+  }
+  const charts = await page.$$eval('svg.sweep', (svgs) => svgs.map((s) => [s.dataset.metric,
+    s.querySelectorAll('polyline.sweep-line').length, s.querySelectorAll('circle.sweep-dot').length]));
+  r.charts = charts;
+  if (JSON.stringify(charts.map((c) => c[0])) !== '["ES","PS","NS","S"]' || charts.some((c) => c[1] !== 3 || c[2] !== 6)) {
+    throw new Error(`charts: ${JSON.stringify(charts)}`);
+  }
+  await page.screenshot({ path: join(out, 'sweep-batch.png'), fullPage: true });
+  r.violations = await accessibilityScan(page, '#sweep-panel');
+  await page.fill('#sweep-lambdas', '10, 1e5');
+  await page.fill('#sweep-lambda-batch', '2');
+  t0 = Date.now();
+  await page.click('#sweep-lambda');
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.startsWith('sweep done'),
+    null, { timeout: 600000 });
+  r.lambda_ms = Date.now() - t0;
+  r.lambda = await rows();
+  const grid = r.lambda.map((row) => `${row[0]} ${row[1]} ${row[2]}`).sort();
+  if (JSON.stringify(grid) !== JSON.stringify(['EMMET 2 10', 'EMMET 2 1e5', 'MEMIT 2 10', 'MEMIT 2 1e5'])) {
+    throw new Error(`λ grid: ${JSON.stringify(grid)}`);
+  }
+  const axis = await page.textContent('svg.sweep[data-metric="ES"]');
+  if (!axis.includes('λ (preservation weight)')) throw new Error(`the λ chart's axis: ${axis}`);
+  // An edited model is not swept: the page asks for Undo first.
+  await fillFact(page, FACT);
+  await page.fill('#steps', '5');
+  await page.click('#apply');
+  await page.waitForSelector('#after .token', { timeout: 300000 });
+  await page.click('#sweep-batch');
+  await page.waitForSelector('#error', { timeout: 10000 });
+  r.edited = await page.textContent('#error');
+  if (!r.edited.includes('undo the edit first')) throw new Error(`sweep of an edited model: ${r.edited}`);
 });
 
 await withPage('folder-and-drop', false, async (page) => {

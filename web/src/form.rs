@@ -79,6 +79,37 @@ pub fn parse_positive(text: &str, what: &str) -> Result<Option<f64>, String> {
     }
 }
 
+/// A comma list of positive numbers (a sweep's λ values), sorted, without repeats.
+pub fn parse_positive_list(text: &str, what: &str) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        out.extend(parse_positive(item, what)?);
+    }
+    if out.is_empty() {
+        return Err(format!("{what}: give at least one value"));
+    }
+    out.sort_by(f64::total_cmp);
+    out.dedup();
+    Ok(out)
+}
+
+/// A comma list of batch sizes, whole numbers from 1 to `max`, sorted, without repeats.
+pub fn parse_batch_sizes(text: &str, max: usize) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        match item.parse::<usize>() {
+            Ok(b) if (1..=max).contains(&b) => out.push(b),
+            _ => return Err(format!("batch sizes: `{item}` is not a whole number from 1 to {max}")),
+        }
+    }
+    if out.is_empty() {
+        return Err("batch sizes: give at least one".into());
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +169,18 @@ mod tests {
                 .unwrap_err()
                 .contains("layer 99999999999 is out of range")
         );
+    }
+
+    #[test]
+    fn sweep_lists() {
+        assert_eq!(parse_positive_list("1e3, 10,10 ,", "λ").unwrap(), vec![10.0, 1000.0]);
+        assert!(parse_positive_list("10, 0", "λ").unwrap_err().contains("`0`"));
+        assert!(parse_positive_list(" , ", "λ").unwrap_err().contains("at least one"));
+        assert_eq!(parse_batch_sizes("16, 1,4,4", 100).unwrap(), vec![1, 4, 16]);
+        assert!(parse_batch_sizes("1, 101", 100).unwrap_err().contains("`101`"));
+        assert!(parse_batch_sizes("2.5", 100).unwrap_err().contains("`2.5`"));
+        assert!(parse_batch_sizes("0", 100).is_err());
+        assert!(parse_batch_sizes("", 100).is_err());
     }
 
     #[test]

@@ -235,6 +235,10 @@ pub enum Request {
         /// Use at most this many tokens.
         max_tokens: usize,
     },
+    /// The paper's teaching experiments on CounterFact records (docs/MATH.md §9): the metrics of
+    /// one batch per grid point (algorithm × batch size × λ), each edited into the unedited model
+    /// and undone.
+    Sweep(SweepSettings),
     /// Causal tracing of one fact (docs/MATH.md §12): which tokens and layers carry its recall.
     Trace {
         /// The prompt with the subject in it.
@@ -281,6 +285,44 @@ pub struct EditSettings {
     pub sampled_templates: bool,
     /// Prompts whose top-k predictions to show before and after.
     pub probes: Vec<String>,
+}
+
+/// A sweep's grid and the records it draws its batches from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepSettings {
+    /// CounterFact records (EasyEdit's JSON, as the demo's `heldout.json`).
+    pub dataset: Vec<u8>,
+    /// The algorithms compared.
+    pub algorithms: Vec<Algorithm>,
+    /// Batch sizes (each point edits the first records of one seeded shuffle, so a larger batch
+    /// holds the smaller ones' facts).
+    pub batch_sizes: Vec<usize>,
+    /// λ values (an empty list: each algorithm's preset λ). Algorithms that do not use λ run once
+    /// per batch size.
+    pub lambdas: Vec<f64>,
+    /// Layers to edit (default: the presets).
+    pub layers: Option<Vec<usize>>,
+    /// Value optimisation steps (default: the presets).
+    pub steps: Option<usize>,
+}
+
+/// One grid point of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// Facts edited together.
+    pub batch_size: usize,
+    /// λ used.
+    pub lambda: f64,
+    /// The layers edited.
+    pub layers: Vec<usize>,
+    /// Means over the batch's records before the edit.
+    pub before: Scores,
+    /// After it.
+    pub after: Scores,
+    /// Milliseconds the edit took.
+    pub edit_ms: f64,
 }
 
 /// One next-token candidate.
@@ -354,6 +396,15 @@ pub enum Response {
     },
     /// A causal trace is done.
     Traced(TraceReport),
+    /// One grid point of a running sweep is done.
+    SweepPoint(SweepPoint),
+    /// The sweep is done (its points were sent one by one).
+    Swept {
+        /// Grid points run.
+        points: usize,
+        /// Milliseconds taken.
+        ms: f64,
+    },
     /// Something failed; the worker keeps its previous state.
     Error(WorkerError),
     /// The WebGPU device was lost (the worker dropped the model that lived on it): the page
@@ -543,6 +594,27 @@ mod tests {
             name: "model.safetensors".into(),
             bytes: 7,
         });
+        round_trip(Request::Sweep(SweepSettings {
+            dataset: b"[]".to_vec(),
+            algorithms: vec![Algorithm::Memit, Algorithm::Emmet],
+            batch_sizes: vec![1, 4],
+            lambdas: vec![10.0, 1000.0],
+            layers: Some(vec![0, 1]),
+            steps: Some(20),
+        }));
+        round_trip(Response::SweepPoint(SweepPoint {
+            algorithm: Algorithm::AlphaEdit,
+            batch_size: 4,
+            lambda: 1.0,
+            layers: vec![0],
+            before: Scores::default(),
+            after: Scores {
+                ns: f64::NAN.max(80.0),
+                ..Default::default()
+            },
+            edit_ms: 9.0,
+        }));
+        round_trip(Response::Swept { points: 6, ms: 1.0 });
         round_trip(Request::DownloadChange);
         round_trip(Response::Memory(1 << 31));
         round_trip(Request::Download);

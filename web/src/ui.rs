@@ -19,6 +19,9 @@ use crate::scale::{Scale, duration_label, tick_label};
 use crate::share::SharedState;
 use crate::worker::EngineWorker;
 
+mod sweep;
+use sweep::{SweepAxis, SweepPanel};
+
 /// Where the built-in demo model is served from.
 const DEMO: &str = "models/demo";
 
@@ -54,6 +57,9 @@ struct Page {
     model_url: RwSignal<Option<String>>,
     /// Stops the running request: the worker is replaced by a fresh one.
     cancel: StoredValue<UnboundedSender<()>>,
+    /// The sweep's points so far, and what it varies.
+    sweep: RwSignal<Vec<crate::protocol::SweepPoint>>,
+    sweep_axis: RwSignal<SweepAxis>,
 }
 
 impl Page {
@@ -176,7 +182,17 @@ impl Page {
                 self.info.set(Some(info));
                 self.report.set(None);
                 self.trace.set(None);
+                self.sweep.set(Vec::new());
                 self.edits.set(0);
+                self.busy.set(false);
+            }
+            Response::SweepPoint(p) => self.sweep.update(|s| s.push(p)),
+            Response::Swept { points, ms } => {
+                self.status.set(format!(
+                    "sweep done: {points} point{} in {}",
+                    if points == 1 { "" } else { "s" },
+                    duration_label(ms)
+                ));
                 self.busy.set(false);
             }
             Response::Predictions(p) => {
@@ -530,6 +546,8 @@ fn App() -> impl IntoView {
         edits: RwSignal::new(0),
         model_url: RwSignal::new(shared.model.clone()),
         cancel: StoredValue::new(cancel_tx),
+        sweep: RwSignal::new(Vec::new()),
+        sweep_axis: RwSignal::new(SweepAxis::BatchSize),
     };
     // One task owns the worker bridge: it forwards requests and dispatches responses. When the
     // worker dies it says so on a broadcast channel of its own; a fresh worker then takes over.
@@ -625,6 +643,7 @@ fn App() -> impl IntoView {
             <TracePanel page=page />
             <Results page=page />
             <Teaching page=page />
+            <SweepPanel page=page />
         </main>
     }
 }
@@ -1026,9 +1045,40 @@ fn Heatmap(
         .flat_map(|(i, row)| row.iter().enumerate().map(move |(l, &p)| (i, l, p)))
         .fold((0, 0, f32::MIN), |b, c| if c.2 > b.2 { c } else { b });
     let label = format!(
-        "{title}: strongest at token {:?}, layer {bl}, P = {bp:.3} (from {lo:.3} corrupted)",
+        "{title}: strongest at token {:?}, layer {bl}, P = {bp:.3} (from {lo:.3} corrupted). Arrow keys move between cells, Enter edits at the cell's layer.",
         t.tokens.get(bt).cloned().unwrap_or_default()
     );
+    // Keyboard access (one tab stop per map): the arrow keys move a cursor over the cells, Enter
+    // or Space puts its layer in the edit form; the cell under it is read out.
+    let cursor = RwSignal::new((bt, bl));
+    let n_tokens = table.len();
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let (i, l) = cursor.get_untracked();
+        let moved = match ev.key().as_str() {
+            "ArrowLeft" => (i, l.saturating_sub(1)),
+            "ArrowRight" => (i, (l + 1).min(n_layer.saturating_sub(1))),
+            "ArrowUp" => (i.saturating_sub(1), l),
+            "ArrowDown" => ((i + 1).min(n_tokens.saturating_sub(1)), l),
+            "Enter" | " " => {
+                ev.prevent_default();
+                page.layers.set(l.to_string());
+                return;
+            }
+            _ => return,
+        };
+        ev.prevent_default();
+        cursor.set(moved);
+    };
+    let values = table.clone();
+    let tokens = t.tokens.clone();
+    let cell_text = move || {
+        let (i, l) = cursor.get();
+        let p = values.get(i).and_then(|r| r.get(l)).copied().unwrap_or(f32::NAN);
+        format!(
+            "token {i} {:?}, layer {l}: P = {p:.4}",
+            tokens.get(i).cloned().unwrap_or_default()
+        )
+    };
     let cells = table.iter().enumerate().flat_map(|(i, row)| {
         row.iter().enumerate().map(move |(l, &p)| (i, l, p))
     }).map(|(i, l, p)| {
@@ -1064,15 +1114,17 @@ fn Heatmap(
     }).collect_view();
     view! {
         <figure class="heatmap">
-            <svg id=id class="chart" width=w height=h role="img" aria-label=label.clone()>
+            <svg id=id class="chart" width=w height=h role="img" aria-label=label.clone() tabindex="0" on:keydown=on_key>
                 <text x=left y="14">{title.clone()}</text>
                 {cells}
                 {marks}
+                <rect class="cursor" x=move || left + cell * cursor.get().1 as f64 y=move || top + cell * cursor.get().0 as f64 width=cell height=cell />
                 {rows}
                 {ticks}
                 <text x=left + cell * n_layer as f64 / 2.0 y=h - 2.0 text-anchor="middle">"layer (* = subject token)"</text>
             </svg>
             <figcaption class="sr-only">{label}</figcaption>
+            <p class="cell-readout muted" id=format!("{id}-readout") aria-live="polite">{cell_text}</p>
         </figure>
     }
 }

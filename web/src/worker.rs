@@ -6,8 +6,9 @@ use burn::tensor::FloatDType;
 use futures::{SinkExt, StreamExt};
 use gloo_worker::reactor::{ReactorScope, reactor};
 use pmedit_engine::edit::{EditEvent, EditRequest, Editor, Overrides, TemplateChoice, ValueOverrides};
-use pmedit_engine::eval::dataset::{Benchmark, Probe, Record};
+use pmedit_engine::eval::dataset::{Benchmark, Probe, Record, read_records};
 use pmedit_engine::eval::records::{RecordScores, score_records, summarize};
+use pmedit_engine::eval::session::{EvalSpec, run_eval};
 use pmedit_engine::load::stats_file::stats_for_model;
 use pmedit_engine::load::{ByteSource, MemorySource, ModelParts, load_model_source_in, load_model_sources_in};
 use pmedit_engine::model::EditableModel;
@@ -20,8 +21,9 @@ use wasm_bindgen::JsCast;
 
 use crate::budget::storage_dtype;
 use crate::protocol::{
-    Backend, Candidate, Compute, EditReport, EditSettings, Fact, MetricsReport, ModelFiles, ModelInfo, Prediction,
-    Request, Response, Scores, TokenizerFiles, TraceReport, WeightUrl, Weights, WorkerError, tradeoff_lambdas,
+    Algorithm, Backend, Candidate, Compute, EditReport, EditSettings, Fact, MetricsReport, ModelFiles, ModelInfo,
+    Prediction, Request, Response, Scores, SweepPoint, SweepSettings, TokenizerFiles, TraceReport, WeightUrl, Weights,
+    WorkerError, tradeoff_lambdas,
 };
 use crate::range::RangeSource;
 
@@ -259,6 +261,15 @@ async fn handle(
                 preset_layers,
                 ms: now_ms() - start,
             })])
+        }
+        Request::Sweep(settings) => {
+            let s = state.as_mut().ok_or_else(no_model)?;
+            let start = now_ms();
+            let points = sweep(s, &settings, progress).await?;
+            Ok(vec![Response::Swept {
+                points,
+                ms: now_ms() - start,
+            }])
         }
         Request::Download => {
             let s = state.as_ref().ok_or_else(no_model)?;
@@ -610,6 +621,87 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
         templates,
         metrics,
     })
+}
+
+/// Runs a sweep's grid, one evaluation of one batch per point (`run_eval` edits the unedited
+/// model and undoes), sending each point to the page as it finishes. Returns the number of points.
+async fn sweep(s: &mut State, settings: &SweepSettings, progress: &Progress) -> Result<usize, WorkerError> {
+    if s.editor.is_edited() {
+        return Err(WorkerError::worker(
+            "the sweep starts from the unedited model: undo the edit first",
+        ));
+    }
+    let text = std::str::from_utf8(&settings.dataset)
+        .map_err(|_| WorkerError::worker("the sweep's records are not UTF-8 text"))?;
+    let (records, _) = read_records(text, "heldout.json", true)?;
+    let biggest = settings.batch_sizes.iter().copied().max().unwrap_or(0);
+    if biggest == 0 || biggest > records.len() {
+        return Err(WorkerError::worker(format!(
+            "batch sizes must be 1 to {} (the records available)",
+            records.len()
+        )));
+    }
+    // Algorithms that do not weigh preservation by λ run once per batch size.
+    let grid: Vec<(Algorithm, usize, Option<f64>)> = settings
+        .algorithms
+        .iter()
+        .flat_map(|&a| {
+            let lambdas: Vec<Option<f64>> = if settings.lambdas.is_empty() || !a.uses_lambda() {
+                vec![None]
+            } else {
+                settings.lambdas.iter().copied().map(Some).collect()
+            };
+            settings
+                .batch_sizes
+                .iter()
+                .flat_map(move |&b| lambdas.clone().into_iter().map(move |l| (a, b, l)))
+        })
+        .collect();
+    for (i, &(algorithm, batch_size, lambda)) in grid.iter().enumerate() {
+        let _ = progress.unbounded_send(Response::Status(format!(
+            "sweep {} of {}: {} on {batch_size} fact{}{}…",
+            i + 1,
+            grid.len(),
+            algorithm.display_name(),
+            if batch_size == 1 { "" } else { "s" },
+            lambda.map_or(String::new(), |l| format!(", λ = {l}"))
+        )));
+        let overrides = Overrides {
+            layers: settings.layers.clone(),
+            lambda,
+            value: ValueOverrides {
+                steps: settings.steps,
+                ..Default::default()
+            },
+            templates: Some(TemplateChoice::Bare),
+            ..Default::default()
+        };
+        let plan = s.editor.plan(algorithm, &overrides)?;
+        let (layers, used_lambda) = (plan.hparams.layers.clone(), plan.hparams.lambda);
+        let spec = EvalSpec {
+            plan,
+            batch_size,
+            num_batches: Some(1),
+            sequential: false,
+            seed: 0,
+            ge: None,
+        };
+        let outcome = run_eval(&mut s.editor, &records, &spec, |_| {}).await?;
+        let scores = |m: &pmedit_engine::eval::records::Summary| m.counterfact.as_ref().map(Scores::from);
+        let (Some(before), Some(after)) = (scores(&outcome.before), scores(&outcome.after)) else {
+            return Err(WorkerError::worker("the sweep's records are not CounterFact records"));
+        };
+        let _ = progress.unbounded_send(Response::SweepPoint(SweepPoint {
+            algorithm,
+            batch_size,
+            lambda: used_lambda,
+            layers,
+            before,
+            after,
+            edit_ms: 1e3 * outcome.edit_seconds.iter().sum::<f64>(),
+        }));
+    }
+    Ok(grid.len())
 }
 
 /// The facts as CounterFact records (docs/MATH.md §9): a picked record's true object, paraphrases

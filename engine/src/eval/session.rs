@@ -184,7 +184,7 @@ async fn run_batches<M: EditableModel>(
             editor.undo();
         }
         let requests: Vec<EditRequest> = batch.iter().map(|&i| records[i].request.clone()).collect();
-        let start = std::time::Instant::now();
+        let start = web_time::Instant::now();
         editor
             .edit(&requests, &spec.plan, |e| {
                 if matches!(e, crate::edit::EditEvent::ValueStep { .. }) {
