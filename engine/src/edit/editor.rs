@@ -180,6 +180,11 @@ pub struct Teaching {
     pub null_space: Option<(TradeoffPoint, usize)>,
 }
 
+/// The widest key space (n) for which the teaching view computes AlphaEdit's point without an
+/// AlphaEdit edit having computed C0's null space already: the eigendecomposition grows as n³ and
+/// runs single-threaded in a browser tab, seconds at 2048 and minutes from GPT-2 medium's 4096 up.
+pub const TEACHING_EIGEN_MAX: usize = 2048;
+
 /// The λ values of the teaching view: 10⁻² … 10⁵.
 pub fn teaching_lambdas() -> Vec<f64> {
     (-2..=5).map(|e| 10f64.powi(e)).collect()
@@ -670,17 +675,34 @@ impl<M: EditableModel> Editor<M> {
             .get(&delta.layer)
             .ok_or_else(|| EngineError::Input(format!("no C0 statistics for layer {}", delta.layer)))?;
         let c0 = st.c0()?;
-        let run = |o: Objective| tradeoff(&c0, o, &delta.keys, &delta.residual, lambdas);
+        // The edit's own factor of λ·C0 serves every λ (scaled); C0 is factored only without one.
+        let unit = match self.factors.get(&delta.layer) {
+            Some(p) => p.clone(),
+            None => Preservation::new(c0.clone(), 1.0).await?,
+        };
+        let run = |o: Objective| tradeoff(&c0, &unit, o, &delta.keys, &delta.residual, lambdas);
         let equality = run(Objective::Emmet { alpha: hp.alpha }).await?;
         let least_squares = run(Objective::Memit).await?;
-        let ns = self.null_space(delta.layer, hp.nullspace_threshold).await?;
-        let null_space = if ns.rank() == 0 {
-            None
+        // AlphaEdit's point needs C0's eigendecomposition: already there after an AlphaEdit edit,
+        // cheap up to TEACHING_EIGEN_MAX keys wide, and minutes (single-threaded in a tab) beyond.
+        let n = c0.dims()[0];
+        let cached = self
+            .null_spaces
+            .get(&delta.layer)
+            .is_some_and(|ns| ns.threshold == hp.nullspace_threshold);
+        let ns = if cached || n <= TEACHING_EIGEN_MAX {
+            Some(self.null_space(delta.layer, hp.nullspace_threshold).await?)
         } else {
-            let d = ns
-                .solve(delta.keys.clone(), delta.residual.clone(), None, hp.l2)
-                .await?;
-            Some((errors(&c0, &delta.keys, &delta.residual, d, 0.0).await?, ns.rank()))
+            None
+        };
+        let null_space = match ns.filter(|ns| ns.rank() > 0) {
+            None => None,
+            Some(ns) => {
+                let d = ns
+                    .solve(delta.keys.clone(), delta.residual.clone(), None, hp.l2)
+                    .await?;
+                Some((errors(&c0, &delta.keys, &delta.residual, d, 0.0).await?, ns.rank()))
+            }
         };
         Ok(Teaching {
             layer: delta.layer,

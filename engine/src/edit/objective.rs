@@ -96,6 +96,21 @@ pub async fn solve_with_c0(
 
 /// Δᵀ `[n, d]` for keys `k: [n, E]` and residuals `r: [E, d]` (eq. 3, 5, 9).
 pub async fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>, r: Tensor<2>) -> Result<Tensor<2>> {
+    let (q, y) = solve_factors(pres, objective, k, r).await?;
+    let delta = crate::linalg::matmul(q, y);
+    ensure_finite(&delta, "Δ").await?;
+    Ok(delta)
+}
+
+/// [`solve_delta`]'s Δ = Q Y in its two factors, Q = C⁻¹K `[n, E]` and Y = (KᵀC⁻¹K + μI)⁻¹R
+/// `[E, d]`: Δ has rank ≤ E, and quantities of Δ (the teaching view's errors) cost n²E through
+/// them instead of n²d.
+pub async fn solve_factors(
+    pres: &Preservation,
+    objective: Objective,
+    k: Tensor<2>,
+    r: Tensor<2>,
+) -> Result<(Tensor<2>, Tensor<2>)> {
     let [n, e] = k.dims();
     let [e2, _] = r.dims();
     if e != e2 {
@@ -142,9 +157,7 @@ pub async fn solve_delta(pres: &Preservation, objective: Objective, k: Tensor<2>
         )));
     }
     let y = factor.solve(r);
-    let delta = crate::linalg::matmul(q, y);
-    ensure_finite(&delta, "Δ").await?;
-    Ok(delta)
+    Ok((q, y))
 }
 
 /// Fails when `t` holds NaN or infinity, naming `what`.
