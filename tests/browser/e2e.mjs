@@ -29,6 +29,11 @@
 //     predicts what native `pmedit predict` predicts, computes its statistics and takes a ROME edit;
 // 15. the sweep panel runs the paper's experiments on held-out CounterFact facts (metrics against
 //     batch size for MEMIT/EMMET/AlphaEdit, then against λ), draws them, and refuses an edited model.
+// 16. with PMEDIT_BIN: a GPT-2-medium-shaped f16 model (355 M, made here by `pmedit random-model`)
+//     picked with its statistics loads on the CPU backend in f16 with under 1 GiB of wasm memory,
+//     predicts what native `pmedit --dtype f16 predict` does, takes a 2-step ROME edit; the page's
+//     edited weights equal `pmedit apply-delta` of its "only the change", and after Undo the
+//     downloaded weights are the original file's, byte for byte.
 // (7 also drives a heatmap with the keyboard; 12's scan runs on the sweep panel with results too.)
 // The server answers HTTP Range requests; the weights must arrive in ranges (one tensor at a
 // time), never as one whole-file response.
@@ -513,6 +518,95 @@ await withPage('sweep', false, async (page) => {
   await page.waitForSelector('#error', { timeout: 10000 });
   r.edited = await page.textContent('#error');
   if (!r.edited.includes('undo the edit first')) throw new Error(`sweep of an edited model: ${r.edited}`);
+});
+
+await withPage('medium-f16', false, async (page) => {
+  const bin = process.env.PMEDIT_BIN;
+  if (!bin) throw new Error('needs PMEDIT_BIN (the model is made with pmedit random-model)');
+  const r = (results['medium-f16'] = {});
+  const dir = join(out, 'medium-f16');
+  const stats = join(out, 'medium-f16-stats.safetensors');
+  const layer = '2';
+  await rm(dir, { recursive: true, force: true });
+  const run = (args) => execFileSync(bin, ['--device', 'cpu', '--dtype', 'f16', ...args], { encoding: 'utf8' });
+  let t0 = Date.now();
+  run(['random-model', '--shape', 'gpt2-medium', '--out', dir]);
+  // C0 of a 4096-wide layer needs more than 4096 tokens to be positive definite.
+  run(['stats', '--model', dir, '--corpus', join(dist, 'corpus/wikitext-excerpt.txt'), '--layers', layer,
+    '--max-tokens', '5000', '--out', stats]);
+  r.make_ms = Date.now() - t0;
+  await openPage(page);
+  t0 = Date.now();
+  await page.setInputFiles('#model-files', ['config.json', 'vocab.json', 'merges.txt', 'model.safetensors']
+    .map((f) => join(dir, f)).concat([stats]));
+  await page.waitForFunction(() => document.querySelector('#model-info')?.textContent.startsWith('your model'),
+    null, { timeout: 300000 });
+  r.ready_ms = Date.now() - t0;
+  r.info = (await page.textContent('#model-info')).trim();
+  if (!/24 layers, width 1024, 354\.\d+ M parameters, f16/.test(r.info)) throw new Error(`not the medium model in f16: ${r.info}`);
+  const prompt = 'The Eiffel Tower is located in the city of';
+  const top5 = async () => {
+    await page.fill('#predict-prompt', prompt);
+    await page.click('#predict');
+    await page.waitForFunction(() => document.querySelector('#status')?.textContent === 'predicted', null, { timeout: 300000 });
+    return page.$$eval('#prediction li', (lis) => lis.map((li) => ({ id: Number(li.dataset.id), logprob: Number(li.dataset.logprob) })));
+  };
+  r.top5 = await top5();
+  const native = JSON.parse(run(['predict', '--model', dir, '--prompt', prompt, '--top-k', '5', '--json'])).top_k;
+  r.max_logprob_diff = Math.max(...native.map((t, i) => Math.abs(t.logprob - r.top5[i].logprob)));
+  if (native.some((t, i) => t.id !== r.top5[i].id) || r.max_logprob_diff > 2e-2) {
+    throw new Error(`the page's top 5 ${JSON.stringify(r.top5)} differ from native ${JSON.stringify(native)}`);
+  }
+  r.wasm_bytes_loaded = Number(await page.getAttribute('#worker-memory', 'data-bytes'));
+  if (r.wasm_bytes_loaded >= 2 ** 30) throw new Error(`wasm memory ${r.wasm_bytes_loaded} bytes after loading: over 1 GiB`);
+  // A ROME edit of 2 value steps at the layer with statistics.
+  await fillFact(page, FACT);
+  await page.fill('#layers', layer);
+  await page.fill('#steps', '2');
+  t0 = Date.now();
+  await page.click('#apply');
+  await page.waitForSelector('#after .token', { timeout: 600000 });
+  r.edit_wall_ms = Date.now() - t0;
+  r.status = (await page.textContent('#status')).trim();
+  r.wasm_bytes_peak = Number(await page.getAttribute('#worker-memory', 'data-bytes'));
+  const download = async (button) => {
+    const [d] = await Promise.all([page.waitForEvent('download', { timeout: 300000 }), page.click(button)]);
+    return readFile(await d.path());
+  };
+  // The page's edited weights against the original plus the page's Δ, rebuilt natively.
+  t0 = Date.now();
+  const edited = tensors(await download('#download'));
+  r.download_ms = Date.now() - t0;
+  const change = join(out, 'medium-f16-delta.safetensors');
+  await writeFile(change, await download('#download-change'));
+  const rebuilt = join(out, 'medium-f16-rebuilt');
+  await rm(rebuilt, { recursive: true, force: true });
+  run(['apply-delta', '--model', dir, '--delta', change, '--save-dtype', 'f16', '--out', rebuilt]);
+  const original = tensors(await readFile(join(dir, 'model.safetensors')));
+  const native_edit = tensors(await readFile(join(rebuilt, 'model.safetensors')));
+  const matrix = `h.${layer}.mlp.c_proj.weight`;
+  if (original[matrix].equals(edited[matrix])) throw new Error(`${matrix} is unchanged by the edit`);
+  // Equal values; the bytes too, except that Δ = W − W₀ cannot carry the sign of a zero: an
+  // edited weight that rounds to −0 comes back from W₀ + Δ as +0.
+  const sameF16 = (a, b) => {
+    if (a.equals(b)) return true;
+    if (a.length !== b.length) return false;
+    const [x, y] = [new Uint16Array(a.buffer, a.byteOffset, a.length / 2), new Uint16Array(b.buffer, b.byteOffset, b.length / 2)];
+    return x.every((v, i) => v === y[i] || ((v & 0x7fff) === 0 && (y[i] & 0x7fff) === 0));
+  };
+  for (const name of Object.keys(original)) {
+    if (!edited[name] || !sameF16(edited[name], native_edit[name])) throw new Error(`apply-delta: ${name} differs from the page's edit`);
+  }
+  // Undo gives back the original bytes of every tensor, the edited matrix included.
+  await page.click('#undo');
+  await page.waitForFunction(() => document.querySelector('#status')?.textContent.includes('restored'));
+  const restored = tensors(await download('#download'));
+  for (const name of Object.keys(original)) {
+    if (!restored[name] || !restored[name].equals(original[name])) throw new Error(`after Undo ${name} is not the original`);
+  }
+  r.undo = 'original bytes';
+  await rm(dir, { recursive: true, force: true });
+  await rm(rebuilt, { recursive: true, force: true });
 });
 
 await withPage('folder-and-drop', false, async (page) => {

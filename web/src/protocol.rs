@@ -88,9 +88,19 @@ pub struct ModelFiles {
     /// `model.safetensors`, or the shards of a sharded checkpoint.
     pub weights: Weights,
     /// C0 statistics (`pmedit stats` output), when given.
-    pub stats: Option<Vec<u8>>,
+    pub stats: Option<StatsFile>,
     /// The authors' per-layer `.npz` statistics (`mom2.mom2`, `mom2.count`), when given.
     pub npz_stats: Vec<NpzStats>,
+}
+
+/// Where a `pmedit stats` file comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatsFile {
+    /// Its bytes (a small served file).
+    Bytes(Vec<u8>),
+    /// A picked file's `blob:` URL, which the worker reads in ranges (a GPT2-XL layer is 164 MB:
+    /// posted as bytes it would sit in wasm memory twice before being read).
+    Url(WeightUrl),
 }
 
 /// One layer's statistics in the authors' `.npz` format.
@@ -509,7 +519,10 @@ mod tests {
                 config: b"{}".to_vec(),
                 tokenizer: TokenizerFiles::VocabMerges(vec![1], vec![2]),
                 weights: Weights::Bytes(vec![0; 3]),
-                stats: None,
+                stats: Some(StatsFile::Url(WeightUrl {
+                    file: "stats.safetensors".into(),
+                    url: "blob:http://127.0.0.1/s".into(),
+                })),
                 npz_stats: vec![NpzStats {
                     name: "transformer.h.17.mlp.c_proj_float32_mom2_100000.npz".into(),
                     layer: 17,

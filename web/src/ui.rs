@@ -13,7 +13,7 @@ use crate::channel::{Listener, progress_name};
 use crate::form::{FactRow, npz_layer, parse_facts, parse_layers, parse_positive};
 use crate::protocol::{
     Algorithm, Backend, EditReport, EditSettings, FactRecord, MetricsReport, ModelFiles, ModelInfo, NpzStats,
-    Prediction, Request, Response, Scores, TokenizerFiles, TraceReport, WeightUrl, Weights,
+    Prediction, Request, Response, Scores, StatsFile, TokenizerFiles, TraceReport, WeightUrl, Weights,
 };
 use crate::scale::{Scale, duration_label, tick_label};
 use crate::share::SharedState;
@@ -372,7 +372,10 @@ async fn url_files(base: &str, name: &str) -> Result<ModelFiles, String> {
                 file: "model.safetensors".into(),
             }],
         }),
-        stats: fetch_bytes(&format!("{base}/stats.safetensors")).await.ok(),
+        stats: fetch_bytes(&format!("{base}/stats.safetensors"))
+            .await
+            .ok()
+            .map(StatsFile::Bytes),
         npz_stats: Vec::new(),
     })
 }
@@ -430,7 +433,10 @@ async fn picked_files(list: web_sys::FileList) -> Result<ModelFiles, String> {
         .iter()
         .find(|f| f.name().ends_with(".safetensors") && !weight_files.contains(&f.name()))
     {
-        Some(s) => Some(file_bytes(s).await?),
+        Some(s) => Some(StatsFile::Url(WeightUrl {
+            url: web_sys::Url::create_object_url_with_blob(s).map_err(|e| format!("{}: {e:?}", s.name()))?,
+            file: s.name(),
+        })),
         None => None,
     };
     // The authors' per-layer `.npz` statistics, the layer read from each file's name.
@@ -1306,7 +1312,17 @@ fn Teaching(page: Page) -> impl IntoView {
             <p>"ROME (eq. 1) and EMMET (eq. 8) make memorization an equality constraint: the new values are written exactly, whatever λ. MEMIT (eq. 4) makes it a least-squares term weighted against preservation by λ: the larger λ, the less the layer moves and the less exactly the facts are written."</p>
             <p>"AlphaEdit (eq. A2) needs no λ: it confines the change to the directions of the null space of K₀ (eigenvectors of C0 with eigenvalues below a threshold), so the preservation error is near zero by construction, and writes the values by least squares there (dotted line)."</p>
             {move || page.report.get().and_then(|r| r.tradeoff.map(|t| (t, r.lambda))).map(|(t, used)| {
-                let caption = format!("The last edit's system at layer {} ({} key{}), solved both ways for λ = 10⁻² … 10⁵.", t.layer, t.keys, if t.keys == 1 { "" } else { "s" });
+                let caption = format!(
+                    "The last edit's system at layer {} ({} key{}), solved both ways for λ = 10⁻² … 10⁵.{}",
+                    t.layer,
+                    t.keys,
+                    if t.keys == 1 { "" } else { "s" },
+                    if t.null_space.is_none() {
+                        " AlphaEdit's line appears after an AlphaEdit edit (or, for layers up to 2048 keys wide, always): it needs C0's eigendecomposition, minutes in a tab at larger widths."
+                    } else {
+                        ""
+                    }
+                );
                 view! {
                     <p>{caption}</p>
                     <div class="columns">

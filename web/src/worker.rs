@@ -9,7 +9,7 @@ use pmedit_engine::edit::{EditEvent, EditRequest, Editor, Overrides, TemplateCho
 use pmedit_engine::eval::dataset::{Benchmark, Probe, Record, read_records};
 use pmedit_engine::eval::records::{RecordScores, score_records, summarize};
 use pmedit_engine::eval::session::{EvalSpec, run_eval};
-use pmedit_engine::load::stats_file::stats_for_model;
+use pmedit_engine::load::stats_file::{stats_for_model, stats_for_model_in};
 use pmedit_engine::load::{ByteSource, MemorySource, ModelParts, load_model_source_in, load_model_sources_in};
 use pmedit_engine::model::EditableModel;
 use pmedit_engine::model::ModelConfig;
@@ -19,11 +19,11 @@ use pmedit_engine::save::WeightDtype;
 use pmedit_engine::tokenizer::Gpt2Tokenizer;
 use wasm_bindgen::JsCast;
 
-use crate::budget::storage_dtype;
+use crate::budget::{half_precision_file, storage_dtype};
 use crate::protocol::{
     Algorithm, Backend, Candidate, Compute, EditReport, EditSettings, Fact, MetricsReport, ModelFiles, ModelInfo,
-    Prediction, Request, Response, Scores, SweepPoint, SweepSettings, TokenizerFiles, TraceReport, WeightUrl, Weights,
-    WorkerError, tradeoff_lambdas,
+    Prediction, Request, Response, Scores, StatsFile, SweepPoint, SweepSettings, TokenizerFiles, TraceReport,
+    WeightUrl, Weights, WorkerError, tradeoff_lambdas,
 };
 use crate::range::RangeSource;
 
@@ -461,11 +461,16 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
         .ok()
         .and_then(|text| ModelConfig::from_json(text).ok())
         .map_or(0, |c| c.num_params()) as u64;
-    let (dtype, weights) =
-        storage_dtype(params, compute, device.supports_dtype(FloatDType::F16)).map_err(|why| WorkerError {
-            kind: "size".into(),
-            message: format!("{}: {why}", files.name),
-        })?;
+    let (dtype, weights) = storage_dtype(
+        params,
+        compute,
+        device.supports_dtype(FloatDType::F16),
+        half_precision_file(&files.config),
+    )
+    .map_err(|why| WorkerError {
+        kind: "size".into(),
+        message: format!("{}: {why}", files.name),
+    })?;
     let parts: ModelParts = match files.weights {
         Weights::Bytes(bytes) => load_model_source_in(
             &files.name,
@@ -479,7 +484,11 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
             .and_then(|shards| load_model_sources_in(&files.name, &files.config, tokenizer, shards, device, dtype)),
     }?;
     let mut stats = match &files.stats {
-        Some(bytes) => stats_for_model(bytes, "stats.safetensors", &parts.model).await?,
+        Some(StatsFile::Bytes(bytes)) => stats_for_model(bytes, "stats.safetensors", &parts.model).await?,
+        Some(StatsFile::Url(u)) => {
+            let source = RangeSource::open(&u.url, format!("{}/{}", files.name, u.file))?;
+            stats_for_model_in(source, &u.file, &parts.model).await?
+        }
         None => Vec::new(),
     };
     // The authors' `.npz` layers (they carry no model fingerprint: the editor checks their layer

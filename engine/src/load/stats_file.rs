@@ -90,7 +90,18 @@ pub struct StatsMeta {
 
 /// Reads statistics for `model` (on its device), refusing a file computed on another model.
 pub async fn stats_for_model(bytes: &[u8], name: &str, model: &impl EditableModel) -> Result<Vec<LayerStats>> {
-    let (stats, meta) = stats_from_bytes(bytes, name, &model.device())?;
+    stats_for_model_in(crate::load::MemorySource::new(name, bytes), name, model).await
+}
+
+/// [`stats_for_model`] read from any [`ByteSource`](crate::load::ByteSource) (in the page: a
+/// picked file's blob URL, read in ranges, so a 164 MB GPT2-XL layer never sits whole in wasm
+/// memory as bytes).
+pub async fn stats_for_model_in<S: crate::load::ByteSource>(
+    source: S,
+    name: &str,
+    model: &impl EditableModel,
+) -> Result<Vec<LayerStats>> {
+    let (stats, meta) = stats_from_source(source, name, &model.device())?;
     let fp = fingerprint(model).await?;
     if meta.model != fp && exact_fingerprint(model).await?.as_deref() != Some(meta.model.as_str()) {
         return Err(EngineError::Input(format!(
@@ -103,9 +114,19 @@ pub async fn stats_for_model(bytes: &[u8], name: &str, model: &impl EditableMode
 
 /// Reads statistics written by [`stats_to_bytes`] onto `device`.
 pub fn stats_from_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<(Vec<LayerStats>, StatsMeta)> {
-    use crate::load::{MemorySource, SafetensorsFile};
     // Read in place: a GPT2-XL layer is 164 MB, and in the page every copy is wasm heap.
-    let mut file = SafetensorsFile::open(MemorySource::new(name, bytes))?;
+    stats_from_source(crate::load::MemorySource::new(name, bytes), name, device)
+}
+
+/// [`stats_from_bytes`] from any [`ByteSource`](crate::load::ByteSource). Each matrix is read in
+/// pieces of [`STATS_PIECE`] bytes into its f32 buffer, so the bytes read never exist whole beside it.
+pub fn stats_from_source<S: crate::load::ByteSource>(
+    source: S,
+    name: &str,
+    device: &Device,
+) -> Result<(Vec<LayerStats>, StatsMeta)> {
+    use crate::load::SafetensorsFile;
+    let mut file = SafetensorsFile::open(source)?;
     let md = file.metadata().clone();
     let bad = |why: String| EngineError::Safetensors {
         path: name.into(),
@@ -127,11 +148,26 @@ pub fn stats_from_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<(Ve
         .unwrap_or_default();
     let mut out = Vec::new();
     for layer in layers {
-        let (mom2, shape) = file.read_f32(&format!("layer.{layer}.mom2"))?;
+        let key = format!("layer.{layer}.mom2");
+        let shape = file
+            .info(&key)
+            .map(|t| t.shape.clone())
+            .ok_or_else(|| bad(format!("no tensor `{key}`")))?;
         if shape.len() != 2 || shape[0] != shape[1] {
             return Err(bad(format!(
                 "layer {layer}: mom2 has shape {shape:?}, expected a square matrix"
             )));
+        }
+        let numel = shape[0]
+            .checked_mul(shape[1])
+            .ok_or_else(|| bad(format!("layer {layer}: mom2 shape {shape:?} overflows")))?;
+        let mut mom2 = Vec::new();
+        mom2.try_reserve_exact(numel)
+            .map_err(|_| bad(format!("layer {layer}: no memory for a {shape:?} matrix")))?;
+        let piece = (STATS_PIECE / 4).max(1);
+        while mom2.len() < numel {
+            let count = piece.min(numel - mom2.len());
+            mom2.extend(file.read_f32_elements(&key, mom2.len(), count)?);
         }
         let count = read_count(&mut file, &format!("layer.{layer}.count"))?;
         let c0 = Tensor::<2>::from_data(TensorData::new(mom2, shape), device);
@@ -149,6 +185,9 @@ pub fn stats_from_bytes(bytes: &[u8], name: &str, device: &Device) -> Result<(Ve
     };
     Ok((out, meta))
 }
+
+/// Bytes of statistics read at a time.
+pub const STATS_PIECE: usize = 16 << 20;
 
 fn read_count<S: crate::load::ByteSource>(file: &mut crate::load::SafetensorsFile<S>, name: &str) -> Result<u64> {
     let (v, _) = file.read_f64(name)?;
