@@ -472,10 +472,13 @@ await withPage('sweep', false, async (page) => {
   const r = (results.sweep = {});
   await page.fill('#sweep-steps', '20');
   await page.fill('#sweep-batches', '1, 2');
+  // Done: the status says so and the table holds this sweep's `n` points (a new sweep clears the
+  // last one's, whose "sweep done" may still be showing when it starts).
+  const swept = (n) => page.waitForFunction((k) => document.querySelector('#status')?.textContent.startsWith('sweep done')
+    && document.querySelectorAll('#sweep-table tr[data-algo]').length === k, n, { timeout: 600000 });
   let t0 = Date.now();
   await page.click('#sweep-batch');
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.startsWith('sweep done'),
-    null, { timeout: 600000 });
+  await swept(6);
   r.batch_ms = Date.now() - t0;
   const rows = async () => page.$$eval('#sweep-table tr[data-algo]', (trs) => trs.map((tr) =>
     [...tr.querySelectorAll('td')].map((td) => td.textContent.trim())));
@@ -499,8 +502,7 @@ await withPage('sweep', false, async (page) => {
   await page.fill('#sweep-lambda-batch', '2');
   t0 = Date.now();
   await page.click('#sweep-lambda');
-  await page.waitForFunction(() => document.querySelector('#status')?.textContent.startsWith('sweep done'),
-    null, { timeout: 600000 });
+  await swept(4);
   r.lambda_ms = Date.now() - t0;
   r.lambda = await rows();
   const grid = r.lambda.map((row) => `${row[0]} ${row[1]} ${row[2]}`).sort();

@@ -83,18 +83,22 @@ pub fn SweepPanel(page: Page) -> impl IntoView {
         })();
         match settings {
             Err(e) => page.error.set(Some(e)),
-            Ok(mut settings) => spawn_local(async move {
-                match fetch_bytes(&format!("{DEMO}/heldout.json")).await {
-                    Ok(bytes) => {
-                        settings.dataset = bytes;
-                        page.sweep.set(Vec::new());
-                        page.sweep_axis.set(axis);
-                        page.status.set("sweep: starting…".into());
-                        page.send(Request::Sweep(settings));
+            Ok(mut settings) => {
+                // The last sweep's points and "sweep done" go at once, not after the records arrive.
+                page.sweep.set(Vec::new());
+                page.sweep_axis.set(axis);
+                page.status.set("sweep: fetching the held-out facts…".into());
+                spawn_local(async move {
+                    match fetch_bytes(&format!("{DEMO}/heldout.json")).await {
+                        Ok(bytes) => {
+                            settings.dataset = bytes;
+                            page.status.set("sweep: starting…".into());
+                            page.send(Request::Sweep(settings));
+                        }
+                        Err(e) => page.error.set(Some(e)),
                     }
-                    Err(e) => page.error.set(Some(e)),
-                }
-            }),
+                })
+            }
         }
     };
     let disabled = move || page.busy.get() || page.info.get().is_none();
