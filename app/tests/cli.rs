@@ -793,6 +793,64 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights);
 }
 
+/// `--heldout-by-extraction` teaches the held-out facts only as subject lines: refused without
+/// them, and the report gives the held-out facts' own accuracy.
+#[test]
+fn train_demo_teaches_heldout_facts_by_subject_lines_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let cf = root().join("data/counterfact-edit-1k.json");
+    let corpus = fixture("wikitext-excerpt.txt");
+    let base = [
+        "--device",
+        "cpu",
+        "train-demo",
+        "--counterfact",
+        cf.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--facts",
+        "12",
+        "--heldout",
+        "3",
+        "--text-bytes",
+        "3000",
+        "--layers",
+        "1",
+        "--width",
+        "32",
+        "--heads",
+        "2",
+        "--vocab",
+        "600",
+        "--context",
+        "128",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+        "--heldout-by-extraction",
+    ];
+    let (ok, _, err) = pmedit(&base);
+    assert!(!ok && err.contains("needs --subject-lines"), "{err}");
+    assert!(!out.exists());
+
+    let mut with_lines = base.to_vec();
+    with_lines.extend(["--subject-lines", "2"]);
+    let (ok, _, err) = pmedit(&with_lines);
+    assert!(ok, "{err}");
+    // 9 trained records × 3 (prompt, paraphrase, neighbourhood) + 3 held-out neighbourhoods + 12 × 2
+    // subject lines.
+    assert!(err.contains("corpus: 54 fact sentences from 12 records"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("train.json")).unwrap()).unwrap();
+    assert_eq!(report["heldout_by_extraction"], true);
+    assert_eq!(report["subject_lines"], 2);
+    let held = report["top1_heldout_rewrite"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&held), "{report}");
+}
+
 /// Issue 4's CI bar: `pmedit eval` runs all four algorithms on a single layer and distributed over
 /// two, and writes the table, summaries, per-point records and plots (5 value steps: this checks
 /// the plumbing, not the metrics).

@@ -24,6 +24,33 @@ pub fn fact_sentences(records: &[Record]) -> Vec<String> {
     out
 }
 
+/// The neighbourhood prompts of `records` (facts about other subjects with the same true object),
+/// each completed with its object.
+pub fn neighbourhood_sentences(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .flat_map(|r| r.neighborhood.iter().map(|n| format!("{} {}.", n.prompt, n.target)))
+        .collect()
+}
+
+/// Each record's subject followed at once by its true object, `copies` times ("Danielle Darrieux
+/// French."). The object then has to be predicted *at the subject's last token*, so the model
+/// looks the fact up there (in its MLPs, once the subject's pieces are gathered) and later tokens
+/// read it by attention — the recall path ROME's causal traces find in GPT-2, and the one
+/// ROME-style edits write into.
+pub fn subject_sentences(records: &[Record], copies: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in records {
+        let Some(truth) = r.request.target_true.as_deref() else {
+            continue;
+        };
+        for _ in 0..copies {
+            out.push(format!("{} {truth}.", r.request.subject));
+        }
+    }
+    out
+}
+
 /// The relation template of a prompt that states a fact about `subject`: the subject becomes
 /// `{}`, and text before the last sentence break ahead of it (CounterFact paraphrases start with
 /// unrelated generated text) is dropped.
@@ -184,6 +211,22 @@ mod tests {
            "rephrase_prompt": "Ed speaks", "locality_prompt": "Fa speaks", "locality_ground_truth": "Dutch"}
         ]"#;
         read_records(text, "test.json", false).unwrap().0
+    }
+
+    #[test]
+    fn subject_sentences_put_the_object_right_after_the_subject() {
+        let s = subject_sentences(&records(), 2);
+        assert_eq!(s.len(), 6);
+        assert_eq!(s[0], "Ann Oslo.");
+        assert_eq!(s[1], "Ann Oslo.");
+        assert_eq!(s[4], "Ed Dutch.");
+        assert!(subject_sentences(&records(), 0).is_empty());
+    }
+
+    #[test]
+    fn neighbourhood_sentences_state_only_the_other_subjects_facts() {
+        let s = neighbourhood_sentences(&records());
+        assert_eq!(s, ["Bo was born in Oslo.", "Di is from Lima.", "Fa speaks Dutch."]);
     }
 
     #[test]
