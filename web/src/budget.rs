@@ -9,8 +9,7 @@ use crate::protocol::Compute;
 /// edit needs room besides the weights (activations, C0 and its factor, the value optimisation).
 pub const CPU_WEIGHT_BUDGET: u64 = 2_500_000_000;
 
-/// Whether a config says its checkpoint is stored in half precision (the fallback where the
-/// weights file's header cannot be read first) (`torch_dtype`, or `dtype` in
+/// Whether a config says its checkpoint is stored in half precision (`torch_dtype`, or `dtype` in
 /// newer transformers: `float16` / `bfloat16`).
 pub fn half_precision_file(config: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(config).is_ok_and(|c| {
@@ -22,7 +21,7 @@ pub fn half_precision_file(config: &[u8]) -> bool {
 }
 
 /// The dtype the weight matrices are kept in and why, or why the model cannot load here — decided
-/// from the config and the weights file's header, before any weight is read. WebGPU adapters with `shader-f16` keep f16
+/// from the config alone, before any weight is read. WebGPU adapters with `shader-f16` keep f16
 /// (half the memory). The CPU backend keeps a half-precision file (`half_file`) in f16 — f32 would
 /// double the memory and add no precision — and an f32 file in f32 when it fits in
 /// [`CPU_WEIGHT_BUDGET`], else in f16.

@@ -10,9 +10,7 @@ use pmedit_engine::eval::dataset::{Benchmark, Probe, Record, read_records};
 use pmedit_engine::eval::records::{RecordScores, score_records, summarize};
 use pmedit_engine::eval::session::{EvalSpec, run_eval};
 use pmedit_engine::load::stats_file::{stats_for_model, stats_for_model_in};
-use pmedit_engine::load::{
-    ByteSource, MemorySource, ModelParts, SafetensorsFile, load_model_source_in, load_model_sources_in,
-};
+use pmedit_engine::load::{ByteSource, MemorySource, ModelParts, load_model_source_in, load_model_sources_in};
 use pmedit_engine::model::EditableModel;
 use pmedit_engine::model::ModelConfig;
 use pmedit_engine::predict::top_k;
@@ -453,26 +451,6 @@ fn open_shards(name: &str, urls: &[WeightUrl]) -> pmedit_engine::Result<Vec<Rang
         .collect())
 }
 
-/// Whether the weights file is stored in half precision, from its header (the first shard's for a
-/// sharded checkpoint): a config's `torch_dtype` may be missing or wrong. Where the header cannot be
-/// read here, the config decides; loading then reports what is wrong with the file.
-fn stored_in_half(files: &ModelFiles) -> bool {
-    let header = match &files.weights {
-        Weights::Bytes(bytes) => {
-            SafetensorsFile::open(MemorySource::new("model.safetensors", bytes.as_slice())).map(|f| f.half_precision())
-        }
-        Weights::Urls(urls) => urls.first().map_or_else(
-            || Err(pmedit_engine::EngineError::Input("no weights file".into())),
-            |u| {
-                RangeSource::open(&u.url, format!("{}/{}", files.name, u.file))
-                    .and_then(SafetensorsFile::open)
-                    .map(|f| f.half_precision())
-            },
-        ),
-    };
-    header.unwrap_or_else(|_| half_precision_file(&files.config))
-}
-
 async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<State, WorkerError> {
     let tokenizer = match &files.tokenizer {
         TokenizerFiles::Json(b) => Gpt2Tokenizer::from_tokenizer_json(b),
@@ -487,7 +465,7 @@ async fn load(files: ModelFiles, device: &Device, compute: Compute) -> Result<St
         params,
         compute,
         device.supports_dtype(FloatDType::F16),
-        stored_in_half(&files),
+        half_precision_file(&files.config),
     )
     .map_err(|why| WorkerError {
         kind: "size".into(),

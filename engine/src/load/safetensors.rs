@@ -169,21 +169,6 @@ impl<S: ByteSource> SafetensorsFile<S> {
         &self.metadata
     }
 
-    /// Whether the file is stored in half precision: F16/BF16 tensors hold more of its bytes than
-    /// all others together (a checkpoint may keep a few small tensors, or integer buffers, in
-    /// another dtype). Read from the header, so it holds whatever the config claims.
-    pub fn half_precision(&self) -> bool {
-        let (mut half, mut other) = (0u64, 0u64);
-        for t in self.tensors.values() {
-            let bytes = t.end - t.start;
-            match t.dtype {
-                Dtype::F16 | Dtype::BF16 => half += bytes,
-                _ => other += bytes,
-            }
-        }
-        half > other
-    }
-
     fn entry(&self, name: &str) -> Result<TensorEntry> {
         self.tensors
             .get(name)
@@ -270,7 +255,6 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::load::source::MemorySource;
 
     /// A 6.2 GB file (GPT2-XL in f32) of which only the header and the last tensor exist: reads
     /// past the header are served from the tail, anything else is zeros.
@@ -331,46 +315,6 @@ mod tests {
     }
 
     /// A range that does not match its shape is refused, whatever its size.
-    #[test]
-    fn half_precision_is_where_most_bytes_are_f16_or_bf16() {
-        let file = |header: &str| {
-            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-            bytes.extend(header.as_bytes());
-            let data = serde_json::from_str::<serde_json::Value>(header).unwrap()["data"]["data_offsets"][1]
-                .as_u64()
-                .unwrap()
-                .max(64);
-            bytes.resize(bytes.len() + data as usize, 0);
-            SafetensorsFile::open(MemorySource::new("m.safetensors", bytes)).unwrap()
-        };
-        let entry = |dtype: &str, n: u64, width: u64, at: u64| {
-            format!(
-                r#"{{"dtype":"{dtype}","shape":[{n}],"data_offsets":[{at},{}]}}"#,
-                at + n * width
-            )
-        };
-        // An f16 checkpoint with one f32 bias: half.
-        let h = format!(
-            r#"{{"data":{},"bias":{}}}"#,
-            entry("F16", 16, 2, 8),
-            entry("F32", 2, 4, 0)
-        );
-        assert!(file(&h).half_precision());
-        let h = format!(
-            r#"{{"data":{},"bias":{}}}"#,
-            entry("BF16", 16, 2, 8),
-            entry("F32", 2, 4, 0)
-        );
-        assert!(file(&h).half_precision());
-        // An f32 checkpoint with a small f16 tensor: not half.
-        let h = format!(
-            r#"{{"data":{},"small":{}}}"#,
-            entry("F32", 8, 4, 4),
-            entry("F16", 2, 2, 0)
-        );
-        assert!(!file(&h).half_precision());
-    }
-
     #[test]
     fn ranges_must_match_shapes() {
         for (shape, range) in [
