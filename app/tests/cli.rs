@@ -722,16 +722,16 @@ fn edit_drops_dependent_requests_when_asked() {
     assert!(out.join("model.safetensors").is_file());
 }
 
-/// `train-demo --weights-from` refreshes a trained directory without training: the weights, loss
-/// curve and training time are the earlier run's, and a file the command does not write (a
-/// README next to the model) survives `--overwrite`.
-#[test]
-fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
+/// The arguments of a `train-demo` run small enough for a test (12 facts, 3 held out, one block
+/// of width 32) with `vocab` tokens, `steps` training steps and the flag `flag`, writing to `demo`
+/// in a fresh temporary directory: (that directory, `demo`, the arguments).
+fn tiny_train_demo(vocab: usize, steps: usize, flag: &str) -> (tempfile::TempDir, std::path::PathBuf, Vec<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
     let cf = root().join("data/counterfact-edit-1k.json");
     let corpus = fixture("wikitext-excerpt.txt");
-    let base = [
+    let (vocab, steps) = (vocab.to_string(), steps.to_string());
+    let args = [
         "--device",
         "cpu",
         "train-demo",
@@ -752,26 +752,42 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
         "--heads",
         "2",
         "--vocab",
-        "1024",
+        &vocab,
         "--context",
         "128",
         "--steps",
-        "3",
+        &steps,
         "--batch",
         "4",
         "--out",
         out.to_str().unwrap(),
-        "--overwrite",
-    ];
-    let (ok, _, err) = pmedit(&base);
+        flag,
+    ]
+    .map(String::from)
+    .to_vec();
+    (tmp, out, args)
+}
+
+/// `args` as the `&str`s [`pmedit`] takes.
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// `train-demo --weights-from` refreshes a trained directory without training: the weights, loss
+/// curve and training time are the earlier run's, and a file the command does not write (a
+/// README next to the model) survives `--overwrite`.
+#[test]
+fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
+    let (_tmp, out, base) = tiny_train_demo(1024, 3, "--overwrite");
+    let (ok, _, err) = pmedit(&strs(&base));
     assert!(ok, "{err}");
     let weights = std::fs::read(out.join("model.safetensors")).unwrap();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("train.json")).unwrap()).unwrap();
     std::fs::write(out.join("README.md"), "notes about this model").unwrap();
 
-    let mut again = base.to_vec();
-    again.extend(["--weights-from", out.to_str().unwrap()]);
-    let (ok, _, err) = pmedit(&again);
+    let mut again = base.clone();
+    again.extend(["--weights-from".into(), out.display().to_string()]);
+    let (ok, _, err) = pmedit(&strs(&again));
     assert!(ok, "{err}");
     assert!(err.contains("weights from") && !err.contains("training on"), "{err}");
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights);
@@ -787,8 +803,8 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
     // Other settings give another tokenizer: refused, and the directory is untouched.
     let mut other = again.clone();
     let v = other.iter().position(|a| *a == "--vocab").unwrap();
-    other[v + 1] = "600";
-    let (ok, _, err) = pmedit(&other);
+    other[v + 1] = "600".into();
+    let (ok, _, err) = pmedit(&strs(&other));
     assert!(!ok && err.contains("other settings"), "{err}");
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights);
 }
@@ -797,49 +813,14 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
 /// them, and the report gives the held-out facts' own accuracy.
 #[test]
 fn train_demo_teaches_heldout_facts_by_subject_lines_only_when_asked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("demo");
-    let cf = root().join("data/counterfact-edit-1k.json");
-    let corpus = fixture("wikitext-excerpt.txt");
-    let base = [
-        "--device",
-        "cpu",
-        "train-demo",
-        "--counterfact",
-        cf.to_str().unwrap(),
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--facts",
-        "12",
-        "--heldout",
-        "3",
-        "--text-bytes",
-        "3000",
-        "--layers",
-        "1",
-        "--width",
-        "32",
-        "--heads",
-        "2",
-        "--vocab",
-        "600",
-        "--context",
-        "128",
-        "--steps",
-        "2",
-        "--batch",
-        "4",
-        "--out",
-        out.to_str().unwrap(),
-        "--heldout-by-extraction",
-    ];
-    let (ok, _, err) = pmedit(&base);
+    let (_tmp, out, base) = tiny_train_demo(600, 2, "--heldout-by-extraction");
+    let (ok, _, err) = pmedit(&strs(&base));
     assert!(!ok && err.contains("needs --subject-lines"), "{err}");
     assert!(!out.exists());
 
-    let mut with_lines = base.to_vec();
-    with_lines.extend(["--subject-lines", "2"]);
-    let (ok, _, err) = pmedit(&with_lines);
+    let mut with_lines = base.clone();
+    with_lines.extend(["--subject-lines".into(), "2".into()]);
+    let (ok, _, err) = pmedit(&strs(&with_lines));
     assert!(ok, "{err}");
     // 9 trained records × 3 (prompt, paraphrase, neighbourhood) + 3 held-out neighbourhoods + 12 × 2
     // subject lines.

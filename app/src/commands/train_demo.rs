@@ -13,8 +13,8 @@ use pmedit_engine::edit::presets::preset;
 use pmedit_engine::edit::stats::{LayerStats, accumulate, windows};
 use pmedit_engine::eval::dataset::{Record, read_records};
 use pmedit_engine::eval::score::{SCORE_BATCH, score_targets};
-use pmedit_engine::load::load_model_dir;
 use pmedit_engine::load::stats_file::{StatsMeta, fingerprint};
+use pmedit_engine::load::{LoadedModel, load_model_dir};
 use pmedit_engine::save::stats_file::stats_to_bytes;
 use pmedit_engine::save::{WeightDtype, write_model_files};
 use pmedit_engine::train::{
@@ -138,6 +138,22 @@ pub fn top1_accuracy(
 /// A (prompt, target) pair.
 pub type Pair = (String, String);
 
+/// Top-1 accuracy of `m` on the true objects of `records`, (rewrite prompts, paraphrases), printed
+/// as "top-1 on {what}: …".
+fn fact_accuracy(m: &LoadedModel, records: &[Record], what: &str) -> Result<(f64, f64)> {
+    let (rewrite, para) = known_fact_pairs(records);
+    let acc = (
+        top1_accuracy(&m.model, &m.tokenizer, &rewrite)?,
+        top1_accuracy(&m.model, &m.tokenizer, &para)?,
+    );
+    eprintln!(
+        "top-1 on {what}: rewrite prompts {:.1}%, paraphrases {:.1}%",
+        acc.0 * 100.0,
+        acc.1 * 100.0
+    );
+    Ok(acc)
+}
+
 /// (rewrite prompt, true object) and (paraphrase, true object) pairs of `records`.
 pub fn known_fact_pairs(records: &[Record]) -> (Vec<Pair>, Vec<Pair>) {
     let truth = |r: &Record| r.request.target_true.clone().unwrap_or_default();
@@ -260,22 +276,9 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     drop(model);
     let m = load_model_dir(tmp_dir, &sel.device)?;
 
-    let (rewrite, para) = known_fact_pairs(records);
-    let acc_rewrite = top1_accuracy(&m.model, &m.tokenizer, &rewrite)?;
-    let acc_para = top1_accuracy(&m.model, &m.tokenizer, &para)?;
-    eprintln!(
-        "top-1 on its facts: rewrite prompts {:.1}%, paraphrases {:.1}%",
-        acc_rewrite * 100.0,
-        acc_para * 100.0
-    );
-    let (held_rewrite, held_para) = known_fact_pairs(&records[args.facts - args.heldout..]);
-    let acc_held_rewrite = top1_accuracy(&m.model, &m.tokenizer, &held_rewrite)?;
-    let acc_held_para = top1_accuracy(&m.model, &m.tokenizer, &held_para)?;
-    eprintln!(
-        "top-1 on the held-out facts: rewrite prompts {:.1}%, paraphrases {:.1}%",
-        acc_held_rewrite * 100.0,
-        acc_held_para * 100.0
-    );
+    let (acc_rewrite, acc_para) = fact_accuracy(&m, records, "its facts")?;
+    let (acc_held_rewrite, acc_held_para) =
+        fact_accuracy(&m, &records[args.facts - args.heldout..], "the held-out facts")?;
 
     // C0 over the training text at every layer an algorithm's preset edits.
     let mut layers: Vec<usize> = [Algorithm::Rome, Algorithm::Memit, Algorithm::Emmet]
