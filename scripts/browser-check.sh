@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The page at scale: builds it (trunk), loads MODEL_DIR through its file input in headless
 # Chromium, predicts, optionally edits, and prints one JSON line (load time, top-5 next tokens,
-# the worker's wasm memory, the edit's time, the browser's peak memory). Not part of CI: a
-# GPT2-XL-shaped model takes minutes on a software WebGPU adapter.
+# the prediction's and the edit's times, the worker's wasm memory, the browser's peak memory). Not
+# part of CI: on SwiftShader (≈ 0.35 GFLOP/s) one prediction through a GPT2-XL-shaped model takes
+# about 15 minutes and an edit hours; `random-model --n-layer 2` keeps XL's width in minutes.
 #
 #   scripts/browser-check.sh MODEL_DIR [--prompt TEXT] [--stats FILE] [--edit REQUESTS.json
 #       --layers L --steps N] [--algo ALGO] [--backend webgpu|cpu] [--timeout SECONDS]

@@ -1,7 +1,7 @@
 // The scale check of the page: loads a model directory through the page's own file input in
 // headless Chromium (WebGPU flag; `--backend cpu` for the CPU backend), predicts the next token of
 // a prompt, optionally applies one edit, and prints as its last line one JSON object:
-//   backend, adapter, weights, ready_s, top5 [{id, token, logprob}], wasm_memory_peak_bytes,
+//   backend, adapter, weights, ready_s, top5 [{id, token, logprob}], predict_s, wasm_memory_peak_bytes,
 //   edit_s, after_top5, browser_rss_peak_bytes, error.
 // Run it through scripts/browser-check.sh (which builds the page).
 // Usage: node check.mjs DIST MODEL_DIR [--prompt TEXT] [--stats FILE] [--edit REQUESTS.json]
@@ -48,7 +48,7 @@ function treeRss(root) {
 }
 
 const result = { backend: null, adapter: null, weights: null, ready_s: null, top5: null, wasm_memory_peak_bytes: null,
-  edit_s: null, after_top5: null, browser_rss_peak_bytes: 0, error: null };
+  predict_s: null, edit_s: null, after_top5: null, browser_rss_peak_bytes: 0, error: null };
 const { base, server } = await serve(dist);
 const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
   '--disable-background-networking', '--disable-component-update', '--no-first-run'];
@@ -64,6 +64,11 @@ const poll = setInterval(() => {
   if (root) result.browser_rss_peak_bytes = Math.max(result.browser_rss_peak_bytes, treeRss(Number(root)));
 }, 500);
 const page = await browser.newPage();
+// The page's and the worker's console, timestamped on stderr: where a long run spends its time.
+const t0 = Date.now();
+const echo = (from) => (m) => console.error(`[${((Date.now() - t0) / 1000).toFixed(1)} s ${from}] ${m.text()}`);
+page.on('console', echo('page'));
+page.on('worker', (w) => w.on('console', echo('worker')));
 const status = () => page.textContent('#status');
 // Waits until the status line says `done` (and the model line is no longer `stale`), or an error
 // shows; returns the seconds taken.
@@ -86,7 +91,8 @@ function seconds(text) {
 async function predict() {
   await page.fill('#predict-prompt', opt.prompt);
   await page.click('#predict');
-  await until('predicted');
+  const took = await until('predicted');
+  result.predict_s ??= took;
   return page.$$eval('#prediction li', (items) => items.map((li) => ({
     id: Number(li.dataset.id), token: li.querySelector('.token').textContent, logprob: Number(li.dataset.logprob) })));
 }
