@@ -13,19 +13,37 @@
 //! and this kernel matches MKL. With AVX-512 (e.g. Zen 4/5, recent Xeons), `gemm`'s 16-lane kernels
 //! are faster than both, so the product is `gemm`'s; so it is on other architectures and without
 //! AVX2. `bench/NOTES.md` and BENCHMARKS.md have the measurements and the machines.
+//!
+//! [`sgemm_half`] multiplies f32 activations by weights stored in half precision (f16 or bf16):
+//! the same kernel, with B widened to f32 as it is packed, on every x86-64 CPU with AVX2, FMA and
+//! F16C — `gemm` has no mixed-precision product (its f16 product would round the activations to
+//! f16, and burn's bf16 product converts both whole operands to f32 first).
 
-/// A strided read-only view: element `(i, j)` is at `ptr + i·rs + j·cs`.
-#[derive(Clone, Copy, Debug)]
-pub struct View {
-    pub ptr: *const f32,
+/// A strided read-only view of `T`s: element `(i, j)` is at `ptr + i·rs + j·cs`.
+#[derive(Debug)]
+pub struct Strided<T> {
+    pub ptr: *const T,
     pub rs: isize,
     pub cs: isize,
 }
 
-// SAFETY: a `View` is only dereferenced inside `sgemm`, whose caller guarantees the memory is
+impl<T> Clone for Strided<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Strided<T> {}
+
+/// A view of f32 values (the operands of [`sgemm`], the `A` operand of [`sgemm_half`]).
+pub type View = Strided<f32>;
+
+/// A view of f16 values (a `B` operand of [`sgemm_half`]: weights stored in f16).
+pub type HalfView = Strided<half::f16>;
+
+// SAFETY: a view is only dereferenced inside the products, whose caller guarantees the memory is
 // valid and not written during the product.
-unsafe impl Send for View {}
-unsafe impl Sync for View {}
+unsafe impl<T> Send for Strided<T> {}
+unsafe impl<T> Sync for Strided<T> {}
 
 /// The output of a product: element `(i, j)` at `ptr + i·rs + j·cs`.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +84,136 @@ pub unsafe fn sgemm((m, n, k): (usize, usize, usize), alpha: f32, a: View, b: Vi
     }
     // SAFETY: as above.
     unsafe { with_gemm((m, n, k), alpha, a, b, beta, c, parallel) };
+}
+
+/// The half-precision types a `B` operand may be stored in ([`sgemm_half`]): f16 and bf16. Every
+/// value widens to f32 exactly.
+pub trait Half: Copy + Send + Sync + 'static + sealed::Sealed {
+    /// The value in f32 (exact).
+    fn widen(self) -> f32;
+
+    /// The packing kernel's product for this type.
+    ///
+    /// # Safety
+    /// As for [`sgemm`], `m, n ≥ 1`, and [`half_packs`] holds.
+    #[doc(hidden)]
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn packed(
+        dims: (usize, usize, usize),
+        alpha: f32,
+        a: View,
+        b: Strided<Self>,
+        beta: f32,
+        c: ViewMut,
+        parallel: bool,
+    );
+}
+
+macro_rules! half_type {
+    ($t:ty) => {
+        impl Half for $t {
+            fn widen(self) -> f32 {
+                self.to_f32()
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn packed(
+                dims: (usize, usize, usize),
+                alpha: f32,
+                a: View,
+                b: Strided<Self>,
+                beta: f32,
+                c: ViewMut,
+                parallel: bool,
+            ) {
+                // SAFETY: the caller vouches for the views and the features.
+                unsafe { avx2::sgemm(dims, alpha, a, b, beta, c, parallel) }
+            }
+        }
+    };
+}
+half_type!(half::f16);
+half_type!(half::bf16);
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for half::f16 {}
+    impl Sealed for half::bf16 {}
+}
+
+/// Whether [`sgemm_half`] converts `B` while packing it (x86-64 with AVX2, FMA and F16C); where it
+/// does not, it converts the whole of `B` to f32 first, which costs a temporary copy.
+pub fn half_packs() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2::half_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `c[m×n] = alpha·a[m×k]·b[k×n] + beta·c` with `b` in half precision (f16 or bf16): f32
+/// activations times half-precision weights, computed in f32 (each value of `b` is exact in f32).
+/// `b` is converted to f32 while it is packed into the kernel's panels ([`half_packs`]), so such
+/// weights cost no more than f32 ones and are never rounded against f32 activations cast down to
+/// their dtype. With `beta == 0` the old `c` is not read.
+///
+/// # Safety
+/// As for [`sgemm`].
+pub unsafe fn sgemm_half<T: Half>(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: View,
+    b: Strided<T>,
+    beta: f32,
+    c: ViewMut,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // There is no thin-product alternative here (`gemm` has no mixed-precision product), so every
+    // shape takes the packing kernel.
+    #[cfg(target_arch = "x86_64")]
+    if avx2::half_available() {
+        let parallel = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD;
+        // SAFETY: the features are present; the caller vouches for the views.
+        unsafe { T::packed((m, n, k), alpha, a, b, beta, c, parallel) };
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { half_widened((m, n, k), alpha, a, b, beta, c) };
+}
+
+/// [`sgemm_half`] where `B` cannot be converted while packing: `B` is converted to f32 as a whole
+/// (a temporary copy), then multiplied by [`sgemm`].
+///
+/// # Safety
+/// As for [`sgemm`].
+unsafe fn half_widened<T: Half>(
+    (m, n, k): (usize, usize, usize),
+    alpha: f32,
+    a: View,
+    b: Strided<T>,
+    beta: f32,
+    c: ViewMut,
+) {
+    let mut wide = Vec::with_capacity(k * n);
+    for p in 0..k {
+        for j in 0..n {
+            // SAFETY: `(p, j)` is inside `b`.
+            wide.push(unsafe { *b.ptr.offset(p as isize * b.rs + j as isize * b.cs) }.widen());
+        }
+    }
+    let b = View {
+        ptr: wide.as_ptr(),
+        rs: n as isize,
+        cs: 1,
+    };
+    // SAFETY: `b` is the dense copy above; the caller vouches for `a` and `c`.
+    unsafe { sgemm((m, n, k), alpha, a, b, beta, c) };
 }
 
 /// The same product by the `gemm` crate (what `flex` multiplies with).
@@ -115,7 +263,7 @@ unsafe fn with_gemm(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{View, ViewMut};
+    use super::{Half, HalfView, Strided, View, ViewMut};
     use rayon::prelude::*;
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
@@ -137,6 +285,41 @@ mod avx2 {
     pub fn available() -> bool {
         static HAS: OnceLock<bool> = OnceLock::new();
         *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    /// Whether this CPU can also convert half-precision values (F16C), for [`super::sgemm_half`].
+    pub fn half_available() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| available() && is_x86_feature_detected!("f16c"))
+    }
+
+    /// The element types `B` may be stored in: each packs a `kc × nr` strip into f32.
+    pub trait PackB: Copy + Sized {
+        /// Packs the `kc × nr` strip at `b` (`nr ≤ 16`): for each depth index, 16 values
+        /// (columns past `nr` are zero).
+        ///
+        /// # Safety
+        /// `b` addresses `kc × nr` valid values; `dst` has room for `kc × 16` (32-byte aligned);
+        /// the CPU has the features of [`available`] (and [`half_available`] for f16 and bf16).
+        unsafe fn pack(nr: usize, kc: usize, b: Strided<Self>, dst: *mut f32);
+    }
+
+    impl PackB for f32 {
+        unsafe fn pack(nr: usize, kc: usize, b: View, dst: *mut f32) {
+            unsafe { pack_b(nr, kc, b, dst) }
+        }
+    }
+
+    impl PackB for half::f16 {
+        unsafe fn pack(nr: usize, kc: usize, b: HalfView, dst: *mut f32) {
+            unsafe { pack_b_f16(nr, kc, b, dst) }
+        }
+    }
+
+    impl PackB for half::bf16 {
+        unsafe fn pack(nr: usize, kc: usize, b: Strided<half::bf16>, dst: *mut f32) {
+            unsafe { pack_b_bf16(nr, kc, b, dst) }
+        }
     }
 
     /// Whether the kernel is the one to use: AVX2 + FMA without AVX-512, where `gemm`'s 16-lane
@@ -288,6 +471,65 @@ mod avx2 {
         }
     }
 
+    /// [`pack_b`] for a half-precision `b`, each group of eight values widened in registers by
+    /// `$load8` (exact): the same layouts (contiguous rows; contiguous columns, transposed 8 × 8
+    /// in registers; any strides).
+    macro_rules! pack_b_half {
+        ($name:ident, $t:ty, $load8:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn $name(nr: usize, kc: usize, b: Strided<$t>, dst: *mut f32) {
+                unsafe {
+                    let load8 = $load8;
+                    if nr == NR && b.cs == 1 {
+                        for p in 0..kc {
+                            let s = b.ptr.offset(p as isize * b.rs);
+                            _mm256_store_ps(dst.add(p * NR), load8(s));
+                            _mm256_store_ps(dst.add(p * NR + 8), load8(s.add(8)));
+                        }
+                    } else if b.rs == 1 && nr == NR {
+                        // A transposed operand (`Wᵀ` in a product's gradient, the LM head's `tableᵀ`).
+                        let mut p = 0;
+                        while p + 8 <= kc {
+                            for half in 0..2 {
+                                let cols: [*const $t; 8] =
+                                    std::array::from_fn(|j| b.ptr.offset((half * 8 + j) as isize * b.cs + p as isize));
+                                let rows = transpose8(cols.map(load8));
+                                for (r, v) in rows.into_iter().enumerate() {
+                                    _mm256_store_ps(dst.add((p + r) * NR + half * 8), v);
+                                }
+                            }
+                            p += 8;
+                        }
+                        for p in p..kc {
+                            for j in 0..NR {
+                                *dst.add(p * NR + j) = (*b.ptr.offset(p as isize + j as isize * b.cs)).widen();
+                            }
+                        }
+                    } else {
+                        for p in 0..kc {
+                            for j in 0..NR {
+                                *dst.add(p * NR + j) = if j < nr {
+                                    (*b.ptr.offset(p as isize * b.rs + j as isize * b.cs)).widen()
+                                } else {
+                                    0.0
+                                };
+                            }
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    // f16: F16C's `vcvtph2ps`.
+    pack_b_half!(pack_b_f16, half::f16, |p: *const half::f16| _mm256_cvtph_ps(
+        _mm_loadu_si128(p as *const __m128i)
+    ));
+    // bf16: the upper half of an f32, so zero-extended and shifted left by 16 bits.
+    pack_b_half!(pack_b_bf16, half::bf16, |p: *const half::bf16| _mm256_castsi256_ps(
+        _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)))
+    ));
+
     /// The register tile: `c[6×16] = alpha·Σ_p a[:, p] ⊗ b[p, :] + beta·c` over packed strips
     /// (`beta == 0`: `c` is not read). `c`'s columns are contiguous.
     ///
@@ -383,12 +625,14 @@ mod avx2 {
         }
     }
 
-    /// See [`super::sgemm`]; here `m, n ≥ 1` and AVX2 + FMA are present.
-    pub unsafe fn sgemm(
+    /// See [`super::sgemm`] and [`super::sgemm_half`]; here `m, n ≥ 1` and the features of
+    /// [`PackB::pack`] for `T` are present.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn sgemm<T: PackB>(
         (m, n, k): (usize, usize, usize),
         alpha: f32,
         a: View,
-        b: View,
+        b: Strided<T>,
         beta: f32,
         c: ViewMut,
         parallel: bool,
@@ -419,7 +663,13 @@ mod avx2 {
         // faster than 384 / 96 and 256 / 144 (without prefetches 384 / 96 had been best).
         let kc_max = k.div_ceil(k.div_ceil(KC));
         let mc_max = m.div_ceil(m.div_ceil(MC)).next_multiple_of(MR);
-        let mut panel = Scratch::new(kc_max * NC.min(n.div_ceil(NR) * NR));
+        // With one block of rows (thin products: the value optimisation's few prompts, a
+        // product's gradient), each packed strip of B is used by one task only: that task packs
+        // it into a strip of its own right before its tiles use it, while it is in L1, instead of
+        // all strips going through a panel in L3 first (whose writing and reading back took as
+        // long as the tiles for f16 weights and 20 rows).
+        let fused = m <= mc_max;
+        let mut panel = Scratch::new(if fused { 0 } else { kc_max * NC.min(n.div_ceil(NR) * NR) });
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             let strips = nc.div_ceil(NR);
@@ -433,21 +683,23 @@ mod avx2 {
                     cs: 0,
                 };
                 // SAFETY: `(pc, jc)` is inside `b`.
-                let b0 = View {
+                let b0 = Strided {
                     ptr: unsafe { b.ptr.offset(pc as isize * b.rs + jc as isize * b.cs) },
                     ..b
                 };
                 let pack = |q: usize| {
                     let (b0, bp) = (b0, bp);
-                    let strip = View {
+                    let strip = Strided {
                         // SAFETY: column `q·16` of the panel is inside `b`.
                         ptr: unsafe { b0.ptr.offset((q * NR) as isize * b0.cs) },
                         ..b0
                     };
                     // SAFETY: strip `q` of the scratch panel holds `kc × 16` values.
-                    unsafe { pack_b(NR.min(nc - q * NR), kc, strip, bp.ptr.add(q * kc * NR)) };
+                    unsafe { T::pack(NR.min(nc - q * NR), kc, strip, bp.ptr.add(q * kc * NR)) };
                 };
-                if threads > 1 && strips > 1 {
+                if fused {
+                    // Packed by the tasks below.
+                } else if threads > 1 && strips > 1 {
                     (0..strips).into_par_iter().for_each(pack);
                 } else {
                     (0..strips).for_each(pack);
@@ -461,7 +713,7 @@ mod avx2 {
                 };
                 let per_group = strips.div_ceil(groups);
                 let task = |t: usize| {
-                    let (a, c, bp) = (a, c, bp);
+                    let (a, c, bp, b0) = (a, c, bp, b0);
                     let (ic, g) = ((t / groups) * mc_max, t % groups);
                     let mc = mc_max.min(m - ic);
                     let (q0, q1) = (g * per_group, ((g + 1) * per_group).min(strips));
@@ -477,12 +729,23 @@ mod avx2 {
                     };
                     // SAFETY: the scratch block holds `mc_max × kc_max` values.
                     unsafe { pack_a(mc, kc, a_block, ap) };
+                    let mut own = Scratch::new(if fused { kc * NR } else { 0 });
                     for q in q0..q1 {
                         let j = q * NR;
                         let nr = NR.min(nc - j);
                         // SAFETY: packed strips and tiles inside `c`; tasks write disjoint tiles.
                         unsafe {
-                            let bq = bp.ptr.add(q * kc * NR);
+                            let bq = if fused {
+                                let strip = Strided {
+                                    // SAFETY: column `j` of the panel is inside `b`.
+                                    ptr: b0.ptr.offset(j as isize * b0.cs),
+                                    ..b0
+                                };
+                                T::pack(nr, kc, strip, own.ptr());
+                                own.ptr() as *const f32
+                            } else {
+                                bp.ptr.add(q * kc * NR)
+                            };
                             for i0 in (0..mc).step_by(MR) {
                                 let mr = MR.min(mc - i0);
                                 let ct = at(c, ic + i0, jc + j);
@@ -589,6 +852,84 @@ mod tests {
                                 assert!(
                                     (got - want).abs() <= 1e-5 * (1.0 + k as f64).sqrt() * (1.0 + want.abs()),
                                     "path {path}: {m}×{n}×{k} ta {ta} tb {tb} tc {tc} α {alpha} β {beta} at ({i}, {j}): {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The half-precision-`B` products, f16 and bf16 (converted while packing, and converted as
+    /// a whole), for plain and transposed `B`, thin and wide shapes and every blocking edge,
+    /// against an f64 reference on the stored values; β = 0 never reads the (NaN) output.
+    #[test]
+    fn half_b_matches_an_f64_reference() {
+        half_b_case(half::f16::from_f32);
+        half_b_case(half::bf16::from_f32);
+    }
+
+    fn half_b_case<T: Half>(from: fn(f32) -> T) {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (1, 40, 33),
+            (5, 17, 3),
+            (7, 15, 257),
+            (73, 33, 300),
+            (13, 4100, 20),
+        ] {
+            for tb in [false, true] {
+                for (alpha, beta) in [(1.0f32, 0.0f32), (-0.5, 1.0)] {
+                    let a = values(m * k, 21);
+                    let b: Vec<T> = values(k * n, 22).into_iter().map(from).collect();
+                    let c0: Vec<f32> = if beta == 0.0 {
+                        vec![f32::NAN; m * n]
+                    } else {
+                        values(m * n, 23)
+                    };
+                    let bv = if tb { (1, k as isize) } else { (n as isize, 1) };
+                    for path in 0..2 {
+                        let mut c = c0.clone();
+                        let av = View {
+                            ptr: a.as_ptr(),
+                            rs: k as isize,
+                            cs: 1,
+                        };
+                        let hv = Strided {
+                            ptr: b.as_ptr(),
+                            rs: bv.0,
+                            cs: bv.1,
+                        };
+                        let cv = ViewMut {
+                            ptr: c.as_mut_ptr(),
+                            rs: n as isize,
+                            cs: 1,
+                        };
+                        unsafe {
+                            match path {
+                                0 => sgemm_half((m, n, k), alpha, av, hv, beta, cv),
+                                _ => half_widened((m, n, k), alpha, av, hv, beta, cv),
+                            }
+                        };
+                        for i in 0..m {
+                            for j in 0..n {
+                                let dot: f64 = (0..k)
+                                    .map(|p| {
+                                        let bij = b[(p as isize * bv.0 + j as isize * bv.1) as usize];
+                                        a[i * k + p] as f64 * bij.widen() as f64
+                                    })
+                                    .sum();
+                                let old = if beta == 0.0 {
+                                    0.0
+                                } else {
+                                    beta as f64 * c0[i * n + j] as f64
+                                };
+                                let want = alpha as f64 * dot + old;
+                                let got = c[i * n + j] as f64;
+                                assert!(
+                                    (got - want).abs() <= 1e-5 * (1.0 + k as f64).sqrt() * (1.0 + want.abs()),
+                                    "path {path}: {m}×{n}×{k} tb {tb} α {alpha} β {beta} at ({i}, {j}): {got} vs {want}"
                                 );
                             }
                         }

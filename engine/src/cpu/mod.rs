@@ -13,7 +13,9 @@
 //! Each entry point takes the tensor it would compute on and declines (`None`, or the tensor
 //! back) when it is not a plain f32 tensor on the CPU backend outside autodiff ([`on_cpu_f32`]):
 //! on wgpu/WebGPU, on autodiff devices (the value optimisation needs the gradient graph) and in
-//! other dtypes the callers ([`crate::linalg`], [`crate::model`]) use burn's tensor ops.
+//! other dtypes the callers ([`crate::linalg`], [`crate::model`]) use burn's tensor ops. The
+//! matrix product goes further ([`product`]): it also takes half-precision weights and, with an
+//! autodiff operation of its own, the value optimisation's tracked activations.
 
 mod attention;
 mod cholesky;

@@ -1,29 +1,39 @@
 //! The engine's large matrix products: the model's linear layers (`x·W + b`), the LM head and
 //! the benchmark's peak product.
 //!
-//! On the CPU backend (burn `flex`, f32, outside autodiff) they run through [`pmedit_sgemm`]
-//! straight on the tensors' host buffers — the operands are borrowed, not copied, and the bias
-//! is written into the output before the product accumulates onto it. Everywhere else (wgpu,
-//! WebGPU, autodiff graphs, other dtypes) they are burn's own `matmul`.
+//! On the CPU backend (burn `flex`; f32 activations, f32 or f16 weights, also inside the value
+//! optimisation's autodiff graph) they run through [`pmedit_sgemm`] straight on the tensors' host
+//! buffers — the operands are borrowed, not copied, and the bias is written into the output
+//! before the product accumulates onto it. Everywhere else (wgpu, WebGPU, other dtypes) they are
+//! burn's own `matmul`.
+//!
+//! A weight stored in half precision (docs/ARCHITECTURE.md, weights in f16) may meet f32
+//! activations: burn's product then runs in the weight's dtype on the activations cast to it, and
+//! the result comes back in the activations' dtype before the bias is added.
 
 use burn::prelude::*;
 
-/// `a · b` for `a: [m, k]`, `b: [k, n]`.
+/// `a · b` for `a: [m, k]`, `b: [k, n]` (the result in `a`'s dtype).
 pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
-    if let Some(out) = crate::cpu::product(&a, &b, None) {
-        return out;
-    }
-    a.matmul(b)
+    affine(a, b, None)
 }
 
-/// `x · w + bias` (bias broadcast over the rows) for `x: [m, k]`, `w: [k, n]`, `bias: [n]`.
+/// `x · w + bias` (bias broadcast over the rows) for `x: [m, k]`, `w: [k, n]`, `bias: [n]`, in
+/// `x`'s dtype.
 pub fn affine(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
     if let Some(out) = crate::cpu::product(&x, &w, bias.as_ref()) {
         return out;
     }
-    let y = x.matmul(w);
+    let act = x.dtype();
+    let y = if w.dtype() == act {
+        x.matmul(w)
+    } else {
+        let weights = w.dtype();
+        x.cast(weights).matmul(w).cast(act)
+    };
     match bias {
-        Some(b) => y + b.unsqueeze_dim(0),
+        Some(b) if b.dtype() == act => y + b.unsqueeze_dim(0),
+        Some(b) => y + b.cast(act).unsqueeze_dim(0),
         None => y,
     }
 }

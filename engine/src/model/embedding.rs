@@ -150,19 +150,15 @@ impl TokenEmbedding {
         out.expect("at least one chunk").reshape([b, s, d])
     }
 
-    /// The tied LM head: `h · tableᵀ`, `[batch, seq, d] → [batch, seq, vocab]`; a table stored in
-    /// half precision multiplies `h` cast to its dtype, and the logits come back in `h`'s.
+    /// The tied LM head: `h · tableᵀ`, `[batch, seq, d] → [batch, seq, vocab]`; the logits come
+    /// back in `h`'s dtype whatever the table is stored in ([`crate::linalg::matmul`]).
     pub fn logits(&self, h: Tensor<3>) -> Tensor<3> {
         let [b, s, d] = h.dims();
-        let act = h.dtype();
         let h = h.reshape([b * s, d]);
         let parts: Vec<Tensor<2>> = self
             .chunks
             .iter()
-            .map(|c| {
-                let table = c.val();
-                crate::linalg::matmul(h.clone().cast(table.dtype()), table.transpose()).cast(act)
-            })
+            .map(|c| crate::linalg::matmul(h.clone(), c.val().transpose()))
             .collect();
         Tensor::cat(parts, 1).reshape([b, s, self.vocab()])
     }

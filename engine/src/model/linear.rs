@@ -12,26 +12,14 @@ use burn::prelude::*;
 /// the product is large enough to use every core. The reshapes are views: inputs here are
 /// contiguous. The product is [`crate::linalg::affine`] (the host kernel on the CPU backend).
 ///
-/// Weights stored in half precision meet f32 activations here (see [`super::precision`]): the
-/// product runs in the weight's dtype on the activations cast to it, and the result comes back
-/// in the activations' dtype before the (f32) bias is added.
+/// Weights stored in half precision meet f32 activations here (see [`super::precision`]); the
+/// product ([`crate::linalg::affine`]) gives its result in the activations' dtype.
 pub fn linear_rows<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     let dims = x.dims();
     let d_in = dims[D - 1];
     let rows = dims[..D - 1].iter().product::<usize>();
     let x = x.reshape([rows, d_in]);
-    let weight = layer.weight.val();
-    let bias = layer.bias.as_ref().map(|b| b.val());
-    let y = if weight.dtype() == x.dtype() {
-        crate::linalg::affine(x, weight, bias)
-    } else {
-        let act = x.dtype();
-        let y = crate::linalg::affine(x.cast(weight.dtype()), weight, None).cast(act);
-        match bias {
-            Some(b) => y + b.cast(act).unsqueeze_dim(0),
-            None => y,
-        }
-    };
+    let y = crate::linalg::affine(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()));
     let mut out = dims;
     out[D - 1] = y.dims()[1];
     y.reshape(out)

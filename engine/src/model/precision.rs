@@ -4,9 +4,10 @@
 //!
 //! Only the matrices are stored in the half dtype; the vectors (biases, LayerNorm scales), a few
 //! thousandths of the parameters, stay f32. The residual stream, LayerNorm, attention and GELU run
-//! in [`ACTIVATIONS`] (f32); each product with a half-precision matrix runs in that dtype on the
-//! activations cast to it ([`super::linear::linear_rows`], the embedding and the LM head), and the
-//! result comes back in f32. An edit therefore needs f32 only for the matrices it changes: the
+//! in [`ACTIVATIONS`] (f32); each product with a half-precision matrix ([`crate::linalg::affine`]:
+//! [`super::linear::linear_rows`], the embedding and the LM head) gives its result in f32 (on the
+//! CPU backend the kernel widens the weights as it packs them; elsewhere the activations are cast
+//! to the weights' dtype). An edit therefore needs f32 only for the matrices it changes: the
 //! editor casts those to f32 for the edit and back afterwards, and the rest of the network is never
 //! copied.
 
