@@ -5,6 +5,7 @@
 //! (`transformer.h.0…`, no `lm_head`). Conv1D weights are `[in, out]` in both, which is burn's
 //! `Linear` layout, so no tensor is transposed.
 
+use half::slice::HalfFloatSliceExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -266,10 +267,15 @@ impl<S: ByteSource> WeightFiles<S> {
                 }
                 for piece in pieces {
                     let values = self.take_rows(name, expected, piece)?;
+                    // Whole slices: `half` converts them with F16C where the CPU has it.
                     if dtype == FloatDType::F16 {
-                        f16s.extend(values.iter().map(|&x| half::f16::from_f32(x)));
+                        let at = f16s.len();
+                        f16s.resize(at + values.len(), half::f16::ZERO);
+                        f16s[at..].convert_from_f32_slice(&values);
                     } else {
-                        bf16s.extend(values.iter().map(|&x| half::bf16::from_f32(x)));
+                        let at = bf16s.len();
+                        bf16s.resize(at + values.len(), half::bf16::ZERO);
+                        bf16s[at..].convert_from_f32_slice(&values);
                     }
                 }
                 if dtype == FloatDType::F16 {

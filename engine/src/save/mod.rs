@@ -5,6 +5,7 @@
 pub mod delta_file;
 pub mod stats_file;
 
+use half::slice::HalfFloatSliceExt;
 use std::borrow::Cow;
 use std::collections::HashMap;
 #[cfg(not(target_family = "wasm"))]
@@ -81,16 +82,40 @@ impl WeightDtype {
     fn encode(self, values: &[f32]) -> Vec<u8> {
         match self {
             Self::F32 => values.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            Self::F16 => values
-                .iter()
-                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                .collect(),
-            Self::BF16 => values
-                .iter()
-                .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
-                .collect(),
+            // A slice at a time: `half` converts those with F16C where the CPU has it.
+            Self::F16 => encode_halves(
+                values,
+                half::f16::ZERO,
+                |d, s| d.convert_from_f32_slice(s),
+                half::f16::to_le_bytes,
+            ),
+            Self::BF16 => encode_halves(
+                values,
+                half::bf16::ZERO,
+                |d, s| d.convert_from_f32_slice(s),
+                half::bf16::to_le_bytes,
+            ),
         }
     }
+}
+
+/// `values` as little-endian half-precision bytes, converted (`convert`) through a small buffer
+/// of `H`s: no whole-tensor intermediate beside the bytes.
+fn encode_halves<H: Copy>(
+    values: &[f32],
+    zero: H,
+    convert: fn(&mut [H], &[f32]),
+    le_bytes: fn(H) -> [u8; 2],
+) -> Vec<u8> {
+    const CHUNK: usize = 4096;
+    let mut bytes = Vec::with_capacity(values.len() * 2);
+    let mut buf = [zero; CHUNK];
+    for chunk in values.chunks(CHUNK) {
+        let halves = &mut buf[..chunk.len()];
+        convert(halves, chunk);
+        bytes.extend(halves.iter().flat_map(|&h| le_bytes(h)));
+    }
+    bytes
 }
 
 fn view<const D: usize>(t: Tensor<D>) -> DeviceView {
