@@ -768,18 +768,13 @@ fn tiny_train_demo(vocab: usize, steps: usize, flag: &str) -> (tempfile::TempDir
     (tmp, out, args)
 }
 
-/// `args` as the `&str`s [`pmedit`] takes.
-fn strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 /// `train-demo --weights-from` refreshes a trained directory without training: the weights, loss
 /// curve and training time are the earlier run's, and a file the command does not write (a
 /// README next to the model) survives `--overwrite`.
 #[test]
 fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
     let (_tmp, out, base) = tiny_train_demo(1024, 3, "--overwrite");
-    let (ok, _, err) = pmedit(&strs(&base));
+    let (ok, _, err) = pmedit(&base);
     assert!(ok, "{err}");
     let weights = std::fs::read(out.join("model.safetensors")).unwrap();
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("train.json")).unwrap()).unwrap();
@@ -787,7 +782,7 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
 
     let mut again = base.clone();
     again.extend(["--weights-from".into(), out.display().to_string()]);
-    let (ok, _, err) = pmedit(&strs(&again));
+    let (ok, _, err) = pmedit(&again);
     assert!(ok, "{err}");
     assert!(err.contains("weights from") && !err.contains("training on"), "{err}");
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights);
@@ -804,7 +799,7 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
     let mut other = again.clone();
     let v = other.iter().position(|a| *a == "--vocab").unwrap();
     other[v + 1] = "600".into();
-    let (ok, _, err) = pmedit(&strs(&other));
+    let (ok, _, err) = pmedit(&other);
     assert!(!ok && err.contains("other settings"), "{err}");
     assert_eq!(std::fs::read(out.join("model.safetensors")).unwrap(), weights);
 }
@@ -814,13 +809,13 @@ fn train_demo_refreshes_from_earlier_weights_and_keeps_other_files() {
 #[test]
 fn train_demo_teaches_heldout_facts_by_subject_lines_only_when_asked() {
     let (_tmp, out, base) = tiny_train_demo(600, 2, "--heldout-by-extraction");
-    let (ok, _, err) = pmedit(&strs(&base));
+    let (ok, _, err) = pmedit(&base);
     assert!(!ok && err.contains("needs --subject-lines"), "{err}");
     assert!(!out.exists());
 
     let mut with_lines = base.clone();
     with_lines.extend(["--subject-lines".into(), "2".into()]);
-    let (ok, _, err) = pmedit(&strs(&with_lines));
+    let (ok, _, err) = pmedit(&with_lines);
     assert!(ok, "{err}");
     // 9 trained records × 3 (prompt, paraphrase, neighbourhood) + 3 held-out neighbourhoods + 12 × 2
     // subject lines.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// Runs the `pmedit` binary: success, stdout, stderr.
-pub fn pmedit(args: &[&str]) -> (bool, String, String) {
+pub fn pmedit<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pmedit"))
         .args(args)
         .output()
