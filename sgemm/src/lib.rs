@@ -293,6 +293,23 @@ mod avx2 {
         *HAS.get_or_init(|| available() && is_x86_feature_detected!("f16c"))
     }
 
+    /// A stored value in f32 (exact), for the packing's element-by-element edges.
+    trait Widen: Copy {
+        fn widen(self) -> f32;
+    }
+
+    impl Widen for f32 {
+        fn widen(self) -> f32 {
+            self
+        }
+    }
+
+    impl<T: Half> Widen for T {
+        fn widen(self) -> f32 {
+            Half::widen(self)
+        }
+    }
+
     /// The element types `B` may be stored in: each packs a `kc × nr` strip into f32.
     pub trait PackB: Copy + Sized {
         /// Packs the `kc × nr` strip at `b` (`nr ≤ 16`): for each depth index, 16 values
@@ -426,57 +443,14 @@ mod avx2 {
         ]
     }
 
-    /// Packs the `kc × nr` strip at `b` (`nr ≤ 16`): for each depth index, 16 values (columns
-    /// past `nr` are zero).
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn pack_b(nr: usize, kc: usize, b: View, dst: *mut f32) {
-        unsafe {
-            if nr == NR && b.cs == 1 {
-                for p in 0..kc {
-                    let s = b.ptr.offset(p as isize * b.rs);
-                    _mm256_store_ps(dst.add(p * NR), _mm256_loadu_ps(s));
-                    _mm256_store_ps(dst.add(p * NR + 8), _mm256_loadu_ps(s.add(8)));
-                }
-            } else if b.rs == 1 && nr == NR {
-                // A transposed operand (the LM head's `tableᵀ`): each column is contiguous, and
-                // 8 × 8 blocks are transposed in registers.
-                let mut p = 0;
-                while p + 8 <= kc {
-                    for half in 0..2 {
-                        let cols: [*const f32; 8] =
-                            std::array::from_fn(|j| b.ptr.offset((half * 8 + j) as isize * b.cs + p as isize));
-                        let rows = transpose8(cols.map(|c| _mm256_loadu_ps(c)));
-                        for (r, v) in rows.into_iter().enumerate() {
-                            _mm256_store_ps(dst.add((p + r) * NR + half * 8), v);
-                        }
-                    }
-                    p += 8;
-                }
-                for p in p..kc {
-                    for j in 0..NR {
-                        *dst.add(p * NR + j) = *b.ptr.offset(p as isize + j as isize * b.cs);
-                    }
-                }
-            } else {
-                for p in 0..kc {
-                    for j in 0..NR {
-                        *dst.add(p * NR + j) = if j < nr {
-                            *b.ptr.offset(p as isize * b.rs + j as isize * b.cs)
-                        } else {
-                            0.0
-                        };
-                    }
-                }
-            }
-        }
-    }
-
-    /// [`pack_b`] for a half-precision `b`, each group of eight values widened in registers by
-    /// `$load8` (exact): the same layouts (contiguous rows; contiguous columns, transposed 8 × 8
-    /// in registers; any strides).
-    macro_rules! pack_b_half {
-        ($name:ident, $t:ty, $load8:expr) => {
-            #[target_feature(enable = "avx2,fma,f16c")]
+    /// `$name` packs the `kc × nr` strip of `$t`s at `b` (`nr ≤ 16`): for each depth index, 16
+    /// f32 values (columns past `nr` are zero), each group of eight loaded (and widened, exactly)
+    /// by `$load8`. Rows contiguous: two loads per depth index; columns contiguous (a transposed
+    /// operand: `Wᵀ` in a product's gradient, the LM head's `tableᵀ`): 8 × 8 blocks transposed in
+    /// registers; any other strides: element by element.
+    macro_rules! pack_b_as {
+        ($name:ident, $t:ty, $features:literal, $load8:expr) => {
+            #[target_feature(enable = $features)]
             unsafe fn $name(nr: usize, kc: usize, b: Strided<$t>, dst: *mut f32) {
                 unsafe {
                     let load8 = $load8;
@@ -487,7 +461,6 @@ mod avx2 {
                             _mm256_store_ps(dst.add(p * NR + 8), load8(s.add(8)));
                         }
                     } else if b.rs == 1 && nr == NR {
-                        // A transposed operand (`Wᵀ` in a product's gradient, the LM head's `tableᵀ`).
                         let mut p = 0;
                         while p + 8 <= kc {
                             for half in 0..2 {
@@ -502,14 +475,14 @@ mod avx2 {
                         }
                         for p in p..kc {
                             for j in 0..NR {
-                                *dst.add(p * NR + j) = (*b.ptr.offset(p as isize + j as isize * b.cs)).widen();
+                                *dst.add(p * NR + j) = Widen::widen(*b.ptr.offset(p as isize + j as isize * b.cs));
                             }
                         }
                     } else {
                         for p in 0..kc {
                             for j in 0..NR {
                                 *dst.add(p * NR + j) = if j < nr {
-                                    (*b.ptr.offset(p as isize * b.rs + j as isize * b.cs)).widen()
+                                    Widen::widen(*b.ptr.offset(p as isize * b.rs + j as isize * b.cs))
                                 } else {
                                     0.0
                                 };
@@ -521,14 +494,17 @@ mod avx2 {
         };
     }
 
+    pack_b_as!(pack_b, f32, "avx2,fma", |p: *const f32| _mm256_loadu_ps(p));
     // f16: F16C's `vcvtph2ps`.
-    pack_b_half!(pack_b_f16, half::f16, |p: *const half::f16| _mm256_cvtph_ps(
-        _mm_loadu_si128(p as *const __m128i)
-    ));
+    pack_b_as!(pack_b_f16, half::f16, "avx2,fma,f16c", |p: *const half::f16| {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    });
     // bf16: the upper half of an f32, so zero-extended and shifted left by 16 bits.
-    pack_b_half!(pack_b_bf16, half::bf16, |p: *const half::bf16| _mm256_castsi256_ps(
-        _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)))
-    ));
+    pack_b_as!(pack_b_bf16, half::bf16, "avx2,fma,f16c", |p: *const half::bf16| {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+            p as *const __m128i,
+        ))))
+    });
 
     /// The register tile: `c[6×16] = alpha·Σ_p a[:, p] ⊗ b[p, :] + beta·c` over packed strips
     /// (`beta == 0`: `c` is not read). `c`'s columns are contiguous.
