@@ -130,11 +130,7 @@ fn host_product(a: &FlexTensor, b: &FlexTensor, b_transposed: bool, bias: Option
 
 /// The host primitive of a constant operand: a plain CPU-backend tensor, or an untracked one on
 /// an autodiff device (a weight lifted into the graph).
-fn constant(t: &Tensor<2>) -> Option<FlexTensor> {
-    constant_any(t.clone())
-}
-
-fn constant_any<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
+fn constant<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
     if t.device().is_autodiff() {
         let ad = t.try_into_primitive::<Autodiff<Flex>>().ok()?;
         (!ad.is_tracked()).then(|| ad.into_primitive())
@@ -150,12 +146,12 @@ pub(crate) fn product(a: &Tensor<2>, b: &Tensor<2>, bias: Option<&Tensor<1>>) ->
     if a.dtype() != DType::F32 || bias.is_some_and(|t| t.dtype() != DType::F32) {
         return None;
     }
-    let fb = constant(b)?;
+    let fb = constant(b.clone())?;
     if !takes_b(&fb) {
         return None;
     }
     let fbias = match bias {
-        Some(t) => Some(constant_any(t.clone())?),
+        Some(t) => Some(constant(t.clone())?),
         None => None,
     };
     if !a.device().is_autodiff() {

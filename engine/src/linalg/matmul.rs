@@ -1,13 +1,13 @@
 //! The engine's large matrix products: the model's linear layers (`x·W + b`), the LM head and
 //! the benchmark's peak product.
 //!
-//! On the CPU backend (burn `flex`; f32 activations, f32 or f16 weights, also inside the value
+//! On the CPU backend (burn `flex`; f32 activations, f32/f16/bf16 weights, also inside the value
 //! optimisation's autodiff graph) they run through [`pmedit_sgemm`] straight on the tensors' host
 //! buffers — the operands are borrowed, not copied, and the bias is written into the output
 //! before the product accumulates onto it. Everywhere else (wgpu, WebGPU, other dtypes) they are
 //! burn's own `matmul`.
 //!
-//! A weight stored in half precision (docs/ARCHITECTURE.md, weights in f16) may meet f32
+//! A weight stored in half precision (docs/ARCHITECTURE.md, Precision) may meet f32
 //! activations: burn's product then runs in the weight's dtype on the activations cast to it, and
 //! the result comes back in the activations' dtype before the bias is added.
 
