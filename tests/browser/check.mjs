@@ -6,6 +6,9 @@
 // Run it through scripts/browser-check.sh (which builds the page).
 // Usage: node check.mjs DIST MODEL_DIR [--prompt TEXT] [--stats FILE] [--edit REQUESTS.json]
 //          [--layers L] [--steps N] [--algo ALGO] [--backend webgpu|cpu] [--timeout SECONDS]
+//          [--gpu software|hardware] [--require-adapter TEXT]
+// --gpu hardware lets Chromium use the machine's GPU (Vulkan, no display) instead of SwiftShader;
+// --require-adapter stops at once, with an error, when the page's adapter line lacks TEXT.
 import { readdir, readFile } from 'node:fs/promises';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,7 +23,8 @@ if (!dist || !modelDir) {
   console.error('usage: node check.mjs DIST MODEL_DIR [--prompt TEXT] [--stats FILE] [--edit REQUESTS.json] [--layers L] [--steps N] [--algo ALGO] [--backend webgpu|cpu] [--timeout SECONDS]');
   process.exit(2);
 }
-const opt = { prompt: 'The Eiffel Tower is located in the city of', backend: 'webgpu', algo: 'rome', timeout: '3600' };
+const opt = { prompt: 'The Eiffel Tower is located in the city of', backend: 'webgpu', algo: 'rome', timeout: '3600',
+  gpu: 'software' };
 for (let i = 0; i < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1];
 const timeout = Number(opt.timeout) * 1000;
 
@@ -49,9 +53,24 @@ function treeRss(root) {
 
 const result = { backend: null, adapter: null, weights: null, ready_s: null, top5: null, wasm_memory_peak_bytes: null,
   predict_s: null, edit_s: null, after_top5: null, browser_rss_peak_bytes: 0, error: null };
+// Stopped from outside (a time limit): still print what was measured so far.
+process.on('SIGTERM', () => {
+  result.error ??= 'stopped (SIGTERM) before the check ended';
+  console.log(JSON.stringify(result));
+  process.exit(1);
+});
 const { base, server } = await serve(dist);
-const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+const args = ['--headless', '--no-sandbox', '--disable-dev-shm-usage',
   '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+// Without a display Chromium reaches a hardware GPU only through Vulkan with no surface
+// (PMEDIT_CHROMIUM_FLAGS replaces these switches).
+if (opt.gpu === 'hardware') {
+  args.push(...(process.env.PMEDIT_CHROMIUM_FLAGS
+    || '--use-angle=vulkan --enable-features=Vulkan --disable-vulkan-surface --ignore-gpu-blocklist --disable-gpu-sandbox')
+    .split(/\s+/).filter(Boolean));
+} else {
+  args.push('--disable-gpu');
+}
 if (opt.backend !== 'cpu') args.push('--enable-unsafe-webgpu');
 // A switch Chromium ignores, to find its main process (and so its whole tree) in /proc.
 const marker = `--pmedit-check=${process.pid}-${Date.now()}`;
@@ -103,6 +122,12 @@ async function memory() {
 try {
   await page.goto(base + (opt.backend === 'cpu' ? '?backend=cpu' : ''));
   await until('model ready');
+  // The built-in model is on the adapter the big one will use: a wrong adapter stops here.
+  const adapter = (await page.textContent('#adapter').catch(() => '')) ?? '';
+  if (opt['require-adapter'] && !adapter.toLowerCase().includes(opt['require-adapter'].toLowerCase())) {
+    result.adapter = adapter.trim();
+    throw new Error(`the adapter is not the one required (${opt['require-adapter']}): ${adapter.trim()}`);
+  }
   const files = (await readdir(modelDir))
     .filter((f) => /^(config\.json|tokenizer\.json|vocab\.json|merges\.txt|model\.safetensors)$/.test(f))
     .map((f) => join(modelDir, f));
@@ -144,3 +169,5 @@ try {
   server.close();
 }
 console.log(JSON.stringify(result));
+// A GPU process that outlives the browser keeps Node's pipes open: leave without waiting for it.
+process.exit(0);
