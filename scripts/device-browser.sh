@@ -54,6 +54,10 @@ prepare() {
   (cd /usr/lib/chromium && cp -a chrome_100_percent.pak chrome_200_percent.pak chrome_crashpad_handler icudtl.dat \
     libEGL.so libGLESv2.so libvk_swiftshader.so vk_swiftshader_icd.json libvulkan.so.1 resources.pak \
     snapshot_blob.bin v8_context_snapshot.bin "$w/chromium/" && cp locales/en-US.pak "$w/chromium/locales/")
+  # Chromium stops ("SkFontMgr … Not implemented") where fontconfig finds no font at all.
+  mkdir -p "$w/chromium/fonts"
+  cp /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf \
+    /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf "$w/chromium/fonts/"
   tar -C "$w" -cJf "$w/chromium-files.tar.xz" chromium
   lib="$w/lib"
   mkdir -p "$lib"
@@ -103,7 +107,7 @@ stage_part() {
     xz -dc "$here/pmedit.xz" > "$box/pmedit" && chmod +x "$box/pmedit"
     setsid bash "$stage/device-browser.sh" --native > "$stage/native.log" 2>&1 < /dev/null &
   fi
-  nproc >&2; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >&2 || true
+  nproc >&2; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null >&2 || true
 }
 
 # The model, its statistics and the native prediction (run in the background by part 1).
@@ -155,6 +159,9 @@ run() {
   export LD_LIBRARY_PATH="$lib:$box/chromium" HOME="$box/home" XDG_RUNTIME_DIR="$box/run"
   mkdir -p "$HOME" "$XDG_RUNTIME_DIR"
   export CHROMIUM="$box/chromium/chromium" PLAYWRIGHT_CORE="$box/playwright-core"
+  printf '<?xml version="1.0"?>\n<fontconfig><dir>%s</dir><cachedir>%s</cachedir></fontconfig>\n' \
+    "$box/chromium/fonts" "$box/fontcache" > "$box/fonts.conf"
+  export FONTCONFIG_FILE="$box/fonts.conf"
   say "unpacked; $("$CHROMIUM" --version 2>&1 | head -1)"
   vulkaninfo --summary 2>/dev/null | grep -i devicename >&2 || true
   while [ ! -f "$stage/native.done" ] && [ $(($(date +%s) - t0)) -lt 300 ]; do sleep 2; done
@@ -187,7 +194,7 @@ page = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])["top5"] or 
 print(json.dumps({"ids_equal": [t["id"] for t in native] == [t["id"] for t in page],
                   "max_abs_logprob_diff": max((abs(a["logprob"] - b["logprob"]) for a, b in zip(native, page)), default=None)}))
 PY
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader >&2 || true
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader 2>/dev/null >&2 || true
 }
 
 case "${1:-}" in

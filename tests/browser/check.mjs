@@ -111,7 +111,8 @@ async function predict() {
   await page.fill('#predict-prompt', opt.prompt);
   await page.click('#predict');
   const took = await until('predicted');
-  result.predict_s ??= took;
+  if (result.predict_s === null) result.predict_s = took;
+  else result.after_predict_s = took;
   return page.$$eval('#prediction li', (items) => items.map((li) => ({
     id: Number(li.dataset.id), token: li.querySelector('.token').textContent, logprob: Number(li.dataset.logprob) })));
 }
