@@ -81,6 +81,8 @@ prepare() {
   ls "$w"/chromium.xz.[0-9]* | wc -l > "$w/chromium.pieces"
   printf '%s\n' '[{"prompt": "{} is located in the city of", "subject": "The Eiffel Tower", "target_new": " Rome"}]' \
     > "$w/request.json"
+  compgen -G "$root/.gl/*.deb" > /dev/null ||
+    echo "device-browser: no .gl/*.deb (the Vulkan loader packages: in .gl/, apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2); packing without them" >&2
   local part=1 f
   for f in "$w/pmedit.xz" "$root/public/corpus/wikitext-excerpt.txt" "$w/request.json" "$w/chromium.pieces" "$root"/.gl/*.deb \
     "$w"/{lib,chromium-files,playwright-core,site}.tar.xz "$w/node.xz" "$w"/chromium.xz.[0-9]*; do
@@ -135,7 +137,7 @@ run() {
   fi
   cp "$here"/* "$stage/" 2>/dev/null || true
   cd "$box"
-  # The Vulkan loader and the NVIDIA driver's ICD (see the device notes in DEVELOPERS.md).
+  # The Vulkan and GL dispatch libraries (.gl's packages) and the NVIDIA driver's Vulkan ICD.
   local nv=/usr/local/nvidia/share
   if command -v nvidia-smi > /dev/null; then
     for f in "$stage"/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
