@@ -14,8 +14,9 @@
 # --out     also write rows.jsonl and table.md there (default: $OUT when set).
 #
 # On a lent GPU machine (no Rust toolchain): run `--prepare` here, carry `.device` (and `.gl`, the
-# Vulkan loader packages, see DEVELOPERS.md), and run `scripts/device-check.sh` there; the script
-# unpacks the binary and the loader itself.
+# Vulkan loader packages, fetched here into .gl/ with `apt-get download libvulkan1 libegl1
+# libglvnd0 libopengl0 libgl1 libglx0 libgles2`), and run `scripts/device-check.sh` there; the
+# script unpacks the binary and the loader itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
