@@ -11,28 +11,31 @@
 #
 # What travels to such a machine is the working tree plus carried paths, 64 MiB a call, and it
 # starts with no browser, Node or Rust: Chromium (297 MB), its libraries, Node, playwright-core,
-# the built page and a stripped pmedit are packed here (xz, ≈ 190 MB) into parts of ≤ 62 MiB,
+# the built page and a stripped pmedit are packed here (xz, ≈ 175 MB) into parts of ≤ 62 MiB,
 # carried one a call while the machine stays warm (it is kept 30 s after a call). The working
 # tree must be nearly empty for those calls (e.g. an orphan branch with one small file, and `/*`
 # in .git/info/exclude). Part 1 starts `pmedit random-model` (f16), the layer's statistics and
 # the native prediction in the background, so the model is made while the other parts travel.
 #
 # Variables: PMEDIT_LAYER (17), PMEDIT_TOKENS (8000), PMEDIT_STEPS (2), PMEDIT_TIMEOUT (300 s for
-# each wait in the page), PMEDIT_DEADLINE (520 s: the last call's check ends by then), PMEDIT_PROMPT, PMEDIT_ADAPTER (nvidia: a word the adapter's line must
-# hold), PMEDIT_SHAPE ("--shape gpt2-xl"), PMEDIT_GPU (hardware). A rehearsal without a GPU:
-# PMEDIT_GPU=software PMEDIT_ADAPTER= PMEDIT_SHAPE="--shape gpt2-small --n-layer 2" PMEDIT_LAYER=1.
+# each wait in the page), PMEDIT_DEADLINE (520 s: the last call's check ends by then),
+# PMEDIT_PROMPT, PMEDIT_ADAPTER (nvidia: a word the adapter's line must hold), PMEDIT_SHAPE
+# ("--shape gpt2-xl"), PMEDIT_GPU (hardware). A rehearsal without a GPU: PMEDIT_GPU=software
+# PMEDIT_ADAPTER= PMEDIT_SHAPE="--shape gpt2-small --n-layer 2" PMEDIT_LAYER=1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 self="$here/$(basename "$0")"
 stage=/tmp/pmedit-stage
 box=/tmp/pmedit-box
 layer="${PMEDIT_LAYER:-17}" tokens="${PMEDIT_TOKENS:-8000}" steps="${PMEDIT_STEPS:-2}"
-wait_s="${PMEDIT_TIMEOUT:-300}" deadline="${PMEDIT_DEADLINE:-520}" gpu="${PMEDIT_GPU:-hardware}" want="${PMEDIT_ADAPTER-nvidia}" shape="${PMEDIT_SHAPE:---shape gpt2-xl}"
+wait_s="${PMEDIT_TIMEOUT:-300}" deadline="${PMEDIT_DEADLINE:-520}" gpu="${PMEDIT_GPU:-hardware}"
+want="${PMEDIT_ADAPTER-nvidia}" shape="${PMEDIT_SHAPE:---shape gpt2-xl}"
 prompt="${PMEDIT_PROMPT:-The Eiffel Tower is located in the city of}"
 t0=$(date +%s)
-# Chromium switches for a hardware GPU without a display, tried in this order.
+# Chromium switches for a hardware GPU without a display, tried in this order; empty = check.mjs's
+# own (ANGLE on Vulkan, no surface), which worked on an H200.
 switches=(
-  "--use-angle=vulkan --enable-features=Vulkan --disable-vulkan-surface --ignore-gpu-blocklist --disable-gpu-sandbox"
+  ""
   "--use-angle=swiftshader --enable-features=Vulkan --disable-vulkan-surface --ignore-gpu-blocklist --disable-gpu-sandbox"
   "--enable-features=Vulkan,VulkanFromANGLE,DefaultANGLEVulkan --use-vulkan=native --ignore-gpu-blocklist --disable-gpu-sandbox"
 )
@@ -165,7 +168,6 @@ run() {
     "$box/chromium/fonts" "$box/fontcache" > "$box/fonts.conf"
   export FONTCONFIG_FILE="$box/fonts.conf"
   say "unpacked; $("$CHROMIUM" --version 2>&1 | head -1)"
-  vulkaninfo --summary 2>/dev/null | grep -i devicename >&2 || true
   while [ ! -f "$stage/native.done" ] && [ $(($(date +%s) - t0)) -lt 300 ]; do sleep 2; done
   cp "$stage/native.log" "$stage/times" "$out/" 2>/dev/null || true
   cp "$box/native.json" "$out/native.json" 2>/dev/null || true
@@ -180,11 +182,13 @@ run() {
     n=$((n + 1))
     PMEDIT_CHROMIUM_FLAGS="$flags" timeout 90 "$box/node" tests/browser/check.mjs web/dist web/dist/models/demo \
       --gpu "$gpu" --require-adapter "$want" --timeout 45 > "$out/probe$n.json" 2> "$out/probe$n.log"
-    say "probe $n ($flags): $(tail -1 "$out/probe$n.json")"
+    say "probe $n (${flags:-check.mjs default}): $(tail -1 "$out/probe$n.json")"
     grep -q '"error":null' "$out/probe$n.json" && break
   done
   export PMEDIT_CHROMIUM_FLAGS="$flags"
-  timeout $((t0 + deadline - $(date +%s))) "$box/node" tests/browser/check.mjs web/dist "$box/xl" --gpu "$gpu" --require-adapter "$want" \
+  local left=$((t0 + deadline - $(date +%s)))
+  timeout $((left > 30 ? left : 30)) "$box/node" tests/browser/check.mjs web/dist "$box/xl" --gpu "$gpu" \
+    --require-adapter "$want" \
     --stats "$box/stats.safetensors" --edit "$stage/request.json" --layers "$layer" --steps "$steps" \
     --prompt "$prompt" --timeout "$wait_s" > "$out/xl-browser.json" 2> "$out/xl-browser.log"
   say "xl: $(tail -1 "$out/xl-browser.json")"
@@ -193,7 +197,7 @@ run() {
 import json, sys
 native = json.load(open(sys.argv[1]))["top_k"][:5]
 page = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])["top5"] or []
-print(json.dumps({"ids_equal": [t["id"] for t in native] == [t["id"] for t in page],
+print(json.dumps({"ids_equal": [t["id"] for t in native] == [t["id"] for t in page] if page else None,
                   "max_abs_logprob_diff": max((abs(a["logprob"] - b["logprob"]) for a, b in zip(native, page)), default=None)}))
 PY
   nvidia-smi --query-gpu=memory.used --format=csv,noheader 2>/dev/null >&2 || true
@@ -204,5 +208,5 @@ case "${1:-}" in
   --stage) stage_part ;;
   --native) native ;;
   --run) run ;;
-  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

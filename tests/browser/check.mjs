@@ -20,7 +20,7 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE || 'playwright-core');
 
 const [dist, modelDir, ...rest] = process.argv.slice(2);
 if (!dist || !modelDir) {
-  console.error('usage: node check.mjs DIST MODEL_DIR [--prompt TEXT] [--stats FILE] [--edit REQUESTS.json] [--layers L] [--steps N] [--algo ALGO] [--backend webgpu|cpu] [--timeout SECONDS]');
+  console.error('usage: node check.mjs DIST MODEL_DIR [--prompt TEXT] [--stats FILE] [--edit REQUESTS.json] [--layers L] [--steps N] [--algo ALGO] [--backend webgpu|cpu] [--timeout SECONDS] [--gpu software|hardware] [--require-adapter TEXT]');
   process.exit(2);
 }
 const opt = { prompt: 'The Eiffel Tower is located in the city of', backend: 'webgpu', algo: 'rome', timeout: '3600',
