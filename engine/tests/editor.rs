@@ -220,4 +220,8 @@ fn statistics_are_checked_against_the_model() {
         err.contains("no C0 statistics for layer 5") && err.contains("[0, 1]"),
         "{err}"
     );
+    // The same refusal before any work, for front ends that predict around an edit.
+    assert_eq!(e.check_plan(&plan).unwrap_err().to_string(), err);
+    let covered = e.plan(Algorithm::Rome, &quick(Some(vec![1]), None)).unwrap();
+    e.check_plan(&covered).unwrap();
 }

@@ -2,7 +2,8 @@
 // headless Chromium (WebGPU flag; `--backend cpu` for the CPU backend), predicts the next token of
 // a prompt, optionally applies one edit, and prints as its last line one JSON object:
 //   backend, adapter, weights, ready_s, top5 [{id, token, logprob}], predict_s, wasm_memory_peak_bytes,
-//   edit_s, after_top5, browser_rss_peak_bytes, error.
+//   edit_s, edit_phases (where the request's time went, as the page words it), after_top5,
+//   browser_rss_peak_bytes, error.
 // Run it through scripts/browser-check.sh (which builds the page).
 // Usage: node check.mjs DIST MODEL_DIR [--prompt TEXT] [--stats FILE] [--edit REQUESTS.json]
 //          [--layers L] [--steps N] [--algo ALGO] [--backend webgpu|cpu] [--timeout SECONDS]
@@ -52,7 +53,7 @@ function treeRss(root) {
 }
 
 const result = { backend: null, adapter: null, weights: null, ready_s: null, top5: null, wasm_memory_peak_bytes: null,
-  predict_s: null, edit_s: null, after_top5: null, browser_rss_peak_bytes: 0, error: null };
+  predict_s: null, edit_s: null, edit_phases: null, after_top5: null, browser_rss_peak_bytes: 0, error: null };
 // Stopped from outside (a time limit): still print what was measured so far.
 process.on('SIGTERM', () => {
   result.error ??= 'stopped (SIGTERM) before the check ended';
@@ -158,6 +159,7 @@ try {
     await page.click('#apply');
     result.edit_wall_s = await until('edit applied');
     result.edit_s = seconds(await status());
+    result.edit_phases = (await page.textContent('#edit-phases')).trim();
     result.after_top5 = await predict();
     await memory();
   }

@@ -3,6 +3,7 @@
 //! validation, chart scales — builds and is tested natively too.
 
 pub mod budget;
+pub mod ctors;
 pub mod failure;
 pub mod form;
 pub mod protocol;

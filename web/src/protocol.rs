@@ -477,6 +477,9 @@ pub struct EditReport {
     pub templates: usize,
     /// ES/PS/NS/S before and after (boxed: the largest message stays small).
     pub metrics: Option<Box<MetricsReport>>,
+    /// Where the request's time went, in order: each step's name and milliseconds (the edit
+    /// itself is one of them; the rest is what the page shows around it).
+    pub phases: Vec<(String, f64)>,
 }
 
 #[cfg(test)]
@@ -572,6 +575,7 @@ mod tests {
                 least_squares: vec![point],
                 null_space: Some((point, 3)),
             }),
+            phases: vec![("edit".into(), 3.0)],
         }));
         round_trip(Response::Ready(ModelInfo {
             name: "demo".into(),

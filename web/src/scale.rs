@@ -103,6 +103,15 @@ pub fn duration_label(ms: f64) -> String {
     }
 }
 
+/// A request's timed steps in one line: "editing 12.3 s · generating after the edit 840 ms".
+pub fn phases_label(phases: &[(String, f64)]) -> String {
+    phases
+        .iter()
+        .map(|(name, ms)| format!("{name} {}", duration_label(*ms)))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +122,19 @@ mod tests {
         assert_eq!(duration_label(12_345.0), "12.3 s");
         assert_eq!(duration_label(133_836.0), "2 min 14 s");
         assert_eq!(duration_label(f64::NAN), "?");
+    }
+
+    #[test]
+    fn phases_read_in_order_with_their_times() {
+        let phases = [
+            ("editing".to_string(), 12_345.0),
+            ("generating after the edit".to_string(), 840.4),
+        ];
+        assert_eq!(
+            phases_label(&phases),
+            "editing 12.3 s · generating after the edit 840 ms"
+        );
+        assert_eq!(phases_label(&[]), "");
     }
 
     #[test]

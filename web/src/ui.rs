@@ -15,7 +15,7 @@ use crate::protocol::{
     Algorithm, Backend, EditReport, EditSettings, FactRecord, MetricsReport, ModelFiles, ModelInfo, NpzStats,
     Prediction, Request, Response, Scores, StatsFile, TokenizerFiles, TraceReport, WeightUrl, Weights,
 };
-use crate::scale::{Scale, duration_label, tick_label};
+use crate::scale::{Scale, duration_label, phases_label, tick_label};
 use crate::share::SharedState;
 use crate::worker::EngineWorker;
 
@@ -1163,6 +1163,7 @@ fn Results(page: Page) -> impl IntoView {
                 <ProbBars probs=rep.target_prob.clone() />
                 <h3>"Value optimisation loss"</h3>
                 <LossCurve curves=rep.loss.clone() />
+                <p class="muted" id="edit-phases">{format!("Where the time went: {}.", phases_label(&rep.phases))}</p>
             </section>
         })}
     }

@@ -26,6 +26,7 @@ use crate::protocol::{
     WeightUrl, Weights, WorkerError, tradeoff_lambdas,
 };
 use crate::range::RangeSource;
+use crate::scale::duration_label;
 
 /// What the worker holds between requests.
 struct State {
@@ -579,39 +580,65 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
         ..Default::default()
     };
     let plan = s.editor.plan(settings.algorithm, &overrides)?;
+    // Missing statistics are refused before the predictions and scores around the edit.
+    s.editor.check_plan(&plan)?;
+    let mut phases = Phases::new(progress);
+    phases.start("predicting the probes before the edit");
     let before = predict(s, &settings.probes, 5).await?;
+    phases.start("scoring the facts before the edit");
     let (records, model_answers) = metric_records(s, &settings.facts).await?;
     let scores_before = score_records(s.editor.model(), s.editor.tokenizer(), &records, None).await?;
+    phases.start("generating before the edit");
     let gen_before = continuation(s, first).await?;
+    phases.start("editing");
     let start = now_ms();
+    let mut last = start;
     let report = s
         .editor
         .edit(&requests, &plan, |e: EditEvent| {
-            if matches!(e, EditEvent::Templates) && settings.sampled_templates {
-                let _ = progress.unbounded_send(Response::Status(
-                    "context templates: generating them with the model (once per model)…".into(),
-                ));
-            }
-            if let EditEvent::ValueStep { request, loss } = e {
-                let _ = progress.unbounded_send(Response::Loss {
-                    request,
-                    step: loss.step,
-                    loss: f64::from(loss.total),
-                });
+            // Each event with the time since the previous one on the console: where an edit
+            // on a slow adapter spends its time (the keys, each value step, each layer's solve).
+            let t = now_ms();
+            web_sys::console::info_1(&format!("pmedit: {e:?} (+{})", duration_label(t - last)).into());
+            last = t;
+            match e {
+                EditEvent::Templates if settings.sampled_templates => {
+                    let _ = progress.unbounded_send(Response::Status(
+                        "context templates: generating them with the model (once per model)…".into(),
+                    ));
+                }
+                EditEvent::ValueStep { request, loss } => {
+                    let _ = progress.unbounded_send(Response::Loss {
+                        request,
+                        step: loss.step,
+                        loss: f64::from(loss.total),
+                    });
+                }
+                EditEvent::Layer { layer } => {
+                    let _ = progress.unbounded_send(Response::Status(format!(
+                        "solving for layer {layer}'s update and writing it…"
+                    )));
+                }
+                _ => {}
             }
         })
         .await?;
     let edit_ms = now_ms() - start;
+    phases.start("the trade-off curves (λ)");
     let teaching = match report.deltas.last() {
         Some(d) => Some(s.editor.teach(d, &plan.hparams, &tradeoff_lambdas()).await?),
         None => None,
     };
+    phases.start("predicting the probes after the edit");
     let after = predict(s, &settings.probes, 5).await?;
+    phases.start("generating after the edit");
     let gen_after = continuation(s, first).await?;
     // Cached by the edit: no second sampling.
     let templates = s.editor.templates(&plan).await?.len();
+    phases.start("scoring the facts after the edit");
     let scores_after = score_records(s.editor.model(), s.editor.tokenizer(), &records, None).await?;
     let metrics = metrics_report(&scores_before, &scores_after, model_answers).map(Box::new);
+    let phases = phases.finish();
     Ok(EditReport {
         algorithm: plan.algorithm,
         layers: plan.hparams.layers.clone(),
@@ -629,7 +656,46 @@ async fn edit(s: &mut State, settings: &EditSettings, progress: &Progress) -> Re
         generated: (gen_before, gen_after),
         templates,
         metrics,
+        phases,
     })
+}
+
+/// The steps of a request, timed: each one is announced on the status line as it starts and
+/// logged to the console with its time as it ends (what a long run on a slow adapter shows).
+struct Phases<'a> {
+    progress: &'a Progress,
+    done: Vec<(String, f64)>,
+    current: Option<(&'static str, f64)>,
+}
+
+impl<'a> Phases<'a> {
+    fn new(progress: &'a Progress) -> Self {
+        Self {
+            progress,
+            done: Vec::new(),
+            current: None,
+        }
+    }
+
+    /// Ends the current step and starts `name`.
+    fn start(&mut self, name: &'static str) {
+        self.end();
+        let _ = self.progress.unbounded_send(Response::Status(format!("{name}…")));
+        self.current = Some((name, now_ms()));
+    }
+
+    fn end(&mut self) {
+        if let Some((name, t0)) = self.current.take() {
+            let ms = now_ms() - t0;
+            web_sys::console::info_1(&format!("pmedit: {name}: {}", duration_label(ms)).into());
+            self.done.push((name.to_string(), ms));
+        }
+    }
+
+    fn finish(mut self) -> Vec<(String, f64)> {
+        self.end();
+        self.done
+    }
 }
 
 /// Runs a sweep's grid, one evaluation of one batch per point (`run_eval` edits the unedited

@@ -406,6 +406,17 @@ impl<M: EditableModel> Editor<M> {
         })
     }
 
+    /// Refuses `plan` before any work when [`Editor::edit`] would: a layer the model does not
+    /// have, or one without C0 statistics. Front ends that do their own work around an edit (the
+    /// page's before/after predictions) call it first.
+    pub fn check_plan(&self, plan: &EditPlan) -> Result<()> {
+        check_layers(&plan.hparams.layers, self.model.n_layer())?;
+        for &layer in &plan.hparams.layers {
+            self.require_statistics(layer)?;
+        }
+        Ok(())
+    }
+
     /// The statistics of `layer`, or an error that says how to get them.
     fn require_statistics(&self, layer: usize) -> Result<&LayerStats> {
         self.stats.get(&layer).ok_or_else(|| {
@@ -503,8 +514,8 @@ impl<M: EditableModel> Editor<M> {
         if requests.is_empty() {
             return Err(EngineError::Input("no edit requests".into()));
         }
-        check_layers(&plan.hparams.layers, self.model.n_layer())?;
-        // Statistics first: a missing layer is refused before any template is sampled.
+        // A missing layer is refused before any template is sampled.
+        self.check_plan(plan)?;
         let mut stats = HashMap::new();
         for &l in &plan.hparams.layers {
             stats.insert(l, self.preserved(l, plan).await?);

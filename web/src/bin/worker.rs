@@ -1,6 +1,7 @@
 //! The engine worker's entry point (Trunk builds it to wasm32 as a Web Worker).
 
 fn main() {
+    pmedit_web::ctors::run();
     #[cfg(target_family = "wasm")]
     {
         use gloo_worker::Registrable;
