@@ -36,6 +36,12 @@ cargo clippy -p pmedit-web --target wasm32-unknown-unknown -- -D warnings
 # them so cargo writes this checkout's (Trunk reads those files).
 rm -f "$CARGO_TARGET_DIR"/wasm32-unknown-unknown/debug/{pmedit-web,worker}.wasm
 trunk build
+# wasm-ld wraps every export of a module whose `main` does not run the static constructors itself
+# in a call to all of them (web/src/ctors.rs): a module with such wrappers is refused.
+if grep -a -l command_export web/dist/*.wasm; then
+  echo "the wasm above wraps its exports in static constructors (see web/src/ctors.rs)" >&2
+  exit 1
+fi
 
 step "browser tests (headless Chromium: WebGPU flag, CPU fallback, broken model)"
 # Screenshots and timings are kept with the build cache.
