@@ -827,6 +827,38 @@ fn train_demo_teaches_heldout_facts_by_subject_lines_only_when_asked() {
     assert!((0.0..=1.0).contains(&held), "{report}");
 }
 
+/// `--storage-steps` trains in two phases, named in the loss curve and the report: subject lines
+/// first, then everything with the MLPs fixed.
+#[test]
+fn train_demo_trains_a_storage_phase_first_when_asked() {
+    let (_tmp, out, mut args) = tiny_train_demo(600, 2, "--frozen-attention");
+    let layers = args.iter().position(|a| a == "--layers").unwrap();
+    args[layers + 1] = "2".into();
+    args.push("1".into());
+    let (ok, _, err) = pmedit(&args);
+    assert!(!ok && err.contains("need --storage-steps"), "{err}");
+    args.extend(["--storage-steps", "10", "--storage-from", "2"].map(String::from));
+    let (ok, _, err) = pmedit(&args);
+    assert!(!ok && err.contains("at least one of the 2 blocks"), "{err}");
+    assert!(!out.exists());
+    *args.last_mut().unwrap() = "1".into();
+    let (ok, _, err) = pmedit(&args);
+    assert!(ok, "{err}");
+    assert!(err.contains("storage phase: 12 subject lines and "), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("train.json")).unwrap()).unwrap();
+    assert_eq!(
+        (report["storage_steps"].as_u64(), report["storage_from"].as_u64()),
+        (Some(10), Some(1))
+    );
+    let phases: Vec<(u64, &str)> = report["loss_curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["step"].as_u64().unwrap(), p["phase"].as_str().unwrap()))
+        .collect();
+    assert_eq!(phases, [(0, "storage"), (10, "facts")]);
+}
+
 /// Issue 4's CI bar: `pmedit eval` runs all four algorithms on a single layer and distributed over
 /// two, and writes the table, summaries, per-point records and plots (5 value steps: this checks
 /// the plumbing, not the metrics).

@@ -18,8 +18,8 @@ use pmedit_engine::load::{LoadedModel, load_model_dir};
 use pmedit_engine::save::stats_file::stats_to_bytes;
 use pmedit_engine::save::{WeightDtype, write_model_files};
 use pmedit_engine::train::{
-    Batcher, TrainConfig, fact_sentences, neighbourhood_sentences, relation_sentences, subject_sentences, text_lines,
-    train_bpe, train_lm,
+    Batcher, TrainConfig, fact_sentences, neighbourhood_sentences, neighbourhood_subject_sentences, relation_sentences,
+    subject_sentences, text_lines, train_bpe, train_lm,
 };
 use pmedit_engine::{Gpt2, Gpt2Config, Gpt2Tokenizer, block_on};
 use serde_json::{Value, json};
@@ -96,6 +96,20 @@ pub struct TrainDemoArgs {
     /// commonest objects give 14 %) — the reading generalised little (public/models/demo/README.md).
     #[arg(long)]
     pub heldout_by_extraction: bool,
+    /// Train in two phases: first N steps on the subject lines alone (`--subject-lines` of the
+    /// facts and of their neighbourhood prompts' subjects, at least one each) and the running
+    /// text, so the facts are stored in the MLPs at the subject's last token; then `--steps` on
+    /// everything with the MLPs fixed, so prompts can only be answered by attention reading the
+    /// fact from the subject — the recall path ROME's causal traces find in GPT-2 (0 = one phase).
+    #[arg(long, default_value_t = 0)]
+    pub storage_steps: usize,
+    /// In the storage phase, keep the MLPs of the first N blocks fixed, so facts are stored
+    /// deeper.
+    #[arg(long, default_value_t = 0)]
+    pub storage_from: usize,
+    /// In the second phase, also keep the attention of the first N blocks fixed.
+    #[arg(long, default_value_t = 0)]
+    pub frozen_attention: usize,
     /// Label smoothing of the cross-entropy (0 = none); 0.2 makes the demo model easier to edit.
     #[arg(long, default_value_t = 0.2, value_parser = crate::ranges::fraction)]
     pub label_smoothing: f64,
@@ -191,6 +205,15 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         !args.heldout_by_extraction || args.subject_lines > 0,
         "--heldout-by-extraction needs --subject-lines: the held-out facts are taught only by them"
     );
+    ensure!(
+        args.storage_steps > 0 || (args.storage_from == 0 && args.frozen_attention == 0),
+        "--storage-from and --frozen-attention shape the two-phase training: they need --storage-steps"
+    );
+    ensure!(
+        args.storage_from < args.layers && args.frozen_attention < args.layers,
+        "--storage-from and --frozen-attention must leave at least one of the {} blocks to train",
+        args.layers
+    );
     let prompted = match args.heldout_by_extraction {
         true => &records[..args.facts - args.heldout],
         false => records,
@@ -199,6 +222,28 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     sentences.extend(neighbourhood_sentences(&records[prompted.len()..]));
     sentences.extend(relation_sentences(prompted, args.restatements, args.seed));
     sentences.extend(subject_sentences(records, args.subject_lines));
+    // The storage phase's sentences: subject lines of the facts and of their neighbourhood
+    // prompts' subjects; they are also trained in the second phase.
+    let storage: Vec<String> = match args.storage_steps {
+        0 => Vec::new(),
+        _ => {
+            let copies = args.subject_lines.max(1);
+            let neighbours = neighbourhood_subject_sentences(records, copies);
+            if args.subject_lines == 0 {
+                sentences.extend(subject_sentences(records, copies));
+            }
+            sentences.extend(neighbours.iter().cloned());
+            eprintln!(
+                "storage phase: {} subject lines and {} of their neighbourhood prompts' subjects, {copies} times each",
+                records.len(),
+                neighbours.len() / copies
+            );
+            subject_sentences(records, copies)
+                .into_iter()
+                .chain(neighbours)
+                .collect()
+        }
+    };
     let lines = text_lines(&corpus, args.text_bytes);
     let texts: Vec<String> = sentences.iter().chain(&lines).cloned().collect();
     let (tokenizer, tokenizer_json) = train_bpe(&texts, args.vocab)?;
@@ -206,6 +251,15 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         .eos_id()
         .context("the trained tokenizer has no <|endoftext|>")?;
     let fact_ids: Vec<Vec<u32>> = sentences
+        .iter()
+        .map(|s| {
+            tokenizer.encode(s).map(|mut ids| {
+                ids.push(eos);
+                ids
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let storage_ids: Vec<Vec<u32>> = storage
         .iter()
         .map(|s| {
             tokenizer.encode(s).map(|mut ids| {
@@ -236,7 +290,7 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     let sel = select(choice)?;
     let (model, curve, train_secs) = match &args.weights_from {
         Some(dir) => earlier_weights(dir, &tokenizer_json, &sel.device)?,
-        None => train(&args, &config, &sel, fact_ids, &text_ids, started)?,
+        None => train(&args, &config, &sel, (storage_ids, fact_ids), &text_ids, started)?,
     };
 
     // Write the model, then reload it (plain device) for statistics and the accuracy check.
@@ -312,7 +366,7 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
         "heldout": args.heldout,
         "text_tokens": text_ids.len(),
         "parameters": config.num_params(),
-        "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed, "label_smoothing": args.label_smoothing, "restatements": args.restatements, "subject_lines": args.subject_lines,
+        "steps": args.steps, "batch": args.batch, "lr": args.lr, "seed": args.seed, "label_smoothing": args.label_smoothing, "restatements": args.restatements, "subject_lines": args.subject_lines, "storage_steps": args.storage_steps, "storage_from": args.storage_from, "frozen_attention": args.frozen_attention,
         "device": sel.description,
         "train_seconds": train_secs,
         "top1_rewrite": acc_rewrite,
@@ -338,52 +392,76 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     Ok(())
 }
 
-/// Trains the demo model (`train-demo` without `--weights-from`); returns it with its loss curve
-/// and the seconds since `started`.
+/// Trains the demo model (`train-demo` without `--weights-from`): `--storage-steps` on the
+/// storage sentences (if any), then `--steps` on the fact sentences with the MLPs fixed after a
+/// storage phase; returns it with its loss curve and the seconds since `started`.
 fn train(
     args: &TrainDemoArgs,
     config: &Gpt2Config,
     sel: &Selected,
-    fact_ids: Vec<Vec<u32>>,
+    (storage_ids, fact_ids): (Vec<Vec<u32>>, Vec<Vec<u32>>),
     text_ids: &[u32],
     started: Instant,
 ) -> Result<(Gpt2, Vec<Value>, f64)> {
     eprintln!("training on {}: {} parameters", sel.description, config.num_params());
     // Seeded weights as well as batches: the same command gives the same model on a device.
     sel.device.seed(args.seed);
-    let model = config.init(&sel.device.clone().autodiff());
-    let mut batcher = Batcher::new(fact_ids, text_ids.to_vec(), args.context, 0.6, args.seed);
-    let train = TrainConfig::new()
-        .with_steps(args.steps)
-        .with_batch(args.batch)
-        .with_lr(args.lr)
-        .with_label_smoothing(args.label_smoothing);
-    let bar = ProgressBar::new(args.steps as u64).with_style(
+    let mut model = config.init(&sel.device.clone().autodiff());
+    let total = args.storage_steps + args.steps;
+    let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("train {bar:30} {pos}/{len} {msg} [{elapsed_precise} eta {eta}]")
             .expect("valid template"),
     );
     let mut curve = Vec::new();
-    let mut smooth = f32::NAN;
-    let model = train_lm(
-        model,
-        &train,
-        |n| batcher.next_batch(n),
-        |s| {
-            smooth = if smooth.is_nan() {
-                s.loss
-            } else {
-                0.95 * smooth + 0.05 * s.loss
-            };
-            if s.step % 10 == 0 {
-                curve.push(json!({"step": s.step, "loss": s.loss}));
-            }
-            bar.set_message(format!("loss {smooth:.3}"));
-            if bar.is_hidden() && s.step % 100 == 0 {
-                eprintln!("step {}/{}: loss {smooth:.3}, lr {:.2e}", s.step, args.steps, s.lr);
-            }
-            bar.inc(1);
-        },
-    )?;
+    let two_phases = args.storage_steps > 0;
+    // (steps, sentences, MLPs fixed below, attention fixed below, name)
+    let phases = [
+        (args.storage_steps, storage_ids, args.storage_from, 0, "storage"),
+        (
+            args.steps,
+            fact_ids,
+            if two_phases { usize::MAX } else { 0 },
+            if two_phases { args.frozen_attention } else { 0 },
+            "facts",
+        ),
+    ];
+    let mut done = 0;
+    for (steps, ids, mlp_below, attention_below, name) in phases {
+        if steps == 0 {
+            continue;
+        }
+        let mut batcher = Batcher::new(ids, text_ids.to_vec(), args.context, 0.6, args.seed);
+        let train = TrainConfig::new()
+            .with_steps(steps)
+            .with_batch(args.batch)
+            .with_lr(args.lr)
+            .with_label_smoothing(args.label_smoothing)
+            .with_freeze_mlp_below(mlp_below)
+            .with_freeze_attention_below(attention_below);
+        let mut smooth = f32::NAN;
+        model = train_lm(
+            model,
+            &train,
+            |n| batcher.next_batch(n),
+            |s| {
+                let step = done + s.step;
+                smooth = if smooth.is_nan() {
+                    s.loss
+                } else {
+                    0.95 * smooth + 0.05 * s.loss
+                };
+                if step % 10 == 0 {
+                    curve.push(json!({"step": step, "loss": s.loss, "phase": name}));
+                }
+                bar.set_message(format!("{name}: loss {smooth:.3}"));
+                if bar.is_hidden() && step % 100 == 0 {
+                    eprintln!("step {step}/{total} ({name}): loss {smooth:.3}, lr {:.2e}", s.lr);
+                }
+                bar.inc(1);
+            },
+        )?;
+        done += steps;
+    }
     bar.finish();
     Ok((model, curve, started.elapsed().as_secs_f64()))
 }

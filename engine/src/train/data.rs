@@ -51,6 +51,39 @@ pub fn subject_sentences(records: &[Record], copies: usize) -> Vec<String> {
     out
 }
 
+/// The subjects of `records`' neighbourhood prompts, each followed at once by its object, `copies`
+/// times — [`subject_sentences`] for the other subjects the facts mention. A neighbourhood prompt
+/// names no subject, so it is read off with the relation templates of the records' own prompts
+/// (the longest template that frames the prompt wins); prompts no template frames are skipped.
+pub fn neighbourhood_subject_sentences(records: &[Record], copies: usize) -> Vec<String> {
+    let mut frames: Vec<(String, String)> = Vec::new();
+    for r in records {
+        let subject = &r.request.subject;
+        let prompts = std::iter::once(r.request.filled_prompt()).chain(r.paraphrase_prompts.iter().cloned());
+        for t in prompts.filter_map(|p| relation_template(&p, subject)) {
+            if let Some((before, after)) = t.split_once("{}") {
+                frames.push((before.to_string(), after.to_string()));
+            }
+        }
+    }
+    frames.sort_by_key(|(b, a)| std::cmp::Reverse(b.len() + a.len()));
+    frames.dedup();
+    let mut out = Vec::new();
+    for n in records.iter().flat_map(|r| &r.neighborhood) {
+        let p = &n.prompt;
+        let framed = frames
+            .iter()
+            .find(|(b, a)| p.len() > b.len() + a.len() && p.starts_with(b.as_str()) && p.ends_with(a.as_str()));
+        if let Some((b, a)) = framed {
+            let subject = p[b.len()..p.len() - a.len()].trim();
+            for _ in 0..copies {
+                out.push(format!("{subject} {}.", n.target));
+            }
+        }
+    }
+    out
+}
+
 /// The relation template of a prompt that states a fact about `subject`: the subject becomes
 /// `{}`, and text before the last sentence break ahead of it (CounterFact paraphrases start with
 /// unrelated generated text) is dropped.
@@ -221,6 +254,14 @@ mod tests {
         assert_eq!(s[1], "Ann Oslo.");
         assert_eq!(s[4], "Ed Dutch.");
         assert!(subject_sentences(&records(), 0).is_empty());
+    }
+
+    #[test]
+    fn neighbourhood_subjects_are_read_off_with_the_records_templates() {
+        // "Bo was born in" is framed by "{} was born in"; "Di is from" by no template; "Fa speaks"
+        // by "{} speaks".
+        let s = neighbourhood_subject_sentences(&records(), 2);
+        assert_eq!(s, ["Bo Oslo.", "Bo Oslo.", "Fa Dutch.", "Fa Dutch."]);
     }
 
     #[test]

@@ -7,5 +7,8 @@ pub mod data;
 pub mod trainer;
 
 pub use bpe::train_bpe;
-pub use data::{Batcher, fact_sentences, neighbourhood_sentences, relation_sentences, subject_sentences, text_lines};
+pub use data::{
+    Batcher, fact_sentences, neighbourhood_sentences, neighbourhood_subject_sentences, relation_sentences,
+    subject_sentences, text_lines,
+};
 pub use trainer::{TrainConfig, TrainStep, train_lm};

@@ -32,6 +32,14 @@ pub struct TrainConfig {
     /// Fraction of the steps spent warming the learning rate up.
     #[config(default = 0.1)]
     pub warmup: f64,
+    /// Keep the MLPs of the first N blocks fixed (all of them with N ≥ the depth; 0 = none).
+    /// After a phase that stored facts in the MLPs at the subject's position, fixing them all
+    /// leaves attention — reading the facts from there — as the way to learn to answer prompts.
+    #[config(default = 0)]
+    pub freeze_mlp_below: usize,
+    /// Keep the attention of the first N blocks fixed (0 = none).
+    #[config(default = 0)]
+    pub freeze_attention_below: usize,
 }
 
 impl TrainConfig {
@@ -71,6 +79,14 @@ pub fn train_lm(
     let loss_fn = CrossEntropyLossConfig::new().with_smoothing(smoothing).init(&device);
     let mut optim = AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init();
     let mut model = model;
+    for (i, block) in model.h.iter_mut().enumerate() {
+        if i < config.freeze_mlp_below {
+            block.mlp = block.mlp.clone().no_grad();
+        }
+        if i < config.freeze_attention_below {
+            block.attn = block.attn.clone().no_grad();
+        }
+    }
     for step in 0..config.steps {
         let rows = next_batch(config.batch);
         let len = rows.first().map_or(0, Vec::len);
@@ -96,6 +112,14 @@ pub fn train_lm(
         on_step(&TrainStep { step, loss: value, lr });
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(lr, model, grads);
+    }
+    for (i, block) in model.h.iter_mut().enumerate() {
+        if i < config.freeze_mlp_below {
+            block.mlp = block.mlp.clone().set_require_grad(true);
+        }
+        if i < config.freeze_attention_below {
+            block.attn = block.attn.clone().set_require_grad(true);
+        }
     }
     Ok(model)
 }
