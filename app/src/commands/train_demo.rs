@@ -253,24 +253,19 @@ pub fn run(args: TrainDemoArgs, (choice, _): Target) -> Result<()> {
     let eos = tokenizer
         .eos_id()
         .context("the trained tokenizer has no <|endoftext|>")?;
-    let fact_ids: Vec<Vec<u32>> = sentences
-        .iter()
-        .map(|s| {
-            tokenizer.encode(s).map(|mut ids| {
+    // Each sentence's tokens followed by end-of-text.
+    let encode = |sentences: &[String]| -> Result<Vec<Vec<u32>>> {
+        sentences
+            .iter()
+            .map(|s| {
+                let mut ids = tokenizer.encode(s)?;
                 ids.push(eos);
-                ids
+                Ok(ids)
             })
-        })
-        .collect::<Result<_, _>>()?;
-    let storage_ids: Vec<Vec<u32>> = storage
-        .iter()
-        .map(|s| {
-            tokenizer.encode(s).map(|mut ids| {
-                ids.push(eos);
-                ids
-            })
-        })
-        .collect::<Result<_, _>>()?;
+            .collect()
+    };
+    let fact_ids = encode(&sentences)?;
+    let storage_ids = encode(&storage)?;
     let text_ids = tokenizer.encode(&lines.join(" "))?;
     eprintln!(
         "corpus: {} fact sentences from {} records, {} tokens of text; tokenizer: {} tokens",
